@@ -1,0 +1,55 @@
+"""Shared rendering: consoles, progress bars, JSON output."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Any
+
+from rich.console import Console
+from rich.progress import (
+    BarColumn,
+    MofNCompleteColumn,
+    Progress,
+    TaskProgressColumn,
+    TextColumn,
+    TimeElapsedColumn,
+    TimeRemainingColumn,
+)
+
+console = Console()
+err_console = Console(stderr=True)
+
+
+def print_json(data: Any) -> None:
+    """Machine-readable output on stdout (progress bars go to stderr)."""
+    console.file.write(json.dumps(data, indent=2, sort_keys=False, default=str) + "\n")
+    console.file.flush()
+
+
+class _RateColumn(TextColumn):
+    def __init__(self, unit: str):
+        super().__init__("")
+        self.unit = unit
+
+    def render(self, task):  # type: ignore[override]
+        speed = task.finished_speed or task.speed
+        return f"{speed:,.1f} {self.unit}/s" if speed else f"- {self.unit}/s"
+
+
+@contextmanager
+def progress_bar(description: str, total: int | None = None, unit: str = "rows") -> Iterator[Any]:
+    """A rich progress bar on stderr; yields ``advance(n)``."""
+    columns = [
+        TextColumn("[bold]{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn() if total is not None else TaskProgressColumn(),
+        _RateColumn(unit),
+        TimeElapsedColumn(),
+    ]
+    if total is not None:
+        columns.append(TimeRemainingColumn())
+    with Progress(*columns, console=err_console, transient=False) as progress:
+        task = progress.add_task(description, total=total)
+        yield lambda n=1: progress.advance(task, n)

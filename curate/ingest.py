@@ -1,0 +1,220 @@
+"""``curate ingest``: source files → canonical rows in the LanceDB ``pool`` table.
+
+All-or-nothing: rows are validated, deduplicated and staged batch by batch in an Arrow
+file on disk, and only when every source has been read do they reach the pool, in one
+append (one new table version). Any error before that leaves the pool exactly as it was.
+Memory holds one batch of rows plus a 32-byte digest per unique row seen in this run.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+import time
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pyarrow as pa
+
+from curate.errors import InvalidInputError
+from curate.records import BadLine, Example, has_explicit_id, read_records, record_shape_for, to_example
+from curate.store import POOL_SCHEMA, Store
+
+INGEST_LOG_TABLE = "ingest_log"
+INGEST_LOG_SCHEMA = pa.schema(
+    [
+        ("version", pa.int64()),
+        ("sources", pa.string()),
+        ("read", pa.int64()),
+        ("added", pa.int64()),
+        ("duplicates", pa.int64()),
+        ("rejected", pa.int64()),
+    ]
+)
+
+
+@dataclass
+class IngestReport:
+    sources: list[str]
+    read: int = 0
+    added: int = 0
+    duplicates: int = 0
+    rejected: int = 0
+    rejects_path: str | None = None
+    version_before: int | None = None
+    version_after: int | None = None
+    seconds: float = 0.0
+    per_source: dict[str, dict[str, int]] = field(default_factory=dict)
+
+
+@dataclass
+class _Staging:
+    """Validated, deduplicated rows waiting for the single append to the pool."""
+
+    store: Store
+    path: Path
+    next_pos: int
+    batch_size: int
+    seen_hashes: set[bytes] = field(default_factory=set)
+    explicit_ids: dict[str, str] = field(default_factory=dict)
+    pending: list[tuple[str, int, Example, bool]] = field(default_factory=list)
+    writer: pa.RecordBatchStreamWriter | None = None
+    rows: int = 0
+    pool_duplicates: int = 0  # rows dropped because the pool already holds their content
+
+    def offer(self, source: str, line: int, example: Example, explicit: bool) -> bool:
+        """Queue a row; False if it duplicates a row already seen in this run."""
+        digest = bytes.fromhex(example.hash)
+        if digest in self.seen_hashes:
+            return False
+        if explicit:
+            other = self.explicit_ids.get(example.id)
+            if other is not None and other != example.hash:
+                raise InvalidInputError(
+                    source, line, f"id {example.id!r} is used by two different records"
+                )
+            self.explicit_ids[example.id] = example.hash
+        self.seen_hashes.add(digest)
+        self.pending.append((source, line, example, explicit))
+        if len(self.pending) >= self.batch_size:
+            self.flush()
+        return True
+
+    def flush(self) -> None:
+        """Drop rows already in the pool, check id clashes with it, stage the rest."""
+        if not self.pending:
+            return
+        batch, self.pending = self.pending, []
+        in_pool = set(self.store.lookup_pool("hash", [e.hash for _, _, e, _ in batch], ["hash"])["hash"].to_pylist())
+        fresh = [item for item in batch if item[2].hash not in in_pool]
+        explicit = [e.id for _, _, e, x in fresh if x]
+        clashes = self.store.lookup_pool("id", explicit, ["id", "hash"])
+        if clashes.num_rows:
+            clash_id = clashes["id"][0].as_py()
+            source, line = next((s, n) for s, n, e, _ in fresh if e.id == clash_id)
+            raise InvalidInputError(
+                source, line, f"id {clash_id!r} is already in the pool with different content"
+            )
+        rows = []
+        for _, _, example, _ in fresh:
+            rows.append({"pos": self.next_pos, **example.to_dict()})
+            self.next_pos += 1
+        if rows:
+            if self.writer is None:
+                self.writer = pa.ipc.new_stream(str(self.path), POOL_SCHEMA)
+            self.writer.write_table(pa.Table.from_pylist(rows, schema=POOL_SCHEMA))
+            self.rows += len(rows)
+        self.pool_duplicates += len(batch) - len(fresh)
+
+    def commit(self) -> int | None:
+        """Append all staged rows to the pool in one version; None if nothing was staged."""
+        if self.writer is None:
+            return None
+        self.writer.close()
+        with pa.memory_map(str(self.path)) as source:
+            return self.store.append_pool(pa.ipc.open_stream(source))
+
+
+def ingest(
+    store: Store,
+    sources: Iterable[str],
+    fmt: str = "auto",
+    source_name: str | None = None,
+    skip_invalid: bool = False,
+    rejects_path: str | Path | None = None,
+    batch_size: int = 2048,
+    on_record: Callable[[int], None] | None = None,
+) -> IngestReport:
+    """Read every source, then append the new unique rows to the pool in one version."""
+    sources = list(sources)
+    report = IngestReport(sources=sources, version_before=store.pool_version())
+    started = time.perf_counter()
+    rejects: list[dict] = []
+    store.path.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory(prefix="curate-ingest-") as tmp:
+        staging = _Staging(store, Path(tmp) / "rows.arrow", store.next_pos(), batch_size)
+        shape = record_shape_for(fmt)
+        for source in sources:
+            label = source_name or _default_source_name(source)
+            counts = report.per_source.setdefault(source, {"read": 0, "duplicates": 0, "rejected": 0})
+            pool_duplicates_before = staging.pool_duplicates
+            for line, record in read_records(source, fmt):
+                counts["read"] += 1
+                if on_record is not None:
+                    on_record(1)
+                try:
+                    if isinstance(record, BadLine):
+                        raise ValueError(record.reason)
+                    example = to_example(record, label, shape)
+                except ValueError as err:
+                    if not skip_invalid:
+                        raise InvalidInputError(source, line, str(err)) from None
+                    counts["rejected"] += 1
+                    rejects.append({"source": source, "line": line, "reason": str(err), "record": _jsonable(record)})
+                    continue
+                if not staging.offer(source, line, example, has_explicit_id(record)):
+                    counts["duplicates"] += 1
+            staging.flush()
+            counts["duplicates"] += staging.pool_duplicates - pool_duplicates_before
+        report.read = sum(c["read"] for c in report.per_source.values())
+        report.rejected = sum(c["rejected"] for c in report.per_source.values())
+        report.duplicates = sum(c["duplicates"] for c in report.per_source.values())
+        report.added = staging.rows
+        if rejects:
+            report.rejects_path = str(_write_rejects(rejects, rejects_path, sources[0]))
+        version = staging.commit()
+    report.version_after = version if version is not None else report.version_before
+    if version is not None:
+        _log(store, report)
+    report.seconds = time.perf_counter() - started
+    return report
+
+
+def _default_source_name(source: str) -> str:
+    if source.startswith("hf://"):
+        return source[len("hf://") :].split(":")[0]
+    return Path(source).stem
+
+
+def _jsonable(record) -> object:
+    if isinstance(record, BadLine):
+        return None
+    try:
+        json.dumps(record)
+        return record
+    except (TypeError, ValueError):
+        return repr(record)
+
+
+def _write_rejects(rejects: list[dict], path: str | Path | None, first_source: str) -> Path:
+    target = Path(path) if path else Path(f"{_default_source_name(first_source)}.rejects.jsonl")
+    target.parent.mkdir(parents=True, exist_ok=True)
+    tmp = target.with_name(f".{target.name}.tmp")
+    with tmp.open("w", encoding="utf-8") as fh:
+        for item in rejects:
+            fh.write(json.dumps(item, ensure_ascii=False) + "\n")
+    os.replace(tmp, target)
+    return target
+
+
+def _log(store: Store, report: IngestReport) -> None:
+    """Record the ingest (duplicates are not stored, so the log is where their count lives)."""
+    row = pa.Table.from_pylist(
+        [
+            {
+                "version": report.version_after,
+                "sources": json.dumps(report.sources),
+                "read": report.read,
+                "added": report.added,
+                "duplicates": report.duplicates,
+                "rejected": report.rejected,
+            }
+        ],
+        schema=INGEST_LOG_SCHEMA,
+    )
+    if store.has_table(INGEST_LOG_TABLE):
+        store.open(INGEST_LOG_TABLE).add(row)
+    else:
+        store.db.create_table(INGEST_LOG_TABLE, data=row, schema=INGEST_LOG_SCHEMA)

