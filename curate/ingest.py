@@ -19,7 +19,14 @@ from pathlib import Path
 import pyarrow as pa
 
 from curate.errors import InvalidInputError
-from curate.records import BadLine, Example, has_explicit_id, read_records, record_shape_for, to_example
+from curate.records import (
+    BadLine,
+    Example,
+    has_explicit_id,
+    read_records,
+    record_shape_for,
+    to_example,
+)
 from curate.store import POOL_SCHEMA, Store
 
 INGEST_LOG_TABLE = "ingest_log"
@@ -87,7 +94,11 @@ class _Staging:
         if not self.pending:
             return
         batch, self.pending = self.pending, []
-        in_pool = set(self.store.lookup_pool("hash", [e.hash for _, _, e, _ in batch], ["hash"])["hash"].to_pylist())
+        in_pool = set(
+            self.store.lookup_pool("hash", [e.hash for _, _, e, _ in batch], ["hash"])[
+                "hash"
+            ].to_pylist()
+        )
         fresh = [item for item in batch if item[2].hash not in in_pool]
         explicit = [e.id for _, _, e, x in fresh if x]
         clashes = self.store.lookup_pool("id", explicit, ["id", "hash"])
@@ -138,7 +149,9 @@ def ingest(
         shape = record_shape_for(fmt)
         for source in sources:
             label = source_name or _default_source_name(source)
-            counts = report.per_source.setdefault(source, {"read": 0, "duplicates": 0, "rejected": 0})
+            counts = report.per_source.setdefault(
+                source, {"read": 0, "duplicates": 0, "rejected": 0}
+            )
             pool_duplicates_before = staging.pool_duplicates
             for line, record in read_records(source, fmt):
                 counts["read"] += 1
@@ -152,7 +165,14 @@ def ingest(
                     if not skip_invalid:
                         raise InvalidInputError(source, line, str(err)) from None
                     counts["rejected"] += 1
-                    rejects.append({"source": source, "line": line, "reason": str(err), "record": _jsonable(record)})
+                    rejects.append(
+                        {
+                            "source": source,
+                            "line": line,
+                            "reason": str(err),
+                            "record": _jsonable(record),
+                        }
+                    )
                     continue
                 if not staging.offer(source, line, example, has_explicit_id(record)):
                     counts["duplicates"] += 1

@@ -19,7 +19,9 @@ def summarize(store: Store) -> dict[str, Any]:
     n_chars = np.asarray(table["n_chars"].to_pylist() or [0])
     duplicates = 0
     if store.has_table(INGEST_LOG_TABLE):
-        duplicates = int(sum(store.scan(INGEST_LOG_TABLE, ["duplicates"])["duplicates"].to_pylist()))
+        duplicates = int(
+            sum(store.scan(INGEST_LOG_TABLE, ["duplicates"])["duplicates"].to_pylist())
+        )
     categories = Counter(c for c in table["category"].to_pylist() if c is not None)
     return {
         "db": str(store.path),
@@ -29,7 +31,5 @@ def summarize(store: Store) -> dict[str, Any]:
         "sources": dict(sorted(Counter(table["source"].to_pylist()).items())),
         "categories": dict(sorted(categories.items())),
         "duplicates_dropped": duplicates,
-        "n_chars_percentiles": {
-            f"p{p}": int(np.percentile(n_chars, p)) for p in PERCENTILES
-        },
+        "n_chars_percentiles": {f"p{p}": int(np.percentile(n_chars, p)) for p in PERCENTILES},
     }

@@ -63,7 +63,9 @@ def _fallback_chat_segments(messages: list[dict[str, str]]) -> list[Segment]:
     header = (system[0] + "\n\n") if system else ""
     for m in messages:
         if m["role"] == "user":
-            segments.append(Segment(f"{header}### Instruction:\n{m['content']}\n\n### Response:", False))
+            segments.append(
+                Segment(f"{header}### Instruction:\n{m['content']}\n\n### Response:", False)
+            )
             header = ""
         elif m["role"] == "assistant":
             segments.append(Segment(m["content"], True))
@@ -110,8 +112,13 @@ def prompt_text(row: dict[str, Any], tokenizer: Any) -> str:
     if messages:
         context = messages[:-1] if messages[-1]["role"] == "assistant" else messages
         if _has_chat_template(tokenizer):
-            return tokenizer.apply_chat_template(context, tokenize=False, add_generation_prompt=True)
-        return "".join(s.text for s in _fallback_chat_segments(context + [{"role": "assistant", "content": ""}]))
+            return tokenizer.apply_chat_template(
+                context, tokenize=False, add_generation_prompt=True
+            )
+        return "".join(
+            s.text
+            for s in _fallback_chat_segments(context + [{"role": "assistant", "content": ""}])
+        )
     return alpaca_prompt(row["instruction"], row.get("input") or "")
 
 

@@ -77,9 +77,13 @@ class Store:
 
     # ------------------------------------------------------------------ tables
     def table_names(self) -> list[str]:
-        result = self.db.list_tables()
-        names = getattr(result, "tables", result)
-        return list(names)
+        names, token = [], None
+        while True:
+            page = self.db.list_tables(page_token=token)
+            names += page.tables
+            token = page.page_token
+            if not token:
+                return names
 
     def has_table(self, name: str) -> bool:
         return name in self.table_names()
@@ -87,7 +91,9 @@ class Store:
     def open(self, name: str):
         return self.db.open_table(name)
 
-    def scan(self, name: str, columns: list[str] | None = None, where: str | None = None) -> pa.Table:
+    def scan(
+        self, name: str, columns: list[str] | None = None, where: str | None = None
+    ) -> pa.Table:
         """All rows of a table (optionally some columns, optionally filtered by SQL)."""
         query = self.open(name).search()
         if where is not None:
@@ -102,7 +108,9 @@ class Store:
 
     def pool(self):
         if not self.has_pool():
-            raise PoolError(f"no pool table in {self.path}; run `curate ingest SOURCE --db {self.path}`")
+            raise PoolError(
+                f"no pool table in {self.path}; run `curate ingest SOURCE --db {self.path}`"
+            )
         return self.open(POOL_TABLE)
 
     def pool_version(self) -> int | None:
@@ -113,7 +121,10 @@ class Store:
 
     def read_pool(self, columns: list[str] | None = None) -> pa.Table:
         """The whole pool (or some columns) in pool order."""
-        cols = None if columns is None else sorted(set(columns) | {"pos"}, key=POOL_SCHEMA.names.index)
+        self.pool()  # raises PoolError naming the command to run when there is no pool
+        cols = (
+            None if columns is None else sorted(set(columns) | {"pos"}, key=POOL_SCHEMA.names.index)
+        )
         table = self.scan(POOL_TABLE, cols)
         table = table.take(pc.sort_indices(table["pos"]))
         return table if columns is None else table.select(columns)
@@ -150,7 +161,9 @@ class Store:
         return f"{EMBEDDING_PREFIX}{name}"
 
     def embedding_names(self) -> list[str]:
-        return sorted(n[len(EMBEDDING_PREFIX) :] for n in self.table_names() if n.startswith(EMBEDDING_PREFIX))
+        return sorted(
+            n[len(EMBEDDING_PREFIX) :] for n in self.table_names() if n.startswith(EMBEDDING_PREFIX)
+        )
 
     def load_vectors(self, name: str, with_scores: bool = False) -> Vectors:
         """Vectors for every pool row, in pool order, checked for completeness and NaN/inf."""
@@ -170,7 +183,12 @@ class Store:
             )
         pool = self.read_pool(["id", "hash"])
         ids, hashes = pool["id"].to_pylist(), pool["hash"].to_pylist()
-        row_of = {(i, h): r for r, (i, h) in enumerate(zip(emb["id"].to_pylist(), emb["hash"].to_pylist(), strict=True))}
+        row_of = {
+            (i, h): r
+            for r, (i, h) in enumerate(
+                zip(emb["id"].to_pylist(), emb["hash"].to_pylist(), strict=True)
+            )
+        }
         order = [row_of.get(key) for key in zip(ids, hashes, strict=True)]
         missing = [ids[i] for i, r in enumerate(order) if r is None]
         if missing:
@@ -199,4 +217,6 @@ class Store:
                 )
             for col in SCORE_COLUMNS:
                 scores[col] = emb[col].take(take).to_numpy(zero_copy_only=False).astype(np.float32)
-        return Vectors(name, fingerprints.pop() if fingerprints else "", ids, hashes, matrix, scores)
+        return Vectors(
+            name, fingerprints.pop() if fingerprints else "", ids, hashes, matrix, scores
+        )

@@ -69,7 +69,9 @@ def build_tiny_lm(tokenizer_dir: Path, out: Path, seed: int = 0) -> Path:
         max_position_embeddings=1024,
         bos_token_id=tokenizer.bos_token_id,
         eos_token_id=tokenizer.eos_token_id,
-        pad_token_id=tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id,
+        pad_token_id=tokenizer.pad_token_id
+        if tokenizer.pad_token_id is not None
+        else tokenizer.eos_token_id,
         tie_word_embeddings=True,
     )
     torch.manual_seed(seed)

@@ -35,8 +35,12 @@ def _version(value: bool) -> None:
 
 @app.callback()
 def _root(
-    debug: bool = typer.Option(False, "--debug", help="Show tracebacks instead of one-line errors."),
-    version: bool = typer.Option(False, "--version", callback=_version, is_eager=True, help="Print the version."),
+    debug: bool = typer.Option(
+        False, "--debug", help="Show tracebacks instead of one-line errors."
+    ),
+    version: bool = typer.Option(
+        False, "--version", callback=_version, is_eager=True, help="Print the version."
+    ),
 ) -> None:
     if debug:
         os.environ["CURATE_DEBUG"] = "1"
@@ -47,8 +51,9 @@ for _name in COMMAND_MODULES:
 
 
 def main() -> None:
+    """Entry point: usage errors are click's; domain errors become one line and an exit code."""
     try:
-        app(standalone_mode=False)
+        app()
     except CurateError as err:
         if os.environ.get("CURATE_DEBUG"):
             raise
@@ -56,14 +61,3 @@ def main() -> None:
 
         err_console.print(f"[bold red]error:[/] {err}", highlight=False, soft_wrap=True)
         sys.exit(err.exit_code)
-    except typer.Exit as exit_:
-        sys.exit(exit_.exit_code)
-    except typer.Abort:
-        sys.exit(130)
-    except Exception as err:  # click usage errors arrive here in non-standalone mode
-        import click
-
-        if isinstance(err, click.ClickException):
-            err.show()
-            sys.exit(err.exit_code)
-        raise

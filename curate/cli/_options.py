@@ -10,7 +10,8 @@ import typer
 from curate.store import DEFAULT_DB
 
 DbOption = Annotated[
-    Path, typer.Option("--db", help="LanceDB folder holding the pool and embeddings.", show_default=True)
+    Path,
+    typer.Option("--db", help="LanceDB folder holding the pool and embeddings.", show_default=True),
 ]
 DEFAULT_DB_PATH = DEFAULT_DB
 JsonOption = Annotated[bool, typer.Option("--json", help="Print a JSON summary for scripts.")]

@@ -14,19 +14,30 @@ from curate.records import FORMATS
 
 
 def ingest_command(
-    sources: Annotated[list[str], typer.Argument(help="Files (json, jsonl, parquet, csv) or hf://<dataset>[:split].")],
+    sources: Annotated[
+        list[str],
+        typer.Argument(help="Files (json, jsonl, parquet, csv) or hf://<dataset>[:split]."),
+    ],
     db: DbOption = DEFAULT_DB_PATH,
     format: Annotated[
         str, typer.Option("--format", help=f"Source format: {', '.join(FORMATS)}.")
     ] = "auto",
     source_name: Annotated[
-        str | None, typer.Option("--source-name", help="Value of the `source` column (default: file stem).")
+        str | None,
+        typer.Option("--source-name", help="Value of the `source` column (default: file stem)."),
     ] = None,
     skip_invalid: Annotated[
-        bool, typer.Option("--skip-invalid", help="Skip bad records, writing them with reasons to --rejects.")
+        bool,
+        typer.Option(
+            "--skip-invalid", help="Skip bad records, writing them with reasons to --rejects."
+        ),
     ] = False,
     rejects: Annotated[
-        Path | None, typer.Option("--rejects", help="Where --skip-invalid writes rejects (default: <source>.rejects.jsonl).")
+        Path | None,
+        typer.Option(
+            "--rejects",
+            help="Where --skip-invalid writes rejects (default: <source>.rejects.jsonl).",
+        ),
     ] = None,
     json_out: JsonOption = False,
 ) -> None:
@@ -35,20 +46,28 @@ def ingest_command(
     from curate.store import Store
 
     if format not in FORMATS:
-        raise typer.BadParameter(f"unknown format {format!r}; choose from {', '.join(FORMATS)}", param_hint="--format")
+        raise typer.BadParameter(
+            f"unknown format {format!r}; choose from {', '.join(FORMATS)}", param_hint="--format"
+        )
     store = Store(db)
     with progress_bar("ingest", unit="records") as advance:
-        report = ingest(store, sources, format, source_name, skip_invalid, rejects, on_record=advance)
+        report = ingest(
+            store, sources, format, source_name, skip_invalid, rejects, on_record=advance
+        )
     if json_out:
         print_json(report.__dict__)
         return
-    table = Table(title=f"ingest → {db} (pool version {report.version_before} → {report.version_after})")
+    table = Table(
+        title=f"ingest → {db} (pool version {report.version_before} → {report.version_after})"
+    )
     for column in ("source", "read", "duplicates", "rejected"):
         table.add_column(column, justify="left" if column == "source" else "right")
     for source, counts in report.per_source.items():
         table.add_row(source, *(f"{counts[k]:,}" for k in ("read", "duplicates", "rejected")))
     console.print(table)
-    console.print(f"added [bold]{report.added:,}[/] rows, dropped {report.duplicates:,} duplicates in {report.seconds:.1f}s")
+    console.print(
+        f"added [bold]{report.added:,}[/] rows, dropped {report.duplicates:,} duplicates in {report.seconds:.1f}s"
+    )
     if report.rejects_path:
         console.print(f"rejected {report.rejected:,} records; reasons in {report.rejects_path}")
 
