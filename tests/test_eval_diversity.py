@@ -1,0 +1,218 @@
+"""Subset diversity: Vendi score against the vendi-score package, coverage against brute
+force, and `curate eval subset` on a real LanceDB pool with embeddings and subsets."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pyarrow as pa
+import pytest
+from typer.testing import CliRunner
+
+from curate.errors import EmbeddingError, EvalError
+from curate.evaluation.diversity import (
+    evaluate_subset,
+    nearest_distances,
+    vendi_score,
+)
+from curate.ingest import ingest
+from curate.store import Store, embedding_schema
+from curate.subsets import write_subset
+
+CATEGORIES = ("brainstorming", "open_qa", "classification", "summarization")
+
+
+# ------------------------------------------------------------------ helpers (shared by plot tests)
+
+
+def build_pool(store: Store, folder: Path, rows: int = 40, salt: str = "") -> None:
+    """Ingest ``rows`` small examples with categories into a real pool table."""
+    folder.mkdir(parents=True, exist_ok=True)
+    source = folder / "pool.jsonl"
+    source.write_text(
+        "".join(
+            json.dumps(
+                {
+                    "id": f"ex-{i:03d}",
+                    "instruction": f"Question number {i}: explain topic {i * 7 % 13}.{salt}",
+                    "input": "",
+                    "output": "An answer " + "word " * (i % 9 + 1),
+                    "category": CATEGORIES[i % len(CATEGORIES)],
+                }
+            )
+            + "\n"
+            for i in range(rows)
+        )
+    )
+    ingest(store, [str(source)])
+
+
+def write_embeddings(store: Store, name: str, dim: int = 6, seed: int = 0) -> np.ndarray:
+    """Seeded random vectors for every pool row, written the way `curate embed` stores them."""
+    pool = store.read_pool(["id", "hash"])
+    matrix = np.random.default_rng(seed).normal(size=(pool.num_rows, dim)).astype(np.float32)
+    table = pa.table(
+        {
+            "id": pool["id"],
+            "hash": pool["hash"],
+            "fingerprint": pa.array([f"test-{seed}"] * pool.num_rows),
+            "vector": pa.FixedSizeListArray.from_arrays(pa.array(matrix.ravel()), dim),
+        },
+        schema=embedding_schema(dim, False),
+    )
+    store.db.create_table(store.embedding_table(name), data=table)
+    return matrix
+
+
+def make_subset(
+    store: Store,
+    out: Path,
+    positions: list[int],
+    embeddings: str | None = "e",
+    metric: str = "euclidean",
+) -> Path:
+    """A subset of the given pool positions, written with curate.subsets.write_subset."""
+    pool = store.read_pool()
+    examples = [
+        {k: v for k, v in pool.slice(p, 1).to_pylist()[0].items() if k != "pos"} for p in positions
+    ]
+    manifest = {
+        "name": out.name,
+        "strategy": "kcenter" if embeddings else "random",
+        "params": {"metric": metric},
+        "seed": 0,
+        "budget": len(positions),
+        "parent": None,
+        "pool": {"version": store.pool_version(), "rows": pool.num_rows},
+        "embeddings": {"name": embeddings, "fingerprint": "test-0"} if embeddings else None,
+        "picks": [{"id": e["id"], "hash": e["hash"]} for e in examples],
+        "created_by": "tests",
+    }
+    write_subset(out, manifest, examples)
+    return out
+
+
+@pytest.fixture
+def pool_store(store, tmp_path) -> tuple[Store, np.ndarray]:
+    build_pool(store, tmp_path)
+    return store, write_embeddings(store, "e")
+
+
+# ------------------------------------------------------------------ Vendi score
+
+
+def _package_vendi(x: np.ndarray) -> float:
+    from vendi_score import vendi
+
+    unit = x / np.linalg.norm(x, axis=1, keepdims=True)
+    return float(vendi.score_K(unit @ unit.T))
+
+
+@pytest.mark.parametrize("n, d", [(200, 16), (12, 40), (30, 30)])  # dual form, primal form, square
+def test_vendi_matches_the_vendi_score_package(n, d):
+    x = np.random.default_rng(n * d).normal(size=(n, d)) * np.linspace(0.2, 3.0, d)
+    assert vendi_score(x) == pytest.approx(_package_vendi(x), abs=1e-6)
+    assert vendi_score(x.astype(np.float32)) == pytest.approx(_package_vendi(x), abs=1e-4)
+
+
+def test_vendi_counts_distinct_directions():
+    """k orthogonal directions, each repeated, have Vendi score exactly k; scale is ignored."""
+    base = np.eye(5)[:3]
+    x = np.repeat(base, 4, axis=0) * np.arange(1, 13)[:, None]
+    assert vendi_score(x) == pytest.approx(3.0, abs=1e-9)
+    assert vendi_score(np.ones((7, 4))) == pytest.approx(1.0, abs=1e-9)
+
+
+# ------------------------------------------------------------------ coverage
+
+
+@pytest.mark.parametrize("metric", ["euclidean", "cosine"])
+@pytest.mark.parametrize("chunk", [7, 1 << 22])  # many blocks, one block
+def test_nearest_distances_match_brute_force(metric, chunk):
+    rng = np.random.default_rng(1)
+    pool = rng.normal(size=(301, 9)).astype(np.float32)
+    centers = pool[rng.choice(301, 13, replace=False)]
+    p, c = pool.astype(np.float64), centers.astype(np.float64)
+    if metric == "cosine":
+        p = p / np.linalg.norm(p, axis=1, keepdims=True)
+        c = c / np.linalg.norm(c, axis=1, keepdims=True)
+    brute = np.sqrt(((p[:, None, :] - c[None, :, :]) ** 2).sum(-1)).min(axis=1)
+    got = nearest_distances(pool, centers, metric, chunk_elements=chunk)
+    np.testing.assert_allclose(got, brute, rtol=1e-9, atol=1e-7)  # sqrt of rounding at 0
+    assert not np.isnan(got).any()
+
+
+def test_unknown_metric_is_an_error():
+    with pytest.raises(EvalError, match="unknown metric"):
+        nearest_distances(np.zeros((2, 2)), np.zeros((1, 2)), "manhattan")
+
+
+# ------------------------------------------------------------------ evaluate_subset on a real store
+
+
+def test_evaluate_subset_on_a_real_pool(pool_store, tmp_path):
+    store, matrix = pool_store
+    positions = [3, 17, 0, 29, 8, 21]
+    subset = make_subset(store, tmp_path / "rd_0", positions)
+    metrics = evaluate_subset(store, subset)  # embeddings default to the manifest's
+
+    brute = np.sqrt(((matrix[:, None, :] - matrix[None, positions, :]) ** 2).sum(-1)).min(axis=1)
+    assert metrics["n"] == 6 and metrics["pool_rows"] == 40 and metrics["embeddings"] == "e"
+    assert metrics["vendi"] == pytest.approx(
+        _package_vendi(matrix[positions].astype(np.float64)), abs=1e-5
+    )
+    assert metrics["coverage_radius"] == pytest.approx(brute.max(), rel=1e-6)
+    assert metrics["mean_coverage"] == pytest.approx(brute.mean(), rel=1e-6)
+    # build_pool gives row i the category CATEGORIES[i % 4]
+    assert metrics["categories"] == {"brainstorming": 2, "open_qa": 3, "summarization": 1}
+    assert metrics["category_entropy"] == pytest.approx(
+        -(2 / 6 * np.log(2 / 6) + 3 / 6 * np.log(3 / 6) + 1 / 6 * np.log(1 / 6))
+    )
+    assert list(metrics["n_chars"]) == ["p5", "p25", "p50", "p75", "p95", "p100"]
+
+
+def test_cosine_selection_is_measured_in_cosine_space(pool_store, tmp_path):
+    store, matrix = pool_store
+    subset = make_subset(store, tmp_path / "cos", [1, 2, 3], metric="cosine")
+    unit = matrix / np.linalg.norm(matrix, axis=1, keepdims=True)
+    brute = np.sqrt(((unit[:, None, :] - unit[None, [1, 2, 3], :]) ** 2).sum(-1)).min(axis=1)
+    metrics = evaluate_subset(store, subset)
+    assert metrics["metric"] == "cosine"
+    assert metrics["coverage_radius"] == pytest.approx(brute.max(), rel=1e-6)
+
+
+def test_subset_errors_name_what_to_do(pool_store, tmp_path):
+    store, _ = pool_store
+    random_subset = make_subset(store, tmp_path / "random", [0, 1], embeddings=None)
+    with pytest.raises(EvalError, match="pass --embeddings NAME"):
+        evaluate_subset(store, random_subset)
+    with pytest.raises(EmbeddingError, match="no embeddings named 'nope'"):
+        evaluate_subset(store, random_subset, "nope")
+
+    other = Store(tmp_path / "other-db")
+    build_pool(other, tmp_path / "other", rows=10, salt=" (edited)")
+    # same ids as in our pool, different content: matched on (id, hash), so it is refused
+    foreign = make_subset(other, tmp_path / "foreign", [0])
+    with pytest.raises(EvalError, match=r"1 of 1 picks are not in the pool"):
+        evaluate_subset(store, foreign, "e")
+
+
+def test_cli_eval_subset_writes_scalar_metrics(pool_store, tmp_path):
+    from curate.cli import app
+
+    store, _ = pool_store
+    subset = make_subset(store, tmp_path / "rd_0", [0, 5, 10, 15])
+    out = tmp_path / "metrics" / "subset.json"
+    result = CliRunner().invoke(
+        app, ["eval", "subset", str(subset), "--db", str(store.path), "--out", str(out), "--json"]
+    )
+    assert result.exit_code == 0, result.output
+    written = json.loads(out.read_text())
+    assert written == json.loads(result.stdout)
+    assert written["n"] == 4 and written["vendi"] > 1.0
+    for value in written.values():  # dvc metrics: scalars or dicts of scalars
+        assert isinstance(value, int | float | str) or all(
+            isinstance(v, int | float) for v in value.values()
+        )
