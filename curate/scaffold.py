@@ -1,0 +1,260 @@
+"""``curate init``: put the DiverseEvol pipeline (dvc.yaml + params.yaml) into a folder.
+
+The templates live in the project's ``pipelines/`` folder; the project's own root
+``dvc.yaml``/``params.yaml`` are copies of them (a test keeps them in sync). The folder
+becomes a git + DVC repository if it is not one already. Nothing that exists is
+overwritten unless ``force``; a file already identical to its template counts as done.
+"""
+
+from __future__ import annotations
+
+import re
+import shutil
+import subprocess
+import sys
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from curate.errors import CurateError
+
+PROJECT_ROOT = Path(__file__).resolve().parents[1]
+TEMPLATES = PROJECT_ROOT / "pipelines"
+PROFILES = {"default": "params.yaml", "paper": "params.paper.yaml"}
+PIPELINE_FILE = "dvc.yaml"
+PARAMS_FILE = "params.yaml"
+# The LanceDB folder is a cache DVC rebuilds; git must not see it either.
+DATA_GITIGNORE = ("data/.gitignore", "/lancedb/\n")
+# Sample data copied into a new folder so `dvc repro` runs straight away (never overwritten).
+SAMPLE_FILES = ("data/sample/pool.jsonl", "data/sample/eval.jsonl")
+
+# Strategies `curate select --strategy` accepts (the CLI contract).
+STRATEGIES = ("kcenter", "random", "least-confidence", "margin", "entropy")
+FIRST_ROUND = "rd_0"
+_ROUND_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
+_POSITIVE_INTS = (
+    "init_size",
+    "n_query",
+    "max_length",
+    "train.epochs",
+    "train.batch_size",
+    "train.grad_accum",
+    "eval.limit",
+)
+_STRINGS = ("pool", "db", "base_model", "device", "eval.set")
+
+
+class ScaffoldError(CurateError):
+    """The target folder or a params file cannot hold the pipeline as asked."""
+
+
+@dataclass
+class ScaffoldResult:
+    root: Path
+    profile: str
+    written: list[str] = field(default_factory=list)
+    unchanged: list[str] = field(default_factory=list)
+    copied_samples: list[str] = field(default_factory=list)
+    git_initialised: bool = False
+    dvc_initialised: bool = False
+    rounds: list[str] = field(default_factory=list)
+
+
+def template_text(name: str) -> str:
+    path = TEMPLATES / name
+    if not path.is_file():
+        raise ScaffoldError(
+            f"pipeline template {path} is missing; install curate from its source checkout "
+            "(pip install -e .) so the pipelines/ folder is available"
+        )
+    return path.read_text(encoding="utf-8")
+
+
+def pipeline_files(profile: str = "default") -> dict[str, str]:
+    """Relative path → text of every file ``curate init`` writes for ``profile``."""
+    if profile not in PROFILES:
+        raise ScaffoldError(f"unknown profile {profile!r}; choose from {', '.join(PROFILES)}")
+    params_text = template_text(PROFILES[profile])
+    validate_params(yaml.safe_load(params_text), f"{TEMPLATES / PROFILES[profile]}")
+    return {PIPELINE_FILE: template_text(PIPELINE_FILE), PARAMS_FILE: params_text}
+
+
+# ---------------------------------------------------------------------------- params
+def _get(params: Mapping[str, Any], dotted: str) -> Any:
+    value: Any = params
+    for part in dotted.split("."):
+        if not isinstance(value, Mapping) or part not in value:
+            return _MISSING
+        value = value[part]
+    return value
+
+
+_MISSING = object()
+
+
+def round_order(rounds: Mapping[str, Any], source: str = PARAMS_FILE) -> list[str]:
+    """Rounds in run order (``rd_0`` first), checking each grows from an earlier round."""
+    if not isinstance(rounds, Mapping) or not rounds:
+        raise ScaffoldError(f"{source}: `rounds` must map each round to the round it grows from")
+    order = [FIRST_ROUND]
+    for name, previous in rounds.items():
+        if not isinstance(name, str) or not _ROUND_NAME.match(name) or name == FIRST_ROUND:
+            raise ScaffoldError(
+                f"{source}: rounds.{name} is not a usable round name (letters, digits, _ . -; "
+                f"not {FIRST_ROUND}, which is the random start)"
+            )
+        if previous not in order:
+            raise ScaffoldError(
+                f"{source}: rounds.{name} grows from {previous!r}, which is not {FIRST_ROUND} "
+                "or a round listed above it"
+            )
+        order.append(name)
+    return order
+
+
+def validate_params(params: Any, source: str = PARAMS_FILE) -> list[str]:
+    """Check what the pipeline needs from params.yaml; returns the rounds in run order."""
+    if not isinstance(params, Mapping):
+        raise ScaffoldError(f"{source}: expected a mapping of settings")
+    for key in _STRINGS:
+        value = _get(params, key)
+        if value is _MISSING:
+            raise ScaffoldError(f"{source}: `{key}` is missing")
+        if not isinstance(value, str) or not value:
+            raise ScaffoldError(f"{source}: `{key}` must be a non-empty string, not {value!r}")
+    for key in _POSITIVE_INTS:
+        value = _get(params, key)
+        if value is _MISSING:
+            raise ScaffoldError(f"{source}: `{key}` is missing")
+        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+            raise ScaffoldError(f"{source}: `{key}` must be a positive integer, not {value!r}")
+    seed = _get(params, "seed")
+    if isinstance(seed, bool) or not isinstance(seed, int):
+        raise ScaffoldError(f"{source}: `seed` must be an integer, not {seed!r}")
+    lr = _get(params, "train.lr")
+    if isinstance(lr, bool) or not isinstance(lr, int | float) or lr <= 0:
+        raise ScaffoldError(f"{source}: `train.lr` must be a positive number, not {lr!r}")
+    strategy = _get(params, "strategy")
+    if strategy not in STRATEGIES:
+        raise ScaffoldError(
+            f"{source}: `strategy` is {strategy!r}; choose from {', '.join(STRATEGIES)}"
+        )
+    return round_order(_get(params, "rounds"), source)
+
+
+def check_folder(root: str | Path) -> list[str]:
+    """Validate ``root/params.yaml``; returns the rounds in run order."""
+    path = Path(root) / PARAMS_FILE
+    if not path.is_file():
+        raise ScaffoldError(f"{path}: no params file; run `curate init {root}` first")
+    try:
+        params = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except yaml.YAMLError as err:
+        mark = getattr(err, "problem_mark", None)
+        where = f"{path}:{mark.line + 1}" if mark is not None else str(path)
+        raise ScaffoldError(f"{where}: not valid YAML ({getattr(err, 'problem', err)})") from None
+    return validate_params(params, str(path))
+
+
+# ---------------------------------------------------------------------------- scaffold
+def scaffold(
+    root: str | Path, profile: str = "default", force: bool = False, samples: bool = True
+) -> ScaffoldResult:
+    """Write the pipeline into ``root`` (created if needed) and make it a git + DVC repo.
+
+    Every conflict is found before anything is written, so a refusal changes nothing.
+    """
+    root = Path(root)
+    files = pipeline_files(profile)
+    if root.exists() and not root.is_dir():
+        raise ScaffoldError(f"{root}: exists and is not a folder")
+    conflicts = [
+        rel
+        for rel, text in files.items()
+        if (root / rel).exists() and (root / rel).read_text(encoding="utf-8") != text
+    ]
+    if conflicts and not force:
+        raise ScaffoldError(
+            f"{root / conflicts[0]} already exists and differs from the {profile} template; "
+            "pass --force to overwrite it"
+        )
+    result = ScaffoldResult(root=root, profile=profile)
+    result.rounds = round_order(yaml.safe_load(files[PARAMS_FILE])["rounds"])
+    root.mkdir(parents=True, exist_ok=True)
+    result.git_initialised = _ensure_git(root)
+    result.dvc_initialised = _ensure_dvc(root)
+    for rel, text in files.items():
+        target = root / rel
+        if target.exists() and target.read_text(encoding="utf-8") == text:
+            result.unchanged.append(rel)
+            continue
+        _write_atomic(target, text)
+        result.written.append(rel)
+    if _ensure_line(root / DATA_GITIGNORE[0], DATA_GITIGNORE[1]):
+        result.written.append(DATA_GITIGNORE[0])
+    if samples:
+        params = yaml.safe_load(files[PARAMS_FILE])
+        for rel in SAMPLE_FILES:
+            source, target = PROJECT_ROOT / rel, root / rel
+            wanted = rel in (params.get("pool"), _get(params, "eval.set"))
+            if wanted and source.is_file() and not target.exists() and source != target:
+                target.parent.mkdir(parents=True, exist_ok=True)
+                shutil.copyfile(source, target)
+                result.copied_samples.append(rel)
+    return result
+
+
+def _write_atomic(target: Path, text: str) -> None:
+    target.parent.mkdir(parents=True, exist_ok=True)
+    tmp = target.with_name(f".{target.name}.tmp")
+    tmp.write_text(text, encoding="utf-8")
+    tmp.replace(target)
+
+
+def _ensure_line(path: Path, line: str) -> bool:
+    """Add ``line`` to a gitignore-style file unless it is there; True if the file changed."""
+    existing = path.read_text(encoding="utf-8") if path.exists() else ""
+    if line.strip() in existing.splitlines():
+        return False
+    prefix = "" if not existing or existing.endswith("\n") else "\n"
+    _write_atomic(path, existing + prefix + line)
+    return True
+
+
+def _run(args: list[str], cwd: Path, what: str) -> None:
+    try:
+        done = subprocess.run(args, cwd=cwd, capture_output=True, text=True)
+    except FileNotFoundError:
+        raise ScaffoldError(f"{what}: `{args[0]}` is not installed or not on PATH") from None
+    if done.returncode != 0:
+        detail = (done.stderr or done.stdout).strip().splitlines()
+        raise ScaffoldError(f"{what} in {cwd} failed: {detail[-1] if detail else done.returncode}")
+
+
+def _git_toplevel(root: Path) -> Path | None:
+    try:
+        done = subprocess.run(
+            ["git", "rev-parse", "--show-toplevel"], cwd=root, capture_output=True, text=True
+        )
+    except FileNotFoundError:
+        raise ScaffoldError("git is not installed or not on PATH; DVC needs it") from None
+    return Path(done.stdout.strip()).resolve() if done.returncode == 0 else None
+
+
+def _ensure_git(root: Path) -> bool:
+    if _git_toplevel(root) is not None:
+        return False
+    _run(["git", "init", "--quiet"], root, "git init")
+    return True
+
+
+def _ensure_dvc(root: Path) -> bool:
+    """``dvc init`` unless ``root`` already is a DVC repo (``--subdir`` inside a larger git repo)."""
+    if (root / ".dvc").is_dir():
+        return False
+    subdir = ["--subdir"] if _git_toplevel(root) != root.resolve() else []
+    _run([sys.executable, "-m", "dvc", "init", "--quiet", *subdir], root, "dvc init")
+    return True
