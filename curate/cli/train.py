@@ -1,0 +1,159 @@
+"""`curate train`: fine-tune the base model on a subset, writing an HF model folder."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+from rich.progress import (
+    BarColumn,
+    MofNCompleteColumn,
+    Progress,
+    TextColumn,
+    TimeElapsedColumn,
+    TimeRemainingColumn,
+)
+from rich.table import Table
+
+from curate.cli._options import JsonOption
+from curate.cli._render import console, err_console, print_json
+
+
+def train_command(
+    subset_dir: Annotated[
+        Path, typer.Argument(help="Subset folder (manifest.json + examples.jsonl).")
+    ],
+    base_model: Annotated[
+        str,
+        typer.Option(
+            "--base-model",
+            help="Base weights: a local HF folder, a Hub id, a .gguf file, or `smollm2` (offline).",
+        ),
+    ],
+    out: Annotated[
+        Path, typer.Option("--out", help="Model folder to write (replaced atomically).")
+    ],
+    epochs: Annotated[float, typer.Option("--epochs", help="Passes over the subset.")] = 3.0,
+    lr: Annotated[
+        float, typer.Option("--lr", help="Peak learning rate (cosine, 3% warmup).")
+    ] = 2e-5,
+    max_length: Annotated[
+        int, typer.Option("--max-length", min=2, help="Tokens per example (longer ones are cut).")
+    ] = 512,
+    batch_size: Annotated[
+        int, typer.Option("--batch-size", min=1, help="Examples per device step.")
+    ] = 4,
+    grad_accum: Annotated[
+        int, typer.Option("--grad-accum", min=1, help="Micro-batches per optimizer step.")
+    ] = 1,
+    seed: Annotated[int, typer.Option("--seed", help="Seed for batch order and LoRA init.")] = 0,
+    lora: Annotated[
+        int, typer.Option("--lora", min=0, help="Train a LoRA of this rank and merge it (0: full).")
+    ] = 0,
+    resume: Annotated[
+        bool, typer.Option("--resume", help="Continue an interrupted run from its last checkpoint.")
+    ] = False,
+    device: Annotated[str, typer.Option("--device", help="auto, cpu or cuda.")] = "auto",
+    max_steps: Annotated[
+        int | None, typer.Option("--max-steps", min=1, help="Stop after N optimizer steps.")
+    ] = None,
+    save_steps: Annotated[
+        int | None,
+        typer.Option("--save-steps", min=1, help="Checkpoint every N steps (default: each epoch)."),
+    ] = None,
+    json_out: JsonOption = False,
+) -> None:
+    """Fine-tune --base-model, from its original weights, on SUBSET_DIR (loss on responses).
+
+    Checkpoints go to a work folder beside --out and are removed once the model is in place; an interrupted run keeps them for --resume.
+    """  # noqa: E501 - one line per paragraph: rich re-wraps --help text
+    from transformers.utils import logging as hf_logging
+
+    from curate.training import TrainConfig, train
+
+    if device not in ("auto", "cpu", "cuda"):
+        raise typer.BadParameter("choose auto, cpu or cuda", param_hint="--device")
+    hf_logging.set_verbosity_error()
+    hf_logging.disable_progress_bar()
+    config = TrainConfig(
+        base_model=base_model,
+        epochs=epochs,
+        lr=lr,
+        max_length=max_length,
+        batch_size=batch_size,
+        grad_accum=grad_accum,
+        seed=seed,
+        lora=lora,
+        max_steps=max_steps,
+        save_steps=save_steps,
+        device=device,
+    )
+    with _step_progress() as on_progress:
+        result = train(subset_dir, out, config, resume=resume, on_progress=on_progress)
+    metrics = result.metrics
+    if json_out:
+        print_json({k: v for k, v in metrics.items() if k != "loss_history"} | {"out": str(out)})
+        return
+    console.print(_summary(metrics, out))
+
+
+@contextmanager
+def _step_progress() -> Iterator[Any]:
+    """A rich bar over optimizer steps, showing the latest loss; it appears once training
+    starts, so an input error prints its one line alone."""
+    columns = [
+        TextColumn("[bold]{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeElapsedColumn(),
+        TimeRemainingColumn(),
+    ]
+    progress = Progress(*columns, console=err_console, transient=False)
+    task = progress.add_task("train", total=None, start=False)
+
+    def on_progress(p) -> None:
+        if not progress.live.is_started:
+            progress.start()
+            progress.start_task(task)
+        loss = "" if p.loss is None else f" loss {p.loss:.4f}"
+        progress.update(task, total=p.total_steps, completed=p.step, description=f"train{loss}")
+
+    try:
+        yield on_progress
+    finally:
+        if progress.live.is_started:
+            progress.stop()
+
+
+def _summary(metrics: dict[str, Any], out: Path) -> Table:
+    timing, data = metrics["timing"], metrics["data"]
+    first = metrics["loss_history"][0]["loss"] if metrics["loss_history"] else None
+    table = Table(title=f"train → {out}", show_header=False)
+    table.add_column(style="bold")
+    table.add_column(justify="right")
+    rows = [
+        ("subset", f"{metrics['subset']['name']} ({data['examples']:,} examples)"),
+        ("steps / epochs", f"{metrics['steps']:,} / {metrics['epochs']:.2f}"),
+        (
+            "loss first → last",
+            f"{first:.4f} → {metrics['final_loss']:.4f}" if first is not None else "-",
+        ),
+        ("tokens seen", f"{metrics['tokens_seen']:,}"),
+        ("cut at --max-length", f"{data['at_max_length']:,}"),
+        ("seconds / step", f"{timing['seconds_per_step']}"),
+        ("tokens / s", f"{timing['tokens_per_second']}"),
+    ]
+    if timing["resumed_from_step"]:
+        rows.append(("resumed from step", str(timing["resumed_from_step"])))
+    if data["dropped_no_response"]:
+        rows.append(("dropped (no response left)", f"{data['dropped_no_response']:,}"))
+    for key, value in rows:
+        table.add_row(key, value)
+    return table
+
+
+def register(app: typer.Typer) -> None:
+    app.command("train")(train_command)
