@@ -24,7 +24,7 @@ app = typer.Typer(
 )
 
 # Each module defines ``register(app)``; listed explicitly so `--help` order is deliberate.
-COMMAND_MODULES = ("ingest", "pool", "init")
+COMMAND_MODULES = ("ingest", "pool", "train", "init")
 
 
 def _version(value: bool) -> None:
