@@ -1,0 +1,98 @@
+"""Held-out NLL: how likely a model finds the reference answer, given the question.
+
+Each question is rendered with :func:`curate.prompts.tokenize`, the exact template and
+label mask used in training, so the loss counts only answer tokens (and the closing EOS).
+Per-question means are kept so two models can be compared question by question.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from curate.errors import EvalError
+from curate.prompts import IGNORE_INDEX, Tokenized, tokenize
+
+UNLIMITED = 1 << 30
+
+
+@dataclass(frozen=True)
+class AnswerNLL:
+    nll: float  # mean negative log-likelihood per answer token (nats)
+    tokens: int  # answer tokens scored
+    truncated: bool  # the answer was cut at max_length
+
+
+def encode(
+    rows: list[dict[str, Any]], tokenizer: Any, max_length: int
+) -> list[tuple[Tokenized, bool]]:
+    """Tokenized rows (cut at ``max_length``) and whether each was cut."""
+    out = []
+    for row in rows:
+        full = tokenize(row, tokenizer, UNLIMITED)
+        out.append(
+            (
+                Tokenized(full.input_ids[:max_length], full.labels[:max_length]),
+                len(full.input_ids) > max_length,
+            )
+        )
+    return out
+
+
+def answer_nll(
+    model: Any,
+    tokenizer: Any,
+    rows: list[dict[str, Any]],
+    max_length: int = 1024,
+    batch_size: int = 4,
+    on_batch: Callable[[int], None] | None = None,
+    names: list[str] | None = None,
+) -> list[AnswerNLL]:
+    """Mean answer-token NLL of each row's ``output`` given its prompt, batched by length."""
+    import torch
+
+    encoded = encode(rows, tokenizer, max_length)
+    for i, (enc, _) in enumerate(encoded):
+        if not any(label != IGNORE_INDEX for label in enc.labels[1:]):
+            name = names[i] if names else str(i)
+            raise EvalError(
+                f"question {name}: the prompt fills --max-length {max_length}, no answer token is "
+                "left to score; raise --max-length"
+            )
+    pad_id = (
+        tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
+    )
+    device = next(model.parameters()).device
+    order = sorted(range(len(rows)), key=lambda i: -len(encoded[i][0].input_ids))  # longest first
+    results: list[AnswerNLL | None] = [None] * len(rows)
+    for start in range(0, len(order), batch_size):
+        batch = order[start : start + batch_size]
+        width = max(len(encoded[i][0].input_ids) for i in batch)
+        ids = torch.full((len(batch), width), pad_id, dtype=torch.long)
+        labels = torch.full((len(batch), width), IGNORE_INDEX, dtype=torch.long)
+        mask = torch.zeros((len(batch), width), dtype=torch.long)
+        for row, i in enumerate(batch):
+            enc = encoded[i][0]
+            n = len(enc.input_ids)
+            ids[row, :n] = torch.tensor(enc.input_ids)
+            labels[row, :n] = torch.tensor(enc.labels)
+            mask[row, :n] = 1
+        with torch.inference_mode():
+            logits = model(input_ids=ids.to(device), attention_mask=mask.to(device)).logits
+            targets = labels[:, 1:].to(device)
+            scored = targets != IGNORE_INDEX
+            token_nll = torch.nn.functional.cross_entropy(
+                logits[:, :-1].float().transpose(1, 2),
+                targets,
+                ignore_index=IGNORE_INDEX,
+                reduction="none",
+            )
+            sums = (token_nll * scored).sum(dim=1).double().cpu()
+            counts = scored.sum(dim=1).cpu()
+        for row, i in enumerate(batch):
+            count = int(counts[row])
+            results[i] = AnswerNLL(float(sums[row]) / count, count, encoded[i][1])
+        if on_batch is not None:
+            on_batch(len(batch))
+    return [r for r in results if r is not None]
