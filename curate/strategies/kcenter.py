@@ -1,0 +1,212 @@
+"""Greedy K-center (DiverseEvol's selection): repeatedly add the row farthest from the
+chosen set.
+
+The objective (each row's distance to its nearest center, kept exact by a float32 pass
+plus a float64 re-check of the few candidates) lives in :mod:`curate.strategies.coverage`;
+this module is the loop around it, the feature transforms (cosine, whitening) and the
+device choice. Picks equal the naive full-matrix algorithm's on the same input: the first
+center is the parent (or one seeded random row), each pick is the unchosen row with the
+largest float64 squared distance to its nearest center, ties to the lowest pool position.
+"""
+
+from __future__ import annotations
+
+import math
+from contextlib import nullcontext
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from curate.errors import SelectionError
+from curate.strategies.base import OnPick, PoolArrays, Selection, Strategy
+from curate.strategies.coverage import DEFAULT_CHUNK_ROWS, Coverage, NumpyCoverage
+
+METRICS = ("euclidean", "cosine")
+DEVICES = ("auto", "cpu", "cuda")
+
+
+# ----------------------------------------------------------------------------- features
+def normalize_rows(x: np.ndarray, chunk_rows: int = DEFAULT_CHUNK_ROWS) -> np.ndarray:
+    """Unit-length float32 rows (zero rows stay zero)."""
+    out = np.empty(x.shape, dtype=np.float32)
+    for s in range(0, len(x), chunk_rows):
+        block = x[s : s + chunk_rows].astype(np.float64)
+        norms = np.sqrt(np.einsum("ij,ij->i", block, block))
+        norms[norms == 0] = 1.0
+        out[s : s + chunk_rows] = block / norms[:, None]
+    return out
+
+
+def whiten(x: np.ndarray, n_components: int, chunk_rows: int = DEFAULT_CHUNK_ROWS) -> np.ndarray:
+    """BERT-whitening as in the DiverseEvol reference: centre, rotate onto the top
+    ``n_components`` principal axes, scale each to unit variance, then L2-normalise."""
+    n, dim = x.shape
+    if not 1 <= n_components <= dim:
+        raise SelectionError(
+            f"--whiten must be between 1 and the vector size {dim}, got {n_components}"
+        )
+    if n < 2:
+        raise SelectionError("--whiten needs at least 2 pool rows")
+    total = np.zeros(dim)
+    gram = np.zeros((dim, dim))
+    for s in range(0, n, chunk_rows):
+        block = x[s : s + chunk_rows].astype(np.float64)
+        total += block.sum(axis=0)
+        gram += block.T @ block
+    mean = total / n
+    cov = (gram - n * np.outer(mean, mean)) / (n - 1)
+    eigvals, eigvecs = np.linalg.eigh(cov)
+    order = np.argsort(eigvals)[::-1][:n_components]
+    scale = np.sqrt(np.maximum(eigvals[order], eigvals.max(initial=0.0) * 1e-12 + 1e-30))
+    kernel = eigvecs[:, order] / scale
+    out = np.empty((n, n_components), dtype=np.float32)
+    for s in range(0, n, chunk_rows):
+        out[s : s + chunk_rows] = (x[s : s + chunk_rows].astype(np.float64) - mean) @ kernel
+    return normalize_rows(out, chunk_rows)
+
+
+def features(
+    vectors: np.ndarray, metric: str = "euclidean", whiten_to: int | None = None
+) -> np.ndarray:
+    """The float32 rows K-center measures Euclidean distance between."""
+    if metric not in METRICS:
+        raise SelectionError(f"unknown metric {metric!r}; choose from {', '.join(METRICS)}")
+    x = np.ascontiguousarray(vectors, dtype=np.float32)
+    if whiten_to:
+        return whiten(x, whiten_to)
+    return normalize_rows(x) if metric == "cosine" else x
+
+
+# ----------------------------------------------------------------------------- devices
+def _nvidia_driver_present() -> bool:
+    return Path("/proc/driver/nvidia/version").exists() or Path("/dev/nvidiactl").exists()
+
+
+def make_coverage(
+    x: np.ndarray, device: str = "auto", prune: bool = True, chunk_rows: int | None = None
+) -> tuple[Coverage, Any]:
+    """The objective for ``device`` and a context to run it in. ``auto`` uses CUDA when
+    present (without importing torch on machines with no NVIDIA driver); ``torch-cpu``
+    runs the torch backend on the CPU (tests)."""
+    if device == "auto" and not _nvidia_driver_present():
+        device = "cpu"
+    if device == "cpu":
+        return NumpyCoverage(x, chunk_rows or DEFAULT_CHUNK_ROWS, prune), nullcontext()
+    try:
+        import torch
+    except ImportError:
+        raise SelectionError(f"--device {device} needs torch (pip install torch)") from None
+    if device == "auto":
+        device = "cuda" if torch.cuda.is_available() else "cpu"
+        if device == "cpu":
+            return NumpyCoverage(x, chunk_rows or DEFAULT_CHUNK_ROWS, prune), nullcontext()
+    if device == "torch-cpu":
+        device = "cpu"
+    elif not torch.cuda.is_available():
+        raise SelectionError(f"--device {device} requested but no CUDA device is available")
+    from curate.strategies.coverage_torch import TorchCoverage, full_fp32_matmuls
+
+    try:
+        coverage = TorchCoverage(x, device, chunk_rows or DEFAULT_CHUNK_ROWS * 16)
+    except torch.OutOfMemoryError:
+        raise SelectionError(
+            f"the vectors ({x.nbytes / 2**30:.1f} GiB) do not fit on {device}; use --device cpu"
+        ) from None
+    return coverage, full_fp32_matmuls()
+
+
+# ----------------------------------------------------------------------------- the loop
+def greedy(
+    coverage: Coverage, k: int, on_pick: OnPick | None = None
+) -> tuple[np.ndarray, np.ndarray]:
+    """``k`` greedy picks from an objective that already holds its first centers:
+    (pool positions, exact squared distance of each to the chosen set when picked)."""
+    picks = np.empty(k, dtype=np.int64)
+    sq_distances = np.empty(k, dtype=np.float64)
+    for t in range(k):
+        picks[t], sq_distances[t] = coverage.farthest()
+        coverage.add_centers(picks[t : t + 1])
+        if on_pick is not None:
+            on_pick(1)
+    return picks, sq_distances
+
+
+def check_request(size: int, chosen: np.ndarray, k: int) -> None:
+    if k < 1:
+        raise SelectionError(f"nothing to select: {k} new picks requested")
+    if len(chosen) and (chosen.min() < 0 or chosen.max() >= size):
+        raise SelectionError(f"chosen positions must lie in [0, {size})")
+    if len(np.unique(chosen)) != len(chosen):
+        raise SelectionError("the chosen set lists a row twice")
+    if k > size - len(chosen):
+        raise SelectionError(
+            f"cannot add {k} rows: the pool has {size} rows and {len(chosen)} are already chosen"
+        )
+
+
+def kcenter_greedy(
+    vectors: np.ndarray,
+    chosen: np.ndarray | None,
+    k: int,
+    seed: int,
+    *,
+    metric: str = "euclidean",
+    whiten_to: int | None = None,
+    device: str = "auto",
+    prune: bool = True,
+    chunk_rows: int | None = None,
+    on_pick: OnPick | None = None,
+) -> Selection:
+    """Add ``k`` rows to ``chosen`` by greedy K-center; with nothing chosen, the first pick
+    is a seeded random row (its distance is NaN). Distances are Euclidean, or cosine
+    distance (1 − cos) with ``metric="cosine"``."""
+    chosen = np.asarray(chosen if chosen is not None else [], dtype=np.int64)
+    check_request(len(vectors), chosen, k)
+    x = features(vectors, metric, whiten_to)
+    coverage, context = make_coverage(x, device, prune, chunk_rows)
+    with context:
+        if len(chosen):
+            coverage.add_centers(chosen)
+            picks, sq = greedy(coverage, k, on_pick)
+        else:
+            first = int(np.random.default_rng(seed).integers(len(x)))
+            coverage.add_centers([first])
+            if on_pick is not None:
+                on_pick(1)
+            rest, rest_sq = greedy(coverage, k - 1, on_pick)
+            picks = np.concatenate([[first], rest]).astype(np.int64)
+            sq = np.concatenate([[math.nan], rest_sq])
+    distances = sq / 2 if metric == "cosine" and not whiten_to else np.sqrt(sq)
+    return Selection(picks, distances=distances)
+
+
+@dataclass(frozen=True)
+class KCenterStrategy(Strategy):
+    name = "kcenter"
+    needs_vectors = True
+
+    metric: str = "euclidean"
+    whiten_to: int | None = None
+    device: str = "auto"
+
+    def params(self) -> dict[str, Any]:
+        # the device is left out: it does not change the picks
+        return {"metric": self.metric, "whiten": self.whiten_to}
+
+    def select(
+        self, pool: PoolArrays, chosen: np.ndarray, k: int, seed: int, on_pick: OnPick | None = None
+    ) -> Selection:
+        if pool.vectors is None:
+            raise SelectionError("kcenter needs embeddings; run `curate embed` first")
+        return kcenter_greedy(
+            pool.vectors,
+            chosen,
+            k,
+            seed,
+            metric=self.metric,
+            whiten_to=self.whiten_to,
+            device=self.device,
+            on_pick=on_pick,
+        )
