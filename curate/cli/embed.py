@@ -1,0 +1,118 @@
+"""`curate embed`: a vector for every pool row, cached by embedder fingerprint and row hash."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.table import Table
+
+from curate.cli._options import DEFAULT_DB_PATH, DbOption, JsonOption
+from curate.cli._render import console, err_console, print_json, progress_bar
+
+DEVICES = ("auto", "cpu", "cuda")
+
+
+def embed_command(
+    db: DbOption = DEFAULT_DB_PATH,
+    embedder: Annotated[
+        str | None,
+        typer.Option(
+            "--embedder",
+            help="st:<path|hub-id> (sentence-transformers), lm:<path|hub-id|smollm2> (causal LM, "
+            "mean of the last hidden layer + uncertainty scores) or gguf:<file>. "
+            "Default: st:minilm, the offline all-MiniLM-L6-v2.",
+        ),
+    ] = None,
+    name: Annotated[
+        str | None,
+        typer.Option(
+            "--name",
+            help="Embeddings name (table emb_<name>). Default: from the spec, e.g. minilm.",
+        ),
+    ] = None,
+    batch_size: Annotated[
+        int | None,
+        typer.Option(
+            "--batch-size", min=1, help="Rows per forward pass. Default: 64 for st:, 8 for lm:."
+        ),
+    ] = None,
+    max_length: Annotated[
+        int, typer.Option("--max-length", min=8, help="Truncate each example to this many tokens.")
+    ] = 512,
+    device: Annotated[str, typer.Option("--device", help="auto, cpu or cuda.")] = "auto",
+    import_file: Annotated[
+        Path | None,
+        typer.Option(
+            "--import",
+            help="Import vectors computed elsewhere (.parquet, .npz or structured .npy with "
+            "`id` and `vector`) instead of embedding.",
+        ),
+    ] = None,
+    json_out: JsonOption = False,
+) -> None:
+    """Embed every pool row; reuse vectors whose embedder and content are unchanged.
+
+    Resumable (rerun after a crash continues from the last checkpoint) and data-parallel
+    under `torchrun`/`accelerate launch` (each rank embeds a shard).
+    """
+    from curate.embed import import_vectors, plan_embedding, run_embedding
+    from curate.embedders import DEFAULT_SPEC, load_embedder
+    from curate.store import Store
+
+    if device not in DEVICES:
+        raise typer.BadParameter(f"choose from {', '.join(DEVICES)}", param_hint="--device")
+    if import_file is not None and embedder is not None:
+        raise typer.BadParameter(
+            "give either --embedder or --import, not both", param_hint="--import"
+        )
+    store = Store(db)
+    if import_file is not None:
+        _render(import_vectors(store, import_file, name), json_out)
+        return
+    os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")  # our bar, not transformers'
+    model = load_embedder(embedder or DEFAULT_SPEC, max_length, device)
+    plan = plan_embedding(store, model, name, batch_size)
+    if not plan.ranks.is_main:  # only rank 0 renders
+        run_embedding(store, model, plan)
+        return
+    if plan.rows_here:
+        with err_console.status(f"loading {model.spec}"):
+            model.load()
+        label = f"embed {plan.name}" + (
+            f" (rank 0 of {plan.ranks.world})" if plan.ranks.world > 1 else ""
+        )
+        with progress_bar(label, total=plan.rows_here, unit="examples") as advance:
+            report = run_embedding(store, model, plan, on_progress=advance)
+    else:
+        report = run_embedding(store, model, plan)
+    _render(report, json_out)
+
+
+def _render(report, json_out: bool) -> None:
+    if json_out:
+        print_json(report.to_dict())
+        return
+    table = Table(title=f"embeddings {report.name!r} (table {report.table})", show_header=False)
+    table.add_column(style="bold")
+    table.add_column(justify="right")
+    table.add_row("embedder", report.embedder)
+    table.add_row("fingerprint", report.fingerprint)
+    table.add_row("dimension", str(report.dim))
+    table.add_row("pool rows", f"{report.pool_rows:,}")
+    table.add_row("embedded", f"{report.embedded:,}")
+    table.add_row("reused", f"{report.reused:,}")
+    if report.removed:
+        table.add_row("stale rows replaced", f"{report.removed:,}")
+    if report.ranks > 1:
+        table.add_row("ranks", str(report.ranks))
+    table.add_row("seconds", f"{report.seconds:.1f}")
+    if report.embedded:
+        table.add_row("examples/s", f"{report.examples_per_s:,.1f}")
+    console.print(table)
+
+
+def register(app: typer.Typer) -> None:
+    app.command("embed")(embed_command)

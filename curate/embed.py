@@ -1,0 +1,361 @@
+"""``curate embed``: one vector per pool row in the ``emb_<name>`` table, cached and resumable.
+
+Cache: a stored vector is reused when its (id, hash) matches a pool row and its
+fingerprint matches the embedder's. Only the other rows are embedded, so re-running with
+the same embedder loads no model, and adding 10 rows to the pool embeds 10.
+
+Resume: new vectors are appended at batch boundaries, at most every
+``checkpoint_seconds`` (0 = after every batch). Each Lance commit writes a manifest that
+lists every fragment so far, so thousands of one-batch commits would make the table large
+and slow; a few seconds between commits keeps that small while a kill -9 loses only the
+work since the last one. The re-run reuses everything that was committed.
+
+Replacement: rows with another fingerprint (an older model), rows whose content left the
+pool, and duplicates stay until every pool row has a current vector; only then is the
+table rewritten in one commit (pool order, exactly one row per pool row). Until then
+:meth:`Store.load_vectors` refuses the mixed table, so a half-finished run is never read
+as a finished one, and the old vectors are not lost if the new run dies.
+
+Data parallel: under ``torchrun``/``accelerate launch`` every rank makes the same plan
+(same length-sorted batches), embeds every ``world``-th batch and appends to the same
+table (Lance appends commute); rank 0 finalises after a barrier. Vectors do not depend on
+batch mates, so the result equals a single-process run.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import numpy as np
+import pyarrow as pa
+
+from curate.embedders.base import Embedder, length_sorted_batches
+from curate.embedders.fingerprints import file_fingerprint
+from curate.embedders.ranks import Ranks
+from curate.embedders.registry import check_name, default_name, slug
+from curate.embedders.vector_file import read_vector_file
+from curate.errors import EmbeddingError, InvalidInputError, PoolError
+from curate.store import SCORE_COLUMNS, Store, embedding_schema
+
+ROW_COLUMNS = ["id", "hash", "instruction", "input", "output", "messages", "n_chars"]
+
+
+@dataclass
+class EmbedReport:
+    name: str
+    table: str
+    embedder: str
+    fingerprint: str
+    dim: int
+    pool_rows: int
+    embedded: int = 0
+    reused: int = 0
+    removed: int = 0  # stale, orphaned or duplicate rows dropped when the table was rewritten
+    seconds: float = 0.0
+    ranks: int = 1
+    embedded_per_rank: list[int] = field(default_factory=list)
+
+    @property
+    def examples_per_s(self) -> float:
+        return self.embedded / self.seconds if self.seconds > 0 else 0.0
+
+    def to_dict(self) -> dict:
+        return {**asdict(self), "examples_per_s": round(self.examples_per_s, 2)}
+
+
+@dataclass
+class EmbedPlan:
+    """What a run will do, worked out from the pool and the table without loading a model."""
+
+    name: str
+    table: str
+    fingerprint: str
+    keys: list[tuple[str, str]]  # (id, hash) of every pool row, in pool order
+    todo: list[int]  # pool positions that need a vector
+    batches: list[list[int]]  # this rank's batches, as pool positions
+    stored_schema: pa.Schema | None
+    stored_rows: int
+    ranks: Ranks = field(default_factory=Ranks)
+    started: float = field(default_factory=time.perf_counter)
+
+    @property
+    def rows_here(self) -> int:
+        """Rows this rank will embed."""
+        return sum(len(b) for b in self.batches)
+
+
+def plan_embedding(
+    store: Store, embedder: Embedder, name: str | None = None, batch_size: int | None = None
+) -> EmbedPlan:
+    started = time.perf_counter()
+    name = check_name(name or default_name(embedder.spec))
+    store.pool()  # raises PoolError when there is no pool table
+    pool = store.read_pool(["id", "hash", "n_chars"])
+    if pool.num_rows == 0:
+        raise PoolError(f"the pool in {store.path} is empty; add rows with `curate ingest SOURCE`")
+    keys = list(zip(pool["id"].to_pylist(), pool["hash"].to_pylist(), strict=True))
+    table = store.embedding_table(name)
+    schema, stored_rows, valid = None, 0, set()
+    if store.has_table(table):
+        schema = store.open(table).schema
+        stored = store.scan(table, ["id", "hash", "fingerprint"])
+        stored_rows = stored.num_rows
+        valid = {
+            (i, h)
+            for i, h, fp in zip(
+                *(stored[c].to_pylist() for c in ("id", "hash", "fingerprint")), strict=True
+            )
+            if fp == embedder.fingerprint
+        }
+    todo = [pos for pos, key in enumerate(keys) if key not in valid]
+    lengths = pool["n_chars"].to_pylist()
+    ranks = Ranks.from_env()
+    batches = length_sorted_batches(
+        [{"n_chars": lengths[p]} for p in todo], batch_size or embedder.default_batch_size
+    )
+    mine = [[todo[i] for i in batch] for batch in batches[ranks.rank :: ranks.world]]
+    return EmbedPlan(
+        name, table, embedder.fingerprint, keys, todo, mine, schema, stored_rows, ranks, started
+    )
+
+
+def run_embedding(
+    store: Store,
+    embedder: Embedder,
+    plan: EmbedPlan,
+    on_progress: Callable[[int], None] | None = None,
+    checkpoint_seconds: float = 5.0,
+) -> EmbedReport:
+    ranks = plan.ranks
+    report = EmbedReport(
+        plan.name,
+        plan.table,
+        embedder.spec,
+        plan.fingerprint,
+        _stored_dim(plan.stored_schema),
+        len(plan.keys),
+        reused=len(plan.keys) - len(plan.todo),
+        ranks=ranks.world,
+    )
+    try:
+        if plan.todo:
+            schema = embedding_schema(embedder.dim, embedder.with_scores)
+            report.dim = embedder.dim
+            _check_compatible(store, plan, schema)
+            ranks.barrier()  # every rank has read the table before rank 0 (re)creates it
+            if ranks.is_main and plan.stored_schema != schema:
+                mode = "create" if plan.stored_schema is None else "overwrite"
+                store.db.create_table(plan.table, schema=schema, mode=mode)
+            ranks.barrier()
+            done = _embed_batches(store, embedder, plan, schema, on_progress, checkpoint_seconds)
+            ranks.barrier()
+            report.embedded_per_rank = ranks.gather(done)
+            report.embedded = sum(report.embedded_per_rank)
+        if ranks.is_main:
+            report.removed = _finalise(store, plan, appended=bool(plan.todo))
+        ranks.barrier()
+    finally:
+        ranks.close()
+    report.seconds = time.perf_counter() - plan.started
+    return report
+
+
+def embed_pool(
+    store: Store,
+    embedder: Embedder,
+    name: str | None = None,
+    batch_size: int | None = None,
+    on_progress: Callable[[int], None] | None = None,
+    checkpoint_seconds: float = 5.0,
+) -> EmbedReport:
+    """Make sure every pool row has a current vector under ``name``; see the module doc."""
+    plan = plan_embedding(store, embedder, name, batch_size)
+    return run_embedding(store, embedder, plan, on_progress, checkpoint_seconds)
+
+
+def import_vectors(store: Store, path: str | Path, name: str | None = None) -> EmbedReport:
+    """Replace the ``name`` embeddings with vectors from a file that covers the whole pool."""
+    started = time.perf_counter()
+    path = Path(path)
+    name = check_name(name or slug(path.stem) or "imported")
+    data = read_vector_file(path)
+    store.pool()
+    pool = store.read_pool(["id", "hash"])
+    if pool.num_rows == 0:
+        raise PoolError(f"the pool in {store.path} is empty; add rows with `curate ingest SOURCE`")
+    pool_hash = dict(zip(pool["id"].to_pylist(), pool["hash"].to_pylist(), strict=True))
+    unknown = [i for i in data.ids if i not in pool_hash]
+    if unknown:
+        raise InvalidInputError(
+            path, None, f"{len(unknown)} ids are not in the pool ({_some(unknown)})"
+        )
+    if data.hashes is not None:
+        changed = [i for i, h in zip(data.ids, data.hashes, strict=True) if h != pool_hash[i]]
+        if changed:
+            raise InvalidInputError(
+                path,
+                None,
+                f"{len(changed)} vectors were made for other content (hash differs: {_some(changed)})",
+            )
+    row_of = {i: r for r, i in enumerate(data.ids)}
+    missing = [i for i in pool_hash if i not in row_of]
+    if missing:
+        raise InvalidInputError(
+            path,
+            None,
+            f"covers {len(row_of)} of {len(pool_hash)} pool rows (missing {_some(missing)}); "
+            "vectors must cover the whole pool",
+        )
+    dim = data.matrix.shape[1]
+    table = store.embedding_table(name)
+    schema = embedding_schema(dim, with_scores=False)
+    if store.has_table(table):
+        stored_schema = store.open(table).schema
+        if store.open(table).count_rows() and stored_schema != schema:
+            raise EmbeddingError(_mismatch(name, stored_schema, dim, False, store.path))
+    ids = pool["id"].to_pylist()
+    order = [row_of[i] for i in ids]
+    fingerprint = file_fingerprint(path)
+    arrow = _arrow_rows(schema, ids, pool["hash"].to_pylist(), fingerprint, data.matrix[order], {})
+    previous = store.open(table).count_rows() if store.has_table(table) else 0
+    mode = "overwrite" if store.has_table(table) else "create"
+    store.db.create_table(table, data=arrow, schema=schema, mode=mode)  # one atomic commit
+    return EmbedReport(
+        name,
+        table,
+        f"import:{path}",
+        fingerprint,
+        dim,
+        len(ids),
+        embedded=len(ids),
+        removed=previous,
+        seconds=time.perf_counter() - started,
+    )
+
+
+# ---------------------------------------------------------------------------- helpers
+def _embed_batches(store, embedder, plan, schema, on_progress, checkpoint_seconds) -> int:
+    """Embed this rank's batches, appending at checkpoints; returns rows embedded."""
+    positions = sorted({p for batch in plan.batches for p in batch})
+    if not positions:
+        return 0
+    pool = store.read_pool(ROW_COLUMNS).take(pa.array(positions, pa.int64())).to_pylist()
+    row_at = dict(zip(positions, pool, strict=True))
+    table = store.open(plan.table)
+    pending: list[pa.Table] = []
+    last_commit = time.monotonic()
+    done = 0
+    for batch in plan.batches:
+        rows = [row_at[p] for p in batch]
+        result = embedder.embed_batch(rows)
+        ids = [r["id"] for r in rows]
+        bad = np.flatnonzero(~np.isfinite(result.vectors).all(axis=1))
+        if bad.size:
+            raise EmbeddingError(
+                f"{embedder.spec} produced NaN/inf vectors for {bad.size} rows ({_some([ids[i] for i in bad])})"
+            )
+        pending.append(
+            _arrow_rows(
+                schema,
+                ids,
+                [r["hash"] for r in rows],
+                plan.fingerprint,
+                result.vectors,
+                result.scores,
+            )
+        )
+        done += len(rows)
+        if time.monotonic() - last_commit >= checkpoint_seconds:
+            table.add(pa.concat_tables(pending))
+            pending, last_commit = [], time.monotonic()
+        if on_progress is not None:
+            on_progress(len(rows))
+    if pending:
+        table.add(pa.concat_tables(pending))
+    return done
+
+
+def _finalise(store: Store, plan: EmbedPlan, appended: bool) -> int:
+    """Leave exactly one current vector per pool row; returns the rows dropped."""
+    table = store.open(plan.table)
+    stored = store.scan(plan.table, ["id", "hash", "fingerprint"])
+    keys = list(zip(stored["id"].to_pylist(), stored["hash"].to_pylist(), strict=True))
+    fingerprints = stored["fingerprint"].to_pylist()
+    clean = (
+        len(keys) == len(plan.keys)
+        and all(fp == plan.fingerprint for fp in fingerprints)
+        and set(keys) == set(plan.keys)
+    )
+    if clean:
+        if appended:
+            table.optimize()  # merge the checkpoint fragments into a few files
+        return 0
+    full = store.scan(plan.table)
+    first: dict[tuple[str, str], int] = {}  # (id, hash) -> first current row holding it
+    columns = (full[c].to_pylist() for c in ("id", "hash", "fingerprint"))
+    for row, (id_, hash_, fp) in enumerate(zip(*columns, strict=True)):
+        if fp == plan.fingerprint:
+            first.setdefault((id_, hash_), row)
+    lacking = [k[0] for k in plan.keys if k not in first]
+    if lacking:
+        raise EmbeddingError(
+            f"{len(lacking)} pool rows still lack a vector in {plan.name!r} ({_some(lacking)}); "
+            "was the pool changed during the run? rerun `curate embed`"
+        )
+    order = pa.array([first[k] for k in plan.keys], pa.int64())
+    table.add(full.take(order), mode="overwrite")
+    table.optimize()
+    return full.num_rows - len(plan.keys)
+
+
+def _check_compatible(store: Store, plan: EmbedPlan, schema: pa.Schema) -> None:
+    """An existing, non-empty table must hold vectors of the same shape (nothing is changed)."""
+    if plan.stored_schema is None or plan.stored_schema == schema or plan.stored_rows == 0:
+        return
+    dim = schema.field("vector").type.list_size
+    raise EmbeddingError(
+        _mismatch(
+            plan.name, plan.stored_schema, dim, "least_confidence" in schema.names, store.path
+        )
+    )
+
+
+def _mismatch(name: str, stored: pa.Schema, dim: int, with_scores: bool, db: Path) -> str:
+    stored_dim = _stored_dim(stored)
+    if stored_dim != dim:
+        what = f"{stored_dim}-d vectors, the new ones are {dim}-d"
+    elif ("least_confidence" in stored.names) != with_scores:
+        what = (
+            "vectors "
+            + ("with" if not with_scores else "without")
+            + " uncertainty scores, the new ones "
+            + ("have them" if with_scores else "do not")
+        )
+    else:
+        what = f"columns {stored.names}"
+    return f"embeddings {name!r} in {db} hold {what}; choose another --name (nothing was changed)"
+
+
+def _stored_dim(schema: pa.Schema | None) -> int:
+    return 0 if schema is None else schema.field("vector").type.list_size
+
+
+def _arrow_rows(schema, ids, hashes, fingerprint, vectors, scores) -> pa.Table:
+    vectors = np.ascontiguousarray(vectors, dtype=np.float32)
+    columns = {
+        "id": pa.array(ids, pa.string()),
+        "hash": pa.array(hashes, pa.string()),
+        "fingerprint": pa.array([fingerprint] * len(ids), pa.string()),
+        "vector": pa.FixedSizeListArray.from_arrays(pa.array(vectors.ravel()), vectors.shape[1]),
+    }
+    if "least_confidence" in schema.names:
+        for col in SCORE_COLUMNS:
+            columns[col] = pa.array(np.asarray(scores[col], dtype=np.float32))
+    return pa.table(columns, schema=schema)
+
+
+def _some(values: list[str], n: int = 5) -> str:
+    return ", ".join(str(v) for v in values[:n]) + (", ..." if len(values) > n else "")

@@ -1,0 +1,116 @@
+"""The embedder interface: one abstract method, ``embed_batch(rows)``.
+
+Everything else a caller needs (the fingerprint, length-sorted batching, the vector
+dimension) is built on it here, so a new embedder is one class with one method, like
+llm's ``EmbeddingModel``. Rows are pool rows as dicts (``instruction``, ``input``,
+``output``, ``messages``, ``n_chars``, ...).
+
+Constructing an embedder is cheap: it names the model folder and computes the
+fingerprint from files; weights load on the first batch (or :meth:`Embedder.load`).
+That is what lets a fully cached ``curate embed`` finish without importing torch.
+"""
+
+from __future__ import annotations
+
+import os
+from abc import ABC, abstractmethod
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from functools import cached_property
+from typing import Any, ClassVar
+
+import numpy as np
+
+from curate.embedders.fingerprints import embedder_fingerprint
+
+# A stand-in example, used only to learn the vector size of an embedder that cannot tell it.
+PROBE_ROW = {"instruction": "Say hello.", "input": "", "output": "Hello.", "messages": None}
+
+
+@dataclass
+class BatchResult:
+    """Vectors (and, for causal LMs, uncertainty scores) for a batch, in the batch's order."""
+
+    vectors: np.ndarray  # (B, d) float32
+    scores: dict[str, np.ndarray] = field(default_factory=dict)  # column -> (B,) float32
+
+
+class Embedder(ABC):
+    """Turns pool rows into fixed-size float32 vectors.
+
+    Subclasses set the class attributes and implement :meth:`embed_batch`; they may
+    override :meth:`load` (to load weights eagerly) and :attr:`dim` (when the size is known
+    without a forward pass). A row's vector must not depend on the other rows in its batch.
+    """
+
+    kind: ClassVar[str]  # spec prefix: "st", "lm"
+    pooling: ClassVar[str]  # how token states become one vector (part of the fingerprint)
+    text_format: ClassVar[str]  # how a row becomes text/tokens (part of the fingerprint)
+    with_scores: ClassVar[bool] = False  # whether batches carry uncertainty scores
+    default_batch_size: ClassVar[int] = 32
+
+    def __init__(self, spec: str, model_path: str, max_length: int = 512, device: str = "auto"):
+        self.spec = spec
+        self.model_path = model_path
+        self.max_length = max_length
+        self.device = device
+        self._model: Any = None
+
+    @abstractmethod
+    def embed_batch(self, rows: list[dict[str, Any]]) -> BatchResult:
+        """Vectors for ``rows``, in order."""
+
+    def load(self) -> None:  # noqa: B027 - an optional hook, not an abstract method
+        """Load the weights now instead of on the first batch."""
+
+    @property
+    def loaded(self) -> bool:
+        return self._model is not None
+
+    @cached_property
+    def fingerprint(self) -> str:
+        """Identity of every vector this embedder makes (weights, pooling, text, length)."""
+        return embedder_fingerprint(
+            self.kind, self.model_path, self.pooling, self.text_format, self.max_length
+        )
+
+    @cached_property
+    def dim(self) -> int:
+        return int(self.embed_batch([PROBE_ROW]).vectors.shape[1])
+
+    def embed(
+        self, rows: list[dict[str, Any]], batch_size: int | None = None
+    ) -> Iterator[tuple[list[int], BatchResult]]:
+        """Yield ``(row indices, BatchResult)`` over length-sorted batches of ``rows``."""
+        for indices in length_sorted_batches(rows, batch_size or self.default_batch_size):
+            yield indices, self.embed_batch([rows[i] for i in indices])
+
+    def torch_device(self) -> str:
+        """The device to load on; under a multi-GPU launch, this rank's own GPU."""
+        from curate.models import resolve_device
+
+        device = resolve_device(self.device)
+        if device == "cuda" and "LOCAL_RANK" in os.environ:
+            device = f"cuda:{int(os.environ['LOCAL_RANK'])}"
+        return device
+
+
+def row_length(row: dict[str, Any]) -> int:
+    """Characters of content: the pool's ``n_chars``, or counted when a row lacks it."""
+    if row.get("n_chars") is not None:
+        return int(row["n_chars"])
+    if row.get("messages"):
+        return sum(len(m["content"]) for m in row["messages"])
+    return sum(len(row.get(k) or "") for k in ("instruction", "input", "output"))
+
+
+def length_sorted_batches(rows: list[dict[str, Any]], batch_size: int) -> list[list[int]]:
+    """Row indices grouped into batches of similar length, so padding stays small.
+
+    Sorted by (length, index), so the batches are deterministic: every rank of a
+    data-parallel run cuts the same ones.
+    """
+    if batch_size < 1:
+        raise ValueError("batch_size must be at least 1")
+    order = sorted(range(len(rows)), key=lambda i: (row_length(rows[i]), i))
+    return [order[i : i + batch_size] for i in range(0, len(order), batch_size)]

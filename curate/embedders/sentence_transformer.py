@@ -1,0 +1,62 @@
+"""``st:`` embedders: a sentence-transformers model over the example's full text.
+
+The model folder's own modules (pooling, normalisation) define the vector, and they are
+hashed into the fingerprint with the weights. Text is the instruction, input and
+response (or every turn of a conversation) separated by blank lines: no prompt
+boilerplate, which would only spend the model's short window (256 tokens for MiniLM).
+"""
+
+from __future__ import annotations
+
+from functools import cached_property
+from typing import Any
+
+import numpy as np
+
+from curate.embedders.base import BatchResult, Embedder
+from curate.errors import ModelError
+
+
+def example_text(row: dict[str, Any]) -> str:
+    if row.get("messages"):
+        parts = [m["content"] for m in row["messages"]]
+    else:
+        parts = [row.get("instruction") or "", row.get("input") or "", row.get("output") or ""]
+    return "\n\n".join(p for p in parts if p)
+
+
+class SentenceTransformerEmbedder(Embedder):
+    kind = "st"
+    pooling = "sentence-transformers-modules"
+    text_format = "st-text-v1"
+    default_batch_size = 64
+
+    def load(self) -> None:
+        if self._model is not None:
+            return
+        from sentence_transformers import SentenceTransformer
+
+        try:
+            model = SentenceTransformer(self.model_path, device=self.torch_device())
+        except (OSError, ValueError) as err:
+            reason = str(err).splitlines()[0] if str(err) else type(err).__name__
+            raise ModelError(
+                f"{self.spec}: cannot load sentence-transformers model ({reason})"
+            ) from None
+        # Never read past the window the model was trained with.
+        model.max_seq_length = min(self.max_length, model.max_seq_length or self.max_length)
+        model.eval()
+        self._model = model
+
+    @cached_property
+    def dim(self) -> int:
+        self.load()
+        return int(self._model.get_embedding_dimension())
+
+    def embed_batch(self, rows: list[dict[str, Any]]) -> BatchResult:
+        self.load()
+        texts = [example_text(row) for row in rows]
+        vectors = self._model.encode(
+            texts, batch_size=max(1, len(texts)), convert_to_numpy=True, show_progress_bar=False
+        )
+        return BatchResult(np.asarray(vectors, dtype=np.float32).reshape(len(rows), -1))

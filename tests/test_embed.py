@@ -1,0 +1,415 @@
+"""`curate embed` on a real LanceDB folder with real models (tiny LM, MiniLM)."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+from typer.testing import CliRunner
+
+from curate.cli import app
+from curate.embed import embed_pool, import_vectors
+from curate.embedders import load_embedder
+from curate.embedders.base import length_sorted_batches
+from curate.embedders.registry import default_name, parse_spec
+from curate.errors import CurateError, EmbeddingError, InvalidInputError, ModelError, PoolError
+from curate.ingest import ingest
+from curate.prompts import IGNORE_INDEX, tokenize
+from curate.store import POOL_SCHEMA, SCORE_COLUMNS, Store
+
+ROOT = Path(__file__).resolve().parents[1]
+CONVERSATION = {
+    "messages": [
+        {"role": "system", "content": "You are terse."},
+        {"role": "user", "content": "Name a prime number."},
+        {"role": "assistant", "content": "7."},
+        {"role": "user", "content": "And an even one?"},
+        {"role": "assistant", "content": "2, the only even prime."},
+    ]
+}
+
+
+def sample_records(n: int, start: int = 0) -> list[dict]:
+    lines = (ROOT / "data" / "sample" / "pool.jsonl").read_text(encoding="utf-8").splitlines()
+    return [json.loads(line) for line in lines[start : start + n]]
+
+
+def add_rows(store: Store, records: list[dict], tmp_path: Path, label: str = "part") -> None:
+    path = tmp_path / f"{label}.jsonl"
+    path.write_text("".join(json.dumps(r) + "\n" for r in records), encoding="utf-8")
+    ingest(store, [str(path)])
+
+
+@pytest.fixture
+def pool16(store, tmp_path) -> Store:
+    """15 sample rows of assorted lengths plus one multi-turn conversation."""
+    add_rows(store, sample_records(15) + [CONVERSATION], tmp_path)
+    return store
+
+
+@pytest.fixture(scope="session")
+def minilm():
+    embedder = load_embedder("st:minilm", device="cpu")
+    embedder.load()
+    return embedder
+
+
+@pytest.fixture(scope="session")
+def tiny_b(smollm2_tokenizer_dir, tmp_path_factory) -> Path:
+    """Another tiny LM with the same shape but different weights (a "newer model")."""
+    from conftest import build_tiny_lm
+
+    return build_tiny_lm(smollm2_tokenizer_dir, tmp_path_factory.mktemp("tiny-lm-b"), seed=1)
+
+
+def pool_rows(store: Store) -> list[dict]:
+    return store.read_pool().to_pylist()
+
+
+# ---------------------------------------------------------------- embedders
+
+
+def test_lm_vector_is_masked_mean_of_last_hidden_state_and_scores_match_logits(tiny_lm, pool16):
+    import torch
+
+    embedder = load_embedder(f"lm:{tiny_lm}", max_length=512, device="cpu")
+    rows = pool_rows(pool16)
+    conversation = next(r for r in rows if r["messages"])
+    result = embedder.embed_batch([rows[0], conversation, rows[3]])
+    assert result.vectors.shape == (3, 64) and result.vectors.dtype == np.float32
+    model, tokenizer = embedder._model, embedder.tokenizer
+    for b, row in enumerate([rows[0], conversation, rows[3]]):
+        tok = tokenize(row, tokenizer, 512)
+        with torch.no_grad():
+            out = model(torch.tensor([tok.input_ids]), output_hidden_states=True)
+        expected = out.hidden_states[-1][0].mean(dim=0).numpy()
+        np.testing.assert_allclose(result.vectors[b], expected, atol=1e-5)
+        predicting = [t - 1 for t in range(1, len(tok.labels)) if tok.labels[t] != IGNORE_INDEX]
+        assert predicting, "the rows have responses"
+        logits = out.logits[0, predicting]
+        top2 = logits.topk(2, dim=-1).values
+        log_p = torch.log_softmax(logits, dim=-1)
+        expected_scores = {
+            "least_confidence": top2[:, 0].mean(),
+            "margin": (top2[:, 0] - top2[:, 1]).mean(),
+            "entropy": -(log_p.exp() * log_p).sum(dim=-1).mean(),
+        }
+        for name in SCORE_COLUMNS:
+            assert result.scores[name][b] == pytest.approx(
+                float(expected_scores[name]), rel=1e-4, abs=1e-5
+            )
+
+
+@pytest.mark.parametrize("kind", ["lm", "st"])
+def test_batched_vectors_equal_batch_size_one(kind, tiny_lm, minilm, pool16):
+    embedder = load_embedder(f"lm:{tiny_lm}", device="cpu") if kind == "lm" else minilm
+    rows = pool_rows(pool16)
+    single = np.zeros((len(rows), embedder.dim), np.float32)
+    batched = np.zeros_like(single)
+    single_scores, batched_scores = {}, {}
+    for out, scores, size in ((single, single_scores, 1), (batched, batched_scores, 6)):
+        for indices, result in embedder.embed(rows, batch_size=size):
+            out[indices] = result.vectors
+            for name, values in result.scores.items():
+                scores.setdefault(name, np.zeros(len(rows), np.float32))[indices] = values
+    np.testing.assert_allclose(batched, single, atol=1e-4)
+    assert np.abs(single).sum(axis=1).min() > 0, "every row got a vector"
+    assert len({v.tobytes() for v in single}) == len(rows), "different rows, different vectors"
+    if kind == "lm":
+        assert set(batched_scores) == set(SCORE_COLUMNS)
+        for name in SCORE_COLUMNS:
+            np.testing.assert_allclose(
+                batched_scores[name], single_scores[name], rtol=1e-4, atol=1e-4
+            )
+    else:
+        np.testing.assert_allclose(
+            np.linalg.norm(single, axis=1), 1.0, atol=1e-5
+        )  # MiniLM normalises
+
+
+def test_length_sorted_batches_cover_every_row_once_in_length_order():
+    rows = [{"n_chars": n} for n in (50, 3, 900, 3, 77, 12, 400)]
+    batches = length_sorted_batches(rows, 3)
+    assert batches == [[1, 3, 5], [0, 4, 6], [2]]
+    with pytest.raises(ValueError):
+        length_sorted_batches(rows, 0)
+
+
+def test_specs_and_default_names(tiny_lm):
+    assert parse_spec("st:minilm") == ("st", "minilm")
+    assert parse_spec("gguf:/x/SmolLM2.Q4.gguf") == ("lm", "gguf:/x/SmolLM2.Q4.gguf")
+    assert parse_spec(str(tiny_lm)) == ("lm", str(tiny_lm))
+    assert default_name("st:minilm") == "minilm"
+    assert default_name("lm:smollm2") == "smollm2"
+    assert default_name("lm:data/models/rd_1/") == "rd_1"
+    assert default_name("gguf:/m/SmolLM2-135M-Instruct.Q4_1.gguf") == "smollm2-135m-instruct_q4_1"
+    with pytest.raises(EmbeddingError, match="unknown embedder spec"):
+        parse_spec("bogus")
+    with pytest.raises(ModelError, match="no such model folder"):
+        load_embedder("lm:./no/such/model")
+    with pytest.raises(ModelError, match="not in the Hugging Face cache"):
+        load_embedder("lm:nobody/no-such-model")
+
+
+def test_fingerprint_tracks_weights_max_length_and_kind(tiny_lm, tiny_b, minilm):
+    a = load_embedder(f"lm:{tiny_lm}")
+    assert a.fingerprint == load_embedder(f"lm:{tiny_lm}").fingerprint
+    assert a.fingerprint != load_embedder(f"lm:{tiny_b}").fingerprint
+    assert a.fingerprint != load_embedder(f"lm:{tiny_lm}", max_length=256).fingerprint
+    assert minilm.fingerprint != a.fingerprint
+
+
+# ---------------------------------------------------------------- cache, resume, replace
+
+
+def test_rerun_reuses_everything_and_new_rows_are_the_only_ones_embedded(tiny_lm, pool16, tmp_path):
+    first = embed_pool(pool16, load_embedder(f"lm:{tiny_lm}"), "tiny", batch_size=4)
+    assert (first.embedded, first.reused, first.dim) == (16, 0, 64)
+    before = pool16.load_vectors("tiny", with_scores=True)
+    assert before.matrix.shape == (16, 64) and set(before.scores) == set(SCORE_COLUMNS)
+
+    again = load_embedder(f"lm:{tiny_lm}")
+    report = embed_pool(pool16, again, "tiny", batch_size=4)
+    assert (report.embedded, report.reused) == (0, 16)
+    assert not again.loaded, "a fully cached run must not even load the model"
+
+    add_rows(pool16, sample_records(5, start=40), tmp_path, "more")
+    grow = load_embedder(f"lm:{tiny_lm}")
+    report = embed_pool(pool16, grow, "tiny", batch_size=4)
+    assert (report.embedded, report.reused, report.removed) == (5, 16, 0)
+    after = pool16.load_vectors("tiny", with_scores=True)
+    assert after.matrix.shape == (21, 64)
+    assert pool16.open("emb_tiny").count_rows() == 21
+    np.testing.assert_array_equal(after.matrix[:16], before.matrix)  # old vectors untouched
+
+
+def test_new_model_replaces_old_vectors_only_after_it_succeeds(tiny_lm, tiny_b, pool16):
+    old = embed_pool(pool16, load_embedder(f"lm:{tiny_lm}"), "rd", batch_size=4)
+    newer = load_embedder(f"lm:{tiny_b}")
+
+    def crash_after_first_batch(n):
+        raise RuntimeError("simulated crash")
+
+    with pytest.raises(RuntimeError):
+        embed_pool(
+            pool16,
+            newer,
+            "rd",
+            batch_size=4,
+            on_progress=crash_after_first_batch,
+            checkpoint_seconds=0,
+        )
+    stored = pool16.scan("emb_rd", ["fingerprint"])["fingerprint"].to_pylist()
+    assert stored.count(old.fingerprint) == 16, "old vectors survive a failed run"
+    assert stored.count(newer.fingerprint) == 4, "the committed batch is kept for the resume"
+    with pytest.raises(EmbeddingError, match="mix 2 embedder fingerprints"):
+        pool16.load_vectors("rd")
+
+    report = embed_pool(pool16, load_embedder(f"lm:{tiny_b}"), "rd", batch_size=4)
+    assert (report.embedded, report.reused, report.removed) == (12, 4, 16)
+    vectors = pool16.load_vectors("rd")
+    assert vectors.fingerprint == newer.fingerprint
+    assert pool16.open("emb_rd").count_rows() == 16
+    assert vectors.ids == pool16.read_pool(["id"])["id"].to_pylist()
+
+
+def test_kill_9_mid_run_resumes_from_the_written_batches(tiny_lm, pool16):
+    script = textwrap.dedent(
+        f"""
+        import os, signal
+        from curate.embed import embed_pool
+        from curate.embedders import load_embedder
+        from curate.store import Store
+
+        batches = 0
+        def die_after_two_batches(n):
+            global batches
+            batches += 1
+            if batches == 2:
+                os.kill(os.getpid(), signal.SIGKILL)
+
+        embed_pool(Store({str(pool16.path)!r}), load_embedder({f"lm:{tiny_lm}"!r}, device="cpu"),
+                   "resume", batch_size=4, on_progress=die_after_two_batches, checkpoint_seconds=0)
+        """
+    )
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    killed = subprocess.run(
+        [sys.executable, "-c", script], env=env, capture_output=True, text=True, timeout=300
+    )
+    assert killed.returncode == -9, killed.stderr[-2000:]
+    assert pool16.open("emb_resume").count_rows() == 8
+
+    report = embed_pool(pool16, load_embedder(f"lm:{tiny_lm}"), "resume", batch_size=4)
+    assert (report.embedded, report.reused, report.removed) == (8, 8, 0)
+    assert pool16.open("emb_resume").count_rows() == 16
+    embed_pool(pool16, load_embedder(f"lm:{tiny_lm}"), "fresh", batch_size=4)
+    resumed, fresh = pool16.load_vectors("resume", True), pool16.load_vectors("fresh", True)
+    np.testing.assert_allclose(resumed.matrix, fresh.matrix, atol=1e-5)
+    for name in SCORE_COLUMNS:
+        np.testing.assert_allclose(resumed.scores[name], fresh.scores[name], rtol=1e-5, atol=1e-5)
+
+
+def test_dimension_change_under_a_name_is_an_error_and_changes_nothing(tiny_lm, minilm, pool16):
+    embed_pool(pool16, load_embedder(f"lm:{tiny_lm}"), "shared", batch_size=8)
+    version = pool16.open("emb_shared").version
+    with pytest.raises(
+        EmbeddingError, match=r"64-d vectors, the new ones are 384-d; choose another --name"
+    ):
+        embed_pool(pool16, minilm, "shared")
+    assert pool16.open("emb_shared").version == version
+    assert pool16.load_vectors("shared").matrix.shape == (16, 64)
+
+
+def test_empty_or_missing_pool_is_a_clear_error(store, tiny_lm):
+    embedder = load_embedder(f"lm:{tiny_lm}")
+    with pytest.raises(PoolError, match="no pool table"):
+        embed_pool(store, embedder)
+    store.db.create_table("pool", schema=POOL_SCHEMA)
+    with pytest.raises(PoolError, match="pool .* is empty"):
+        embed_pool(store, embedder)
+
+
+# ---------------------------------------------------------------- import
+
+
+def _random_vectors(store: Store, dim: int = 8, seed: int = 0):
+    ids = store.read_pool(["id"])["id"].to_pylist()
+    rng = np.random.default_rng(seed)
+    order = rng.permutation(len(ids))  # files need not follow pool order
+    return [ids[i] for i in order], rng.normal(size=(len(ids), dim)).astype(np.float32), order
+
+
+@pytest.mark.parametrize("suffix", [".npz", ".parquet", ".npy"])
+def test_import_round_trips_in_pool_order(suffix, pool16, tmp_path):
+    ids, matrix, order = _random_vectors(pool16)
+    path = tmp_path / f"vectors{suffix}"
+    if suffix == ".npz":
+        np.savez(path, id=np.array(ids), vector=matrix)
+    elif suffix == ".parquet":
+        hashes = dict(
+            zip(
+                *(pool16.read_pool(["id", "hash"])[c].to_pylist() for c in ("id", "hash")),
+                strict=True,
+            )
+        )
+        pq.write_table(
+            pa.table({"id": ids, "hash": [hashes[i] for i in ids], "vector": matrix.tolist()}), path
+        )
+    else:
+        records = np.zeros(len(ids), dtype=[("id", "U64"), ("vector", "f4", (8,))])
+        records["id"], records["vector"] = ids, matrix
+        np.save(path, records)
+    report = import_vectors(pool16, path)
+    assert (report.name, report.dim, report.embedded) == ("vectors", 8, 16)
+    loaded = pool16.load_vectors("vectors")
+    expected = np.empty_like(matrix)
+    expected[order] = matrix
+    np.testing.assert_array_equal(loaded.matrix, expected)
+    assert loaded.fingerprint.startswith("import-")
+
+
+@pytest.mark.parametrize(
+    "mutate, message",
+    [
+        (lambda ids, m: (ids[:-1] + ["nope"], m), "1 ids are not in the pool (nope)"),
+        (lambda ids, m: (ids[:-1], m[:-1]), "covers 15 of 16 pool rows"),
+        (lambda ids, m: (ids, np.where(np.arange(len(ids))[:, None] == 3, np.nan, m)), "row 3"),
+        (lambda ids, m: (ids[:-1] + ids[:1], m), "appears twice"),
+    ],
+)
+def test_bad_import_files_name_the_problem_and_change_nothing(mutate, message, pool16, tmp_path):
+    ids, matrix, _ = _random_vectors(pool16)
+    good = tmp_path / "good.npz"
+    np.savez(good, id=np.array(ids), vector=matrix)
+    import_vectors(pool16, good, "imp")
+    version = pool16.open("emb_imp").version
+    bad_ids, bad_matrix = mutate(list(ids), matrix.copy())
+    bad = tmp_path / "bad.npz"
+    np.savez(bad, id=np.array(bad_ids), vector=bad_matrix)
+    with pytest.raises(InvalidInputError) as err:
+        import_vectors(pool16, bad, "imp")
+    assert str(bad) in str(err.value) and message in str(err.value)
+    assert pool16.open("emb_imp").version == version
+
+
+def test_import_rejects_a_dimension_change_and_plain_arrays(pool16, tmp_path):
+    ids, matrix, _ = _random_vectors(pool16)
+    np.savez(tmp_path / "a.npz", id=np.array(ids), vector=matrix)
+    import_vectors(pool16, tmp_path / "a.npz", "imp")
+    np.savez(tmp_path / "b.npz", id=np.array(ids), vector=np.ones((len(ids), 4), np.float32))
+    with pytest.raises(EmbeddingError, match="8-d vectors, the new ones are 4-d"):
+        import_vectors(pool16, tmp_path / "b.npz", "imp")
+    np.save(tmp_path / "plain.npy", matrix)
+    with pytest.raises(InvalidInputError, match="a plain array has no ids"):
+        import_vectors(pool16, tmp_path / "plain.npy", "imp")
+    assert pool16.load_vectors("imp").matrix.shape == (16, 8)
+
+
+# ---------------------------------------------------------------- command line
+
+
+def test_cli_without_arguments_embeds_with_offline_minilm_then_reuses(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    store = Store(tmp_path / "data" / "lancedb")
+    add_rows(store, sample_records(10), tmp_path)
+    runner = CliRunner()
+    first = runner.invoke(app, ["embed"], catch_exceptions=False, terminal_width=200)
+    assert first.exit_code == 0, first.output
+    assert "minilm" in first.output
+    assert store.load_vectors("minilm").matrix.shape == (10, 384)
+    second = runner.invoke(app, ["embed", "--json"], catch_exceptions=False)
+    summary = json.loads(second.stdout)
+    assert (summary["name"], summary["embedded"], summary["reused"], summary["dim"]) == (
+        "minilm",
+        0,
+        10,
+        384,
+    )
+
+
+def test_cli_embed_lm_writes_scores_and_reports_json(tiny_lm, pool16):
+    args = ["embed", "--db", str(pool16.path), "--embedder", f"lm:{tiny_lm}", "--name", "r1"]
+    result = CliRunner().invoke(app, [*args, "--batch-size", "5", "--max-length", "64", "--json"])
+    assert result.exit_code == 0, result.output
+    summary = json.loads(result.stdout)
+    assert summary["embedded"] == 16 and summary["examples_per_s"] > 0
+    assert set(pool16.load_vectors("r1", with_scores=True).scores) == set(SCORE_COLUMNS)
+    # --max-length is part of the fingerprint: the same rows at another length are re-embedded.
+    again = CliRunner().invoke(app, [*args, "--max-length", "128", "--json"])
+    assert json.loads(again.stdout)["embedded"] == 16
+
+
+@pytest.mark.parametrize(
+    "args, error, message",
+    [
+        (["--embedder", "lm:./missing-model"], ModelError, "no such model folder"),
+        (["--embedder", "wat"], EmbeddingError, "unknown embedder spec"),
+        (["--name", "bad name!"], EmbeddingError, "not usable as a table name"),
+    ],
+)
+def test_cli_bad_input_raises_one_clear_error(args, error, message, pool16):
+    result = CliRunner().invoke(app, ["embed", "--db", str(pool16.path), *args])
+    assert isinstance(result.exception, error) and isinstance(result.exception, CurateError)
+    assert message in str(result.exception) and "\n" not in str(result.exception)
+    assert pool16.embedding_names() == []
+
+
+def test_cli_error_line_and_exit_code_for_an_empty_db(tmp_path):
+    result = subprocess.run(
+        [sys.executable, "-m", "curate", "embed", "--db", str(tmp_path / "db")],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        cwd=ROOT,
+    )
+    assert result.returncode != 0
+    assert result.stderr.strip().startswith("error: no pool table")
+    assert len(result.stderr.strip().splitlines()) == 1
