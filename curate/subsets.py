@@ -57,20 +57,28 @@ class Subset:
 
 def examples_blob(examples: list[dict[str, Any]]) -> bytes:
     return "".join(
-        json.dumps(e, ensure_ascii=False, sort_keys=True, separators=(",", ":")) + "\n" for e in examples
+        json.dumps(e, ensure_ascii=False, sort_keys=True, separators=(",", ":")) + "\n"
+        for e in examples
     ).encode("utf-8")
 
 
-def write_subset(out_dir: str | Path, manifest: dict[str, Any], examples: list[dict[str, Any]]) -> Subset:
+def write_subset(
+    out_dir: str | Path, manifest: dict[str, Any], examples: list[dict[str, Any]]
+) -> Subset:
     """Write both files into a temp folder beside ``out_dir`` and swap it into place.
 
     ``manifest`` gets ``format_version`` and ``examples_sha256`` filled in here.
     """
     out_dir = Path(out_dir)
     blob = examples_blob(examples)
-    manifest = {**manifest, "format_version": FORMAT_VERSION, "examples_sha256": hashlib.sha256(blob).hexdigest()}
+    manifest = {
+        **manifest,
+        "format_version": FORMAT_VERSION,
+        "examples_sha256": hashlib.sha256(blob).hexdigest(),
+    }
     out_dir.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.tmp-", dir=out_dir.parent))
+    tmp.chmod(_default_mode(0o777))  # mkdtemp makes it private; the artifact is not
     try:
         (tmp / EXAMPLES_FILE).write_bytes(blob)
         (tmp / MANIFEST_FILE).write_text(canonical_json(manifest), encoding="utf-8")
@@ -78,6 +86,13 @@ def write_subset(out_dir: str | Path, manifest: dict[str, Any], examples: list[d
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
     return Subset(out_dir, manifest, examples)
+
+
+def _default_mode(mode: int) -> int:
+    """``mode`` filtered by the process umask, as ``open``/``mkdir`` would create it."""
+    umask = os.umask(0)
+    os.umask(umask)
+    return mode & ~umask
 
 
 def replace_dir(src: Path, dst: Path) -> None:
@@ -97,16 +112,22 @@ def load_subset(path: str | Path, verify: bool = True) -> Subset:
     path = Path(path)
     manifest_path, examples_path = path / MANIFEST_FILE, path / EXAMPLES_FILE
     if not manifest_path.is_file() or not examples_path.is_file():
-        raise SubsetError(f"{path}: not a subset folder (needs {MANIFEST_FILE} and {EXAMPLES_FILE})")
+        raise SubsetError(
+            f"{path}: not a subset folder (needs {MANIFEST_FILE} and {EXAMPLES_FILE})"
+        )
     try:
         manifest = json.loads(manifest_path.read_text(encoding="utf-8"))
     except (json.JSONDecodeError, UnicodeDecodeError) as err:
         raise SubsetError(f"{manifest_path}: malformed manifest ({err})") from None
     if manifest.get("format_version") != FORMAT_VERSION:
-        raise SubsetError(f"{manifest_path}: unsupported format_version {manifest.get('format_version')!r}")
+        raise SubsetError(
+            f"{manifest_path}: unsupported format_version {manifest.get('format_version')!r}"
+        )
     blob = examples_path.read_bytes()
     if verify and hashlib.sha256(blob).hexdigest() != manifest.get("examples_sha256"):
-        raise SubsetError(f"{examples_path}: sha256 does not match the manifest (file was modified)")
+        raise SubsetError(
+            f"{examples_path}: sha256 does not match the manifest (file was modified)"
+        )
     examples = []
     for line_no, line in enumerate(blob.decode("utf-8").splitlines(), start=1):
         try:
@@ -118,3 +139,284 @@ def load_subset(path: str | Path, verify: bool = True) -> Subset:
         if picked != [(e["id"], e["hash"]) for e in examples]:
             raise SubsetError(f"{path}: examples.jsonl does not list the manifest's picks in order")
     return Subset(path, manifest, examples)
+
+
+# ----------------------------------------------------------------------------- finding
+
+
+def resolve_subset_dir(ref: str | Path, root: str | Path = DEFAULT_SUBSETS_DIR) -> Path:
+    """A subset folder named by path, or by name under ``root``."""
+    path = Path(ref)
+    if (path / MANIFEST_FILE).is_file():
+        return path
+    named = Path(root) / str(ref)
+    if (named / MANIFEST_FILE).is_file():
+        return named
+    raise SubsetError(f"{ref}: no subset folder there or under {root} (needs {MANIFEST_FILE})")
+
+
+def list_subsets(root: str | Path = DEFAULT_SUBSETS_DIR) -> list[dict[str, Any]]:
+    """One summary per subset folder directly under ``root``, by name."""
+    root = Path(root)
+    if not root.is_dir():
+        return []
+    rows = []
+    for path in sorted(p for p in root.iterdir() if (p / MANIFEST_FILE).is_file()):
+        try:
+            subset = load_subset(path, verify=False)
+        except SubsetError as err:
+            rows.append({"path": str(path), "name": path.name, "error": str(err)})
+            continue
+        rows.append(summarize(subset))
+    return rows
+
+
+def summarize(subset: Subset) -> dict[str, Any]:
+    """What ``subsets list`` / ``show`` print: the manifest without its pick list, plus
+    counts and the coverage curve's end points (K-center distances at pick time)."""
+    m = subset.manifest
+    distances = [p["distance"] for p in m["picks"] if p.get("distance") is not None]
+    parent_size = sum(1 for p in m["picks"] if "distance" not in p and "score" not in p)
+    categories: dict[str, int] = {}
+    for example in subset.examples:
+        key = example.get("category") or "-"
+        categories[key] = categories.get(key, 0) + 1
+    return {
+        "path": str(subset.path),
+        "name": m.get("name"),
+        "strategy": m.get("strategy"),
+        "params": m.get("params"),
+        "seed": m.get("seed"),
+        "size": len(m["picks"]),
+        "budget": m.get("budget"),
+        "parent": m.get("parent"),
+        "pool": m.get("pool"),
+        "embeddings": m.get("embeddings"),
+        "created_by": m.get("created_by"),
+        "manifest_sha256": subset.manifest_sha256,
+        "examples_sha256": m.get("examples_sha256"),
+        "coverage": {
+            "first": distances[0] if distances else None,
+            "last": distances[-1] if distances else None,
+            "picks_with_distance": len(distances),
+        },
+        "inherited": parent_size if m.get("parent") else 0,
+        "categories": dict(sorted(categories.items())),
+    }
+
+
+# ----------------------------------------------------------------------------- verify
+
+
+@dataclass
+class VerifyReport:
+    path: str
+    name: str
+    examples: int
+    pool_version: int | None  # the version the subset was built on ...
+    pool_version_now: int | None  # ... and the pool's version now
+    parent: str  # "ok", "not found" or "none"
+
+
+def verify_subset(path: str | Path, store) -> VerifyReport:
+    """Check a subset against itself and the pool: ``examples.jsonl`` sha256 and pick
+    order, every example's content hash, every (id, hash) present in the pool, and, when
+    the parent folder sits beside it, the parent's manifest sha256 and prefix."""
+    from curate.records import content_hash
+
+    subset = load_subset(path, verify=True)
+    examples_path = subset.path / EXAMPLES_FILE
+    for line, example in enumerate(subset.examples, start=1):
+        try:
+            digest = content_hash(
+                example["instruction"], example["input"], example["output"], example.get("messages")
+            )
+        except (KeyError, TypeError) as err:
+            raise SubsetError(f"{examples_path}:{line}: not a canonical example ({err})") from None
+        if digest != example["hash"]:
+            raise SubsetError(f"{examples_path}:{line}: content does not match its hash (edited?)")
+    keys = [(e["id"], e["hash"]) for e in subset.examples]
+    if len(set(keys)) != len(keys):
+        raise SubsetError(f"{subset.path}: an example is listed twice")
+    if len(keys) != subset.manifest.get("budget"):
+        raise SubsetError(
+            f"{subset.path}: {len(keys)} examples but the manifest's budget is "
+            f"{subset.manifest.get('budget')}"
+        )
+    found = store.lookup_pool("id", sorted({k[0] for k in keys}), ["id", "hash"])
+    in_pool = set(zip(found["id"].to_pylist(), found["hash"].to_pylist(), strict=True))
+    missing = [k[0] for k in keys if k not in in_pool]
+    if missing:
+        raise SubsetError(
+            f"{subset.path}: {len(missing)} of {len(keys)} examples (e.g. {missing[0]!r}) are not "
+            f"in the pool at {store.path}; wrong --db, or the pool was rebuilt"
+        )
+    return VerifyReport(
+        str(subset.path),
+        subset.name,
+        len(keys),
+        (subset.manifest.get("pool") or {}).get("version"),
+        store.pool_version(),
+        _verify_parent(subset),
+    )
+
+
+def _verify_parent(subset: Subset) -> str:
+    parent = subset.manifest.get("parent")
+    if not parent:
+        return "none"
+    folder = subset.path.parent / parent["name"]
+    if not (folder / MANIFEST_FILE).is_file():
+        return "not found"
+    actual = load_subset(folder, verify=False)
+    if actual.manifest_sha256 != parent["manifest_sha256"]:
+        raise SubsetError(
+            f"{subset.path}: parent {folder} changed after this subset was built "
+            "(manifest sha256 differs); re-run `curate select` for it"
+        )
+    if subset.ids[: len(actual.ids)] != actual.ids:
+        raise SubsetError(f"{subset.path}: does not start with its parent's picks ({folder})")
+    return "ok"
+
+
+# ----------------------------------------------------------------------------- diff
+
+
+def diff_subsets(a: Subset, b: Subset) -> dict[str, Any]:
+    """Which ids the two subsets share, and whether ``b`` extends ``a`` (a's picks first)."""
+    ids_a, ids_b = a.ids, b.ids
+    set_a, set_b = set(ids_a), set(ids_b)
+    common = set_a & set_b
+    return {
+        "a": {"name": a.name, "path": str(a.path), "size": len(ids_a)},
+        "b": {"name": b.name, "path": str(b.path), "size": len(ids_b)},
+        "common": len(common),
+        "only_a": [i for i in ids_a if i not in set_b],
+        "only_b": [i for i in ids_b if i not in set_a],
+        "jaccard": len(common) / len(set_a | set_b) if set_a | set_b else 1.0,
+        "b_extends_a": ids_b[: len(ids_a)] == ids_a,
+        "a_extends_b": ids_a[: len(ids_b)] == ids_b,
+    }
+
+
+# ----------------------------------------------------------------------------- export
+
+EXPORT_FORMATS = ("alpaca", "sharegpt", "messages", "parquet", "hf")
+DEFAULT_EXPORTS_DIR = Path("data/exports")
+_EXPORT_SUFFIX = {
+    "alpaca": ".json",
+    "sharegpt": ".json",
+    "messages": ".jsonl",
+    "parquet": ".parquet",
+    "hf": "",
+}
+_SHAREGPT_FROM = {"system": "system", "user": "human", "assistant": "gpt"}
+
+
+def default_export_path(subset: Subset, fmt: str) -> Path:
+    return DEFAULT_EXPORTS_DIR / f"{subset.name}-{fmt}{_EXPORT_SUFFIX[fmt]}"
+
+
+def chat_turns(example: dict[str, Any]) -> list[dict[str, str]]:
+    """The example as chat messages (single-turn rows: instruction + input as the user turn)."""
+    if example.get("messages"):
+        return [{"role": m["role"], "content": m["content"]} for m in example["messages"]]
+    user = example["instruction"]
+    if example.get("input"):
+        user = f"{user}\n\n{example['input']}"
+    return [{"role": "user", "content": user}, {"role": "assistant", "content": example["output"]}]
+
+
+def to_alpaca(example: dict[str, Any]) -> dict[str, Any]:
+    """LLaMA-Factory / axolotl Alpaca record; earlier turns go to ``history``, a system
+    prompt to ``system``."""
+    record: dict[str, Any] = {
+        "id": example["id"],
+        "instruction": example["instruction"],
+        "input": example["input"],
+        "output": example["output"],
+    }
+    turns = example.get("messages") or []
+    if not turns:
+        return record
+    if turns[0]["role"] == "system":
+        record["system"] = turns[0]["content"]
+        turns = turns[1:]
+    roles = [t["role"] for t in turns]
+    if len(turns) % 2 or roles != ["user", "assistant"] * (len(turns) // 2):
+        raise SubsetError(
+            f"example {example['id']!r} does not alternate user/assistant turns, so it has no "
+            "Alpaca form; export with --format sharegpt or messages"
+        )
+    record["history"] = [
+        [turns[i]["content"], turns[i + 1]["content"]] for i in range(0, len(turns) - 2, 2)
+    ]
+    return record
+
+
+def to_sharegpt(example: dict[str, Any]) -> dict[str, Any]:
+    turns = [
+        {"from": _SHAREGPT_FROM[t["role"]], "value": t["content"]} for t in chat_turns(example)
+    ]
+    return {"id": example["id"], "conversations": turns}
+
+
+def to_messages(example: dict[str, Any]) -> dict[str, Any]:
+    return {"id": example["id"], "messages": chat_turns(example)}
+
+
+def _table(examples: list[dict[str, Any]]):
+    """Canonical columns with ``messages`` always filled (TRL reads it as is)."""
+    import pyarrow as pa
+
+    from curate.store import MESSAGE_TYPE
+
+    columns = ("id", "instruction", "input", "output", "category", "source", "hash")
+    data = {c: pa.array([e.get(c) for e in examples], pa.string()) for c in columns}
+    data["messages"] = pa.array([chat_turns(e) for e in examples], MESSAGE_TYPE)
+    return pa.table(data)
+
+
+def export_subset(path: str | Path, fmt: str, out: str | Path | None = None) -> Path:
+    """Write the subset where fine-tuning tools read it; returns the file or folder written.
+
+    alpaca / sharegpt: a JSON array (LLaMA-Factory, axolotl); messages: JSON Lines of
+    ``{"messages": [...]}`` (TRL's conversational format); parquet / hf: canonical columns
+    plus ``messages`` (``datasets.load_dataset("parquet", ...)`` / ``load_from_disk``).
+    """
+    if fmt not in EXPORT_FORMATS:
+        raise SubsetError(f"unknown export format {fmt!r}; choose from {', '.join(EXPORT_FORMATS)}")
+    subset = load_subset(path, verify=True)
+    out = Path(out) if out is not None else default_export_path(subset, fmt)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    if fmt == "hf":
+        import datasets
+
+        tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.tmp-", dir=out.parent))
+        try:
+            datasets.Dataset(_table(subset.examples)).save_to_disk(str(tmp / "data"))
+            replace_dir(tmp / "data", out)
+        finally:
+            shutil.rmtree(tmp, ignore_errors=True)
+        return out
+    fd, tmp_name = tempfile.mkstemp(prefix=f".{out.name}.tmp-", dir=out.parent)
+    os.close(fd)
+    tmp = Path(tmp_name)
+    tmp.chmod(_default_mode(0o666))
+    try:
+        if fmt == "parquet":
+            import pyarrow.parquet as pq
+
+            pq.write_table(_table(subset.examples), tmp)
+        elif fmt == "messages":
+            tmp.write_bytes(examples_blob([to_messages(e) for e in subset.examples]))
+        else:
+            convert = to_alpaca if fmt == "alpaca" else to_sharegpt
+            records = [convert(e) for e in subset.examples]
+            tmp.write_text(
+                json.dumps(records, ensure_ascii=False, indent=1) + "\n", encoding="utf-8"
+            )
+        os.replace(tmp, out)
+    finally:
+        tmp.unlink(missing_ok=True)
+    return out

@@ -24,7 +24,7 @@ app = typer.Typer(
 )
 
 # Each module defines ``register(app)``; listed explicitly so `--help` order is deliberate.
-COMMAND_MODULES = ("ingest", "pool", "embed", "train", "eval", "plot", "init")
+COMMAND_MODULES = ("ingest", "pool", "embed", "select", "subsets", "train", "eval", "plot", "init")
 
 
 def _version(value: bool) -> None:

@@ -1,0 +1,334 @@
+"""`curate select` on a real LanceDB pool with stored vectors: picks, manifest, errors, CLI.
+
+Embedding tables are written directly with `embedding_schema` (random vectors), so these
+tests do not depend on `curate embed`.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+import numpy as np
+import pyarrow as pa
+import pytest
+from test_kcenter import naive_kcenter
+
+from curate.cli import main
+from curate.errors import CurateError, EmbeddingError, SelectionError
+from curate.ingest import ingest
+from curate.records import Example
+from curate.select import SelectRequest, select
+from curate.store import SCORE_COLUMNS, Store, embedding_schema
+from curate.subsets import load_subset
+
+DIM = 8
+
+
+def add_embeddings(store: Store, name: str, vectors: np.ndarray, scores=None, rows=None):
+    """An ``emb_<name>`` table for pool rows ``rows`` (default: all), with optional scores."""
+    pool = store.read_pool(["id", "hash"])
+    rows = np.arange(pool.num_rows) if rows is None else np.asarray(rows)
+    columns = {
+        "id": pool["id"].take(rows),
+        "hash": pool["hash"].take(rows),
+        "fingerprint": pa.array([f"fp-{name}"] * len(rows)),
+        "vector": pa.FixedSizeListArray.from_arrays(
+            pa.array(vectors[rows].ravel(), pa.float32()), DIM
+        ),
+    }
+    if scores is not None:
+        columns.update({c: pa.array(scores[c][rows], pa.float32()) for c in SCORE_COLUMNS})
+    schema = embedding_schema(DIM, with_scores=scores is not None)
+    store.db.create_table(store.embedding_table(name), data=pa.table(columns, schema=schema))
+
+
+@pytest.fixture(scope="module")
+def pool_db(tmp_path_factory) -> tuple[Path, np.ndarray, dict]:
+    """The sample pool, embeddings `e` (vectors + uncertainty scores) and `plain` (no scores)."""
+    from conftest import SAMPLE_POOL
+
+    db = tmp_path_factory.mktemp("select") / "db"
+    store = Store(db)
+    ingest(store, [str(SAMPLE_POOL)])
+    n = store.pool_count()
+    rng = np.random.default_rng(0)
+    vectors = rng.standard_normal((n, DIM)).astype(np.float32)
+    scores = {c: rng.random(n).astype(np.float32) for c in SCORE_COLUMNS}
+    add_embeddings(store, "e", vectors, scores)
+    add_embeddings(store, "plain", vectors)
+    return db, vectors, scores
+
+
+def run(db: Path, out: Path, **fields):
+    return select(Store(db), SelectRequest(out=out, **fields))
+
+
+def pool_rows(db: Path) -> list[dict]:
+    return [Example.from_dict(r).to_dict() for r in Store(db).read_pool().to_pylist()]
+
+
+# ----------------------------------------------------------------------------- picks + manifest
+
+
+def test_kcenter_subset_has_naive_picks_and_a_complete_manifest(pool_db, tmp_path):
+    db, vectors, _ = pool_db
+    result = run(db, tmp_path / "kc", strategy="kcenter", budget=12, embeddings="e", seed=4)
+    rows = pool_rows(db)
+    first = int(np.random.default_rng(4).integers(len(rows)))
+    picks, sq = naive_kcenter(vectors, [first], 11)
+    expected = [rows[i] for i in [first, *picks]]
+    subset = load_subset(tmp_path / "kc")
+    assert subset.examples == expected  # canonical pool rows, in pick order
+    m = subset.manifest
+    assert [p["id"] for p in m["picks"]] == [r["id"] for r in expected]
+    assert [p["hash"] for p in m["picks"]] == [r["hash"] for r in expected]
+    assert m["picks"][0]["distance"] is None
+    np.testing.assert_array_equal([p["distance"] for p in m["picks"][1:]], np.sqrt(sq))
+    assert m["name"] == "kc" and m["strategy"] == "kcenter" and m["seed"] == 4
+    assert m["params"] == {"metric": "euclidean", "whiten": None, "added": 12}
+    assert m["budget"] == 12 and m["parent"] is None
+    assert m["pool"] == {"version": Store(db).pool_version(), "rows": len(rows)}
+    assert m["embeddings"] == {"name": "e", "fingerprint": "fp-e"}
+    assert m["created_by"].startswith("curate ") and m["format_version"] == 1
+    assert result.added == 12 and result.subset.path == tmp_path / "kc"
+
+
+def test_parent_examples_come_first_and_add_equals_budget(pool_db, tmp_path):
+    db, vectors, _ = pool_db
+    rd0 = run(db, tmp_path / "rd_0", strategy="random", budget=10, seed=1).subset
+    rd1 = run(db, tmp_path / "rd_1", embeddings="e", parent=rd0.path, add=5).subset
+    ids = [r["id"] for r in pool_rows(db)]
+    parent_pos = [ids.index(i) for i in rd0.ids]
+    picks, _ = naive_kcenter(vectors, parent_pos, 5)
+    assert rd1.ids == rd0.ids + [ids[i] for i in picks]
+    assert rd1.manifest["parent"] == {"name": "rd_0", "manifest_sha256": rd0.manifest_sha256}
+    assert all("distance" not in p for p in rd1.manifest["picks"][:10])
+    assert all(p["distance"] > 0 for p in rd1.manifest["picks"][10:])
+    same = run(db, tmp_path / "by_budget", embeddings="e", parent=rd0.path, budget=15, name="rd_1")
+    for file in ("examples.jsonl", "manifest.json"):
+        assert (same.subset.path / file).read_bytes() == (rd1.path / file).read_bytes()
+
+
+@pytest.mark.parametrize(
+    "fields",
+    [
+        dict(strategy="kcenter", embeddings="e"),
+        dict(strategy="kcenter", embeddings="e", metric="cosine", whiten=4),
+        dict(strategy="random"),
+        dict(strategy="entropy", embeddings="e"),
+    ],
+    ids=["kcenter", "kcenter-whiten", "random", "entropy"],
+)
+def test_same_inputs_and_seed_give_byte_identical_files(pool_db, tmp_path, fields):
+    db = pool_db[0]
+    a = run(db, tmp_path / "a", budget=9, seed=7, name="s", **fields).subset
+    b = run(db, tmp_path / "b", budget=9, seed=7, name="s", **fields).subset
+    for file in ("examples.jsonl", "manifest.json"):
+        assert (a.path / file).read_bytes() == (b.path / file).read_bytes()
+    other = run(db, tmp_path / "c", budget=9, seed=8, name="s", **fields).subset
+    if fields["strategy"] != "entropy":  # seeds change random picks and K-center's first center
+        assert other.ids != a.ids
+
+
+def test_random_needs_no_embeddings(tmp_path, sample_pool):
+    store = Store(tmp_path / "db")
+    ingest(store, [str(sample_pool)])
+    subset = run(tmp_path / "db", tmp_path / "r", strategy="random", budget=30, seed=0).subset
+    assert len(set(subset.ids)) == 30 and subset.manifest["embeddings"] is None
+    assert "distance" not in subset.manifest["picks"][0]
+
+
+@pytest.mark.parametrize(
+    "strategy, column, sign",
+    [("least-confidence", "least_confidence", 1), ("entropy", "entropy", -1)],
+)
+def test_uncertainty_strategies_rank_stored_scores(pool_db, tmp_path, strategy, column, sign):
+    db, _, scores = pool_db
+    rd0 = run(db, tmp_path / "p", strategy="random", budget=5, seed=2).subset
+    subset = run(
+        db, tmp_path / "u", strategy=strategy, embeddings="e", parent=rd0.path, add=6
+    ).subset
+    ids = [r["id"] for r in pool_rows(db)]
+    open_rows = [i for i in range(len(ids)) if ids[i] not in rd0.ids]
+    best = sorted(open_rows, key=lambda i: (sign * scores[column][i], i))[:6]
+    assert subset.ids[5:] == [ids[i] for i in best]
+    got = [p["score"] for p in subset.manifest["picks"][5:]]
+    np.testing.assert_allclose(got, scores[column][best])
+
+
+def test_default_name_and_folder(pool_db, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    result = select(Store(pool_db[0]), SelectRequest(strategy="random", budget=4, seed=3))
+    assert result.subset.path == Path("data/subsets/random-4-s3")
+    assert load_subset(tmp_path / "data/subsets/random-4-s3").name == "random-4-s3"
+
+
+# ----------------------------------------------------------------------------- errors
+
+
+@pytest.fixture(scope="module")
+def broken_db(tmp_path_factory) -> Path:
+    """A 40-row pool with embeddings missing 3 rows, with an inf row (LanceDB refuses NaN
+    on write), and with no scores."""
+    from conftest import SAMPLE_POOL
+
+    db = tmp_path_factory.mktemp("broken") / "db"
+    store = Store(db)
+    lines = SAMPLE_POOL.read_text(encoding="utf-8").splitlines()[:40]
+    (db.parent / "small.jsonl").write_text("\n".join(lines) + "\n", encoding="utf-8")
+    ingest(store, [str(db.parent / "small.jsonl")])
+    vectors = np.random.default_rng(0).standard_normal((40, DIM)).astype(np.float32)
+    add_embeddings(store, "partial", vectors, rows=np.arange(3, 40))
+    bad = vectors.copy()
+    bad[7, 2] = np.inf
+    add_embeddings(store, "nan", bad)
+    add_embeddings(store, "noscores", vectors)
+    return db
+
+
+@pytest.mark.parametrize(
+    "fields, error, message",
+    [
+        (
+            dict(budget=41, embeddings="noscores"),
+            SelectionError,
+            "budget 41 is larger than the pool \\(40 rows\\)",
+        ),
+        (dict(budget=5, add=2, embeddings="noscores"), SelectionError, "exactly one of --budget"),
+        (dict(add=2, embeddings="noscores"), SelectionError, "--add K needs --parent"),
+        (
+            dict(budget=5, embeddings="partial"),
+            EmbeddingError,
+            "3 of 40 pool rows have no vector.*curate embed --name partial",
+        ),
+        (dict(budget=5, embeddings="nan"), EmbeddingError, "NaN/inf vectors for 1 rows"),
+        (dict(budget=5, embeddings="missing"), EmbeddingError, "no embeddings named 'missing'"),
+        (
+            dict(budget=5),
+            SelectionError,
+            "needs --embeddings NAME \\(known: nan, noscores, partial\\)",
+        ),
+        (
+            dict(budget=5, strategy="margin", embeddings="noscores"),
+            EmbeddingError,
+            "no uncertainty scores",
+        ),
+        (
+            dict(budget=5, strategy="random", whiten=3),
+            SelectionError,
+            "apply to --strategy kcenter only",
+        ),
+        (
+            dict(budget=5, embeddings="noscores", whiten=9),
+            SelectionError,
+            "--whiten must be between 1 and",
+        ),
+    ],
+)
+def test_bad_requests_fail_before_writing(broken_db, tmp_path, fields, error, message):
+    out = tmp_path / "out"
+    out.mkdir()
+    (out / "keep.txt").write_text("old")
+    with pytest.raises(error, match=message):
+        run(broken_db, out, **fields)
+    assert [p.name for p in out.parent.iterdir()] == ["out"]  # no temp folders left
+    assert [p.name for p in out.iterdir()] == ["keep.txt"]
+
+
+def test_parent_problems(pool_db, broken_db, tmp_path):
+    parent = run(pool_db[0], tmp_path / "p", strategy="random", budget=6, seed=0).subset
+    small_pool = set(Store(broken_db).read_pool(["id"])["id"].to_pylist())
+    outside = sum(i not in small_pool for i in parent.ids)
+    assert 0 < outside < 6  # the small pool is the sample's first 40 rows
+    with pytest.raises(
+        SelectionError, match=f"was built on a different pool: {outside} of 6 picks"
+    ):
+        run(broken_db, tmp_path / "x", strategy="random", parent=parent.path, add=2)
+    with pytest.raises(SelectionError, match=r"--budget 6 adds nothing to the parent's 6 rows"):
+        run(pool_db[0], tmp_path / "x", strategy="random", parent=parent.path, budget=6)
+    (parent.path / "examples.jsonl").write_text("tampered\n")
+    with pytest.raises(CurateError, match="sha256 does not match"):
+        run(pool_db[0], tmp_path / "x", strategy="random", parent=parent.path, add=2)
+    assert not (tmp_path / "x").exists()
+
+
+# ----------------------------------------------------------------------------- CLI
+
+
+def cli(capsys, *args: str) -> tuple[int, str, str]:
+    """Run `curate ARGS` in-process through the real entry point."""
+    old = sys.argv
+    sys.argv = ["curate", *args]
+    try:
+        main()
+        code = 0
+    except SystemExit as exit_:
+        code = exit_.code
+    finally:
+        sys.argv = old
+    captured = capsys.readouterr()
+    return code, captured.out, captured.err
+
+
+def test_cli_options_reach_the_core(pool_db, tmp_path, capsys):
+    db = str(pool_db[0])
+    code, out, err = cli(
+        capsys,
+        "select",
+        "--db",
+        db,
+        "--strategy",
+        "random",
+        "--budget",
+        "5",
+        "--out",
+        str(tmp_path / "rd_0"),
+        "--json",
+    )
+    assert code == 0, err
+    assert json.loads(out)["name"] == "rd_0" and json.loads(out)["size"] == 5
+    args = [
+        "select",
+        "--db",
+        db,
+        "--embeddings",
+        "e",
+        "--parent",
+        str(tmp_path / "rd_0"),
+        "--add",
+        "3",
+    ]
+    args += [
+        "--metric",
+        "cosine",
+        "--whiten",
+        "4",
+        "--seed",
+        "9",
+        "--name",
+        "r1",
+        "--out",
+        str(tmp_path / "x"),
+        "--json",
+    ]
+    code, out, err = cli(capsys, *args)
+    assert code == 0, err
+    summary = json.loads(out)
+    assert summary["size"] == 8 and summary["added"] == 3 and summary["parent"]["name"] == "rd_0"
+    manifest = load_subset(tmp_path / "x").manifest
+    assert manifest["name"] == "r1" and manifest["seed"] == 9
+    assert manifest["params"] == {"metric": "cosine", "whiten": 4, "added": 3}
+    code, out, err = cli(capsys, "select", "--db", db, "--strategy", "vendi", "--budget", "3")
+    assert code != 0 and "vendi" in err
+
+
+def test_cli_error_is_one_line_and_writes_nothing(pool_db, tmp_path, capsys, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    args = ["select", "--db", str(pool_db[0]), "--budget", "100000", "--strategy", "random"]
+    code, out, err = cli(capsys, *args)
+    assert code == SelectionError.exit_code and out == ""
+    rows = pool_db[1].shape[0]
+    assert err.strip() == f"error: budget 100000 is larger than the pool ({rows} rows)"
+    assert not (tmp_path / "data").exists()
