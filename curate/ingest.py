@@ -124,7 +124,7 @@ class _Staging:
         if self.writer is None:
             return None
         self.writer.close()
-        with pa.memory_map(str(self.path)) as source:
+        with pa.OSFile(str(self.path)) as source:  # not mmap: mapped pages count as RSS
             return self.store.append_pool(pa.ipc.open_stream(source))
 
 
