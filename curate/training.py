@@ -94,7 +94,7 @@ class TrainConfig:
         """The settings that change the trained weights (a resume must match all of them)."""
         key = asdict(self)
         del key["device"], key["save_steps"]
-        return key
+        return key | {"epochs": float(self.epochs), "lr": float(self.lr)}
 
 
 @dataclass(frozen=True)
@@ -109,6 +109,7 @@ class TrainProgress:
 class TrainResult:
     out: Path
     metrics: dict[str, Any]
+    is_main_process: bool = True  # under accelerate/torchrun only the main process reports
 
 
 # ----------------------------------------------------------------------------- data
@@ -335,6 +336,7 @@ def _training_arguments(config: TrainConfig, checkpoints: Path, device: str) -> 
         remove_unused_columns=False,
         include_num_input_tokens_seen="non_padding",
         dataloader_num_workers=0,
+        ddp_find_unused_parameters=False,
     )
 
 
@@ -411,7 +413,7 @@ def train(
 
     manifest_sha256 = subset.manifest_sha256
     run = {
-        "config": config.run_key(),
+        **config.run_key(),
         "subset_manifest_sha256": manifest_sha256,
         "base_model_fingerprint": base_fingerprint,
         "template_version": TEMPLATE_VERSION,
@@ -463,7 +465,7 @@ def train(
         out.parent.mkdir(parents=True, exist_ok=True)
         replace_dir(staging, out)
         shutil.rmtree(work, ignore_errors=True)
-    return TrainResult(out, metrics)
+    return TrainResult(out, metrics, is_main_process=args.should_save)
 
 
 def _metrics(

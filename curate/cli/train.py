@@ -94,6 +94,8 @@ def train_command(
     with _step_progress() as on_progress:
         result = train(subset_dir, out, config, resume=resume, on_progress=on_progress)
     metrics = result.metrics
+    if not result.is_main_process:
+        return
     if json_out:
         print_json({k: v for k, v in metrics.items() if k != "loss_history"} | {"out": str(out)})
         return
