@@ -198,7 +198,8 @@ def import_vectors(store: Store, path: str | Path, name: str | None = None) -> E
             raise InvalidInputError(
                 path,
                 None,
-                f"{len(changed)} vectors were made for other content (hash differs: {_some(changed)})",
+                f"{len(changed)} vectors were made for other content "
+                f"(hash differs: {_some(changed)})",
             )
     row_of = {i: r for r, i in enumerate(data.ids)}
     missing = [i for i in pool_hash if i not in row_of]
@@ -252,10 +253,14 @@ def _embed_batches(store, embedder, plan, schema, on_progress, checkpoint_second
         rows = [row_at[p] for p in batch]
         result = embedder.embed_batch(rows)
         ids = [r["id"] for r in rows]
-        bad = np.flatnonzero(~np.isfinite(result.vectors).all(axis=1))
+        finite = np.isfinite(result.vectors).all(axis=1)
+        for values in result.scores.values():
+            finite &= np.isfinite(values)
+        bad = np.flatnonzero(~finite)
         if bad.size:
             raise EmbeddingError(
-                f"{embedder.spec} produced NaN/inf vectors for {bad.size} rows ({_some([ids[i] for i in bad])})"
+                f"{embedder.spec} produced NaN/inf vectors or scores for {bad.size} rows "
+                f"({_some([ids[i] for i in bad])})"
             )
         pending.append(
             _arrow_rows(
@@ -324,18 +329,14 @@ def _check_compatible(store: Store, plan: EmbedPlan, schema: pa.Schema) -> None:
 
 
 def _mismatch(name: str, stored: pa.Schema, dim: int, with_scores: bool, db: Path) -> str:
-    stored_dim = _stored_dim(stored)
+    stored_dim, stored_scores = _stored_dim(stored), "least_confidence" in stored.names
     if stored_dim != dim:
         what = f"{stored_dim}-d vectors, the new ones are {dim}-d"
-    elif ("least_confidence" in stored.names) != with_scores:
-        what = (
-            "vectors "
-            + ("with" if not with_scores else "without")
-            + " uncertainty scores, the new ones "
-            + ("have them" if with_scores else "do not")
-        )
+    elif stored_scores != with_scores:
+        had, has = ("with", "without") if stored_scores else ("without", "with")
+        what = f"vectors {had} uncertainty scores, the new ones come {has}"
     else:
-        what = f"columns {stored.names}"
+        what = f"columns {', '.join(stored.names)}"
     return f"embeddings {name!r} in {db} hold {what}; choose another --name (nothing was changed)"
 
 

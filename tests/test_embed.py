@@ -402,14 +402,12 @@ def test_cli_bad_input_raises_one_clear_error(args, error, message, pool16):
     assert pool16.embedding_names() == []
 
 
-def test_cli_error_line_and_exit_code_for_an_empty_db(tmp_path):
-    result = subprocess.run(
-        [sys.executable, "-m", "curate", "embed", "--db", str(tmp_path / "db")],
-        capture_output=True,
-        text=True,
-        timeout=120,
-        cwd=ROOT,
-    )
-    assert result.returncode != 0
-    assert result.stderr.strip().startswith("error: no pool table")
-    assert len(result.stderr.strip().splitlines()) == 1
+def test_cli_error_is_one_line_and_a_non_zero_exit(tmp_path, monkeypatch, capsys):
+    from curate.cli import main
+
+    monkeypatch.setattr(sys, "argv", ["curate", "embed", "--db", str(tmp_path / "db")])
+    with pytest.raises(SystemExit) as exit_:
+        main()
+    assert exit_.value.code != 0
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("error: no pool table") and len(err.splitlines()) == 1

