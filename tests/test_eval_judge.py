@@ -239,3 +239,11 @@ def test_cli_generates_and_judges_against_references(judge_server, tiny_lm, tmp_
     assert len((tmp_path / "m" / "tiny.judge-cache.jsonl").read_text().splitlines()) == 6
     details = json.loads((tmp_path / "m" / "tiny.details.json").read_text())
     assert [q["judge"]["score"] for q in details["questions"]] == [-1, -1, -1]
+
+    # against another model's answers (here its own): identical answers tie in both orders
+    against = ["--judge-against", str(tmp_path / "m" / "tiny.answers.jsonl")]
+    args[args.index(str(out))] = str(tmp_path / "m" / "self.json")
+    result = CliRunner().invoke(app, [*args, *against])
+    assert result.exit_code == 0, result.output
+    judge = json.loads((tmp_path / "m" / "self.json").read_text())["judge"]
+    assert (judge["tie"], judge["ws"]) == (3, 1.0)
