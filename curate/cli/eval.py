@@ -57,8 +57,8 @@ def _progress(description: str, total: int | None = None, unit: str = "rows"):
     return progress_bar(description, total, unit)
 
 
-def _metrics_table(title: str, metrics: dict[str, Any]) -> Table:
-    table = Table(title=title, show_header=False)
+def _metrics_table(metrics: dict[str, Any]) -> Table:
+    table = Table(show_header=False)
     table.add_column(style="bold")
     table.add_column(justify="right")
 
@@ -79,7 +79,8 @@ def _show(title: str, metrics: dict[str, Any], out: Path | None, json_out: bool)
     if json_out:
         print_json(metrics)
         return
-    console.print(_metrics_table(title, metrics))
+    console.print(title, highlight=False, soft_wrap=True)
+    console.print(_metrics_table(metrics))
     if out is not None:
         console.print(f"wrote {out}")
 
