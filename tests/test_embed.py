@@ -135,6 +135,28 @@ def test_batched_vectors_equal_batch_size_one(kind, tiny_lm, minilm, pool16):
         )  # MiniLM normalises
 
 
+def test_both_kinds_embed_real_multi_turn_and_long_rows_of_the_shared_pools(
+    shared_data, tiny_lm, minilm, store
+):
+    ingest(
+        store,
+        [
+            str(shared_data / "pools" / "lima.json"),
+            str(shared_data / "pools" / "alpaca_en_demo.json"),
+        ],
+    )
+    rows = pool_rows(store)
+    conversations = [r for r in rows if r["messages"]][:6]
+    longest = sorted(rows, key=lambda r: -r["n_chars"])[:2]
+    assert len(conversations) == 6
+    for embedder in (load_embedder(f"lm:{tiny_lm}", max_length=256), minilm):
+        result = embedder.embed_batch(conversations + longest)
+        assert result.vectors.shape == (8, embedder.dim)
+        assert np.isfinite(result.vectors).all()
+        assert all(np.isfinite(v).all() for v in result.scores.values())
+        assert set(result.scores) == (set(SCORE_COLUMNS) if embedder.kind == "lm" else set())
+
+
 def test_length_sorted_batches_cover_every_row_once_in_length_order():
     rows = [{"n_chars": n} for n in (50, 3, 900, 3, 77, 12, 400)]
     batches = length_sorted_batches(rows, 3)
