@@ -153,7 +153,7 @@ def test_both_orders_retries_and_unparseable_replies_are_counted(judge_server, t
     assert [q["outcome"] for q in again.questions] == [q["outcome"] for q in report.questions]
 
 
-def test_a_changed_answer_is_judged_again(judge_server, tmp_path):
+def test_a_changed_answer_is_judged_again_and_a_torn_cache_line_is_survived(judge_server, tmp_path):
     server = judge_server()
     client, _ = _client(server)
     cache = tmp_path / "cache.jsonl"
@@ -161,6 +161,14 @@ def test_a_changed_answer_is_judged_again(judge_server, tmp_path):
     before = len(server.requests)
     judge_pairs(client, [Pair("win", "Q1", "weak now", "weak answer")], cache)
     assert len(server.requests) - before == 2
+
+    lines = cache.read_text().splitlines()
+    cache.write_text("\n".join(lines[:-1]) + "\n" + lines[-1][:30])  # crash mid-append
+    before = len(server.requests)
+    report = judge_pairs(client, [Pair("win", "Q1", "weak now", "weak answer")], cache)
+    assert len(server.requests) - before == 1 and report.cached == 1
+    *_, torn, appended = cache.read_text().splitlines()
+    assert torn == lines[-1][:30] and json.loads(appended)["key"] == json.loads(lines[-1])["key"]
 
 
 def test_persistent_5xx_gives_up_with_one_line(judge_server):

@@ -213,8 +213,11 @@ class ReplyCache:
         self.path = path
         self.entries: dict[str, dict[str, Any]] = {}
         self.lock = threading.Lock()
+        self.torn = False  # the file ends mid-line (a crash while appending)
         if path is not None and path.exists():
-            for line in path.read_text(encoding="utf-8").splitlines():
+            text = path.read_text(encoding="utf-8")
+            self.torn = bool(text) and not text.endswith("\n")
+            for line in text.splitlines():
                 try:
                     entry = json.loads(line)
                     self.entries[entry["key"]] = entry
@@ -231,7 +234,10 @@ class ReplyCache:
             if self.path is not None:
                 self.path.parent.mkdir(parents=True, exist_ok=True)
                 with self.path.open("a", encoding="utf-8") as fh:
-                    fh.write(json.dumps(entry, ensure_ascii=False) + "\n")
+                    fh.write(
+                        ("\n" if self.torn else "") + json.dumps(entry, ensure_ascii=False) + "\n"
+                    )
+                self.torn = False
 
 
 def _prompts(pair: Pair) -> dict[str, str]:
