@@ -13,6 +13,7 @@ from typer.testing import CliRunner
 
 from curate.errors import EmbeddingError, EvalError
 from curate.evaluation.diversity import (
+    coverage_distances,
     evaluate_subset,
     nearest_distances,
     vendi_score,
@@ -128,25 +129,29 @@ def test_vendi_counts_distinct_directions():
 # ------------------------------------------------------------------ coverage
 
 
-@pytest.mark.parametrize("metric", ["euclidean", "cosine"])
 @pytest.mark.parametrize("chunk", [7, 1 << 22])  # many blocks, one block
-def test_nearest_distances_match_brute_force(metric, chunk):
+def test_nearest_distances_match_brute_force(chunk):
     rng = np.random.default_rng(1)
     pool = rng.normal(size=(301, 9)).astype(np.float32)
     centers = pool[rng.choice(301, 13, replace=False)]
     p, c = pool.astype(np.float64), centers.astype(np.float64)
-    if metric == "cosine":
-        p = p / np.linalg.norm(p, axis=1, keepdims=True)
-        c = c / np.linalg.norm(c, axis=1, keepdims=True)
     brute = np.sqrt(((p[:, None, :] - c[None, :, :]) ** 2).sum(-1)).min(axis=1)
-    got = nearest_distances(pool, centers, metric, chunk_elements=chunk)
+    got = nearest_distances(pool, centers, chunk_elements=chunk)
     np.testing.assert_allclose(got, brute, rtol=1e-9, atol=1e-7)  # sqrt of rounding at 0
     assert not np.isnan(got).any()
 
 
-def test_unknown_metric_is_an_error():
+def test_cosine_coverage_is_one_minus_the_best_cosine():
+    rng = np.random.default_rng(2)
+    pool = rng.normal(size=(120, 5)).astype(np.float32)
+    chosen = np.array([3, 50, 77])
+    unit = pool.astype(np.float64) / np.linalg.norm(pool, axis=1, keepdims=True)
+    brute = 1 - (unit @ unit[chosen].T).max(axis=1)
+    got = coverage_distances(pool, chosen, "cosine")
+    np.testing.assert_allclose(got, brute, atol=1e-6)
+    assert (got[chosen] == 0).all()
     with pytest.raises(EvalError, match="unknown metric"):
-        nearest_distances(np.zeros((2, 2)), np.zeros((1, 2)), "manhattan")
+        coverage_distances(pool, chosen, "manhattan")
 
 
 # ------------------------------------------------------------------ evaluate_subset on a real store
@@ -173,14 +178,26 @@ def test_evaluate_subset_on_a_real_pool(pool_store, tmp_path):
     assert list(metrics["n_chars"]) == ["p5", "p25", "p50", "p75", "p95", "p100"]
 
 
-def test_cosine_selection_is_measured_in_cosine_space(pool_store, tmp_path):
-    store, matrix = pool_store
-    subset = make_subset(store, tmp_path / "cos", [1, 2, 3], metric="cosine")
-    unit = matrix / np.linalg.norm(matrix, axis=1, keepdims=True)
-    brute = np.sqrt(((unit[:, None, :] - unit[None, [1, 2, 3], :]) ** 2).sum(-1)).min(axis=1)
-    metrics = evaluate_subset(store, subset)
-    assert metrics["metric"] == "cosine"
-    assert metrics["coverage_radius"] == pytest.approx(brute.max(), rel=1e-6)
+@pytest.mark.parametrize("metric", ["euclidean", "cosine"])
+def test_coverage_radius_is_the_distance_of_kcenters_next_pick(pool_store, tmp_path, metric):
+    """Measured in the selection's own metric: after k K-center picks, the radius is the
+    distance at which K-center makes pick k + 1."""
+    from curate.select import SelectRequest, select
+
+    store, _ = pool_store
+
+    def kcenter(budget):
+        request = SelectRequest(
+            "kcenter", budget=budget, embeddings="e", metric=metric, out=tmp_path / f"kc{budget}"
+        )
+        return select(store, request).subset
+
+    subset, longer = kcenter(7), kcenter(8)
+    metrics = evaluate_subset(store, subset.path)
+    assert metrics["metric"] == metric
+    assert metrics["coverage_radius"] == pytest.approx(
+        longer.manifest["picks"][7]["distance"], rel=1e-5
+    )
 
 
 def test_subset_errors_name_what_to_do(pool_store, tmp_path):

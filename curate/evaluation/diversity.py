@@ -6,8 +6,11 @@ non-zero eigenvalues with the d × d matrix XᵀX/n, so when d < n we decompose 
 instead (0.03 s instead of minutes and gigabytes at n = 15k).
 
 Coverage: for every pool row, the distance to its nearest chosen example, in the
-selection's metric (Euclidean; ``cosine`` = Euclidean between unit vectors). The radius
-is the largest such distance, the quantity greedy K-center minimises.
+selection's metric: the manifest's ``metric`` and ``whiten`` go through the same feature
+transform K-center used (:func:`curate.strategies.kcenter.features`), and distances are
+Euclidean, or 1 − cos for ``cosine``, as K-center reports them. The radius is the largest
+such distance, the quantity greedy K-center minimises: it equals the distance of the
+pick K-center would make next.
 """
 
 from __future__ import annotations
@@ -46,30 +49,41 @@ def vendi_score(vectors: np.ndarray) -> float:
 
 
 def nearest_distances(
-    pool: np.ndarray,
-    centers: np.ndarray,
-    metric: str = "euclidean",
-    chunk_elements: int = CHUNK_ELEMENTS,
+    pool: np.ndarray, centers: np.ndarray, chunk_elements: int = CHUNK_ELEMENTS
 ) -> np.ndarray:
-    """Distance from every pool row to its nearest center, computed in bounded blocks."""
-    if metric not in METRICS:
-        raise EvalError(f"unknown metric {metric!r}; choose from {', '.join(METRICS)}")
+    """Euclidean distance from every pool row to its nearest center, in bounded blocks."""
     if len(centers) == 0:
         raise EvalError("coverage needs at least one chosen example")
     centers = np.asarray(centers, dtype=np.float64)
-    if metric == "cosine":
-        centers = _unit_rows(centers)
     center_sq = (centers * centers).sum(axis=1)
     out = np.empty(len(pool), dtype=np.float64)
     step = max(1, chunk_elements // len(centers))
     for start in range(0, len(pool), step):
         block = np.asarray(pool[start : start + step], dtype=np.float64)
-        if metric == "cosine":
-            block = _unit_rows(block)
         sq = (block * block).sum(axis=1)[:, None] + center_sq[None, :] - 2.0 * (block @ centers.T)
         # rounding can make |x|² + |c|² − 2x·c slightly negative: clamp before the root
         out[start : start + len(block)] = np.sqrt(np.maximum(sq.min(axis=1), 0.0))
     return out
+
+
+def coverage_distances(
+    matrix: np.ndarray, chosen: np.ndarray, metric: str = "euclidean", whiten: int | None = None
+) -> np.ndarray:
+    """Each row's distance to its nearest chosen row, measured as the selection measured it."""
+    from curate.errors import SelectionError
+    from curate.strategies.kcenter import features
+
+    if metric not in METRICS:
+        raise EvalError(f"unknown metric {metric!r}; choose from {', '.join(METRICS)}")
+    try:
+        x = features(matrix, metric, whiten)
+    except SelectionError as err:
+        raise EvalError(f"cannot measure coverage: {err}") from None
+    distances = nearest_distances(x, x[chosen])
+    distances[chosen] = 0.0
+    if metric == "cosine" and not whiten:
+        distances = distances**2 / 2  # squared distance of unit vectors / 2 = 1 − cos
+    return distances
 
 
 def shannon_entropy(counts: list[int]) -> float:
@@ -101,8 +115,8 @@ def evaluate_subset(
 ) -> dict[str, Any]:
     """Metrics of one subset: size, Vendi score, coverage, categories and lengths.
 
-    ``embeddings`` defaults to the ones the subset was selected with; ``metric`` to the
-    selection's. Compare rounds with one fixed embedder (the base model or MiniLM), as the
+    ``embeddings`` defaults to the ones the subset was selected with; ``metric`` (and
+    whitening) to the selection's. Compare rounds with one fixed embedder (the base model or MiniLM), as the
     paper does: each round's own model measures a different space.
     """
     subset = load_subset(subset_dir)
@@ -113,11 +127,12 @@ def evaluate_subset(
             raise EvalError(
                 f"{subset.path}: the subset names no embeddings; pass --embeddings NAME"
             )
-    metric = metric or (manifest.get("params") or {}).get("metric") or "euclidean"
+    params = manifest.get("params") or {}
+    metric = metric or params.get("metric") or "euclidean"
+    whiten = params.get("whiten") or None
     vectors = store.load_vectors(embeddings)
     chosen = pick_rows(vectors, subset, store)
-    distances = nearest_distances(vectors.matrix, vectors.matrix[chosen], metric)
-    distances[chosen] = 0.0
+    distances = coverage_distances(vectors.matrix, chosen, metric, whiten)
     metrics: dict[str, Any] = {
         "n": len(chosen),
         "pool_rows": len(vectors.ids),
@@ -125,6 +140,7 @@ def evaluate_subset(
         "coverage_radius": float(distances.max()) if len(distances) else 0.0,
         "mean_coverage": float(distances.mean()) if len(distances) else 0.0,
         "metric": metric,
+        "whiten": whiten or 0,
         "embeddings": embeddings,
     }
     categories = Counter(e.get("category") for e in subset.examples if e.get("category"))
