@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import json
+import math
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -177,3 +180,224 @@ def test_init_cli_refuses_with_one_line_and_checks_params(tmp_path):
         [curate, "init", str(tmp_path), "--check"], capture_output=True, text=True
     )
     assert done.returncode != 0 and "`strategy` is 'greedy'" in done.stderr
+
+
+# ---------------------------------------------------------------------------- dvc repro
+# A 30-row pool, the tiny LM as base model and two rounds (rd_0 random, rd_1 K-center)
+# through the real `dvc repro`. The tests below share this one repository, in file order.
+POOL_ROWS = 30
+PIPELINE_PARAMS = {
+    "init_size": 4,
+    "n_query": 3,
+    "max_length": 64,
+    "device": "cpu",
+    "train": {"epochs": 1, "lr": 1.0e-3, "batch_size": 4, "grad_accum": 1},
+    "eval": {"set": "data/sample/eval.jsonl", "limit": 3},
+    "rounds": {"rd_1": "rd_0"},
+}
+ROUND_FILES = ("data/subsets", "data/models", "data/metrics")
+
+
+@pytest.fixture(scope="module")
+def dvc_env(tmp_path_factory) -> dict[str, str]:
+    env = dict(os.environ)
+    env.update(
+        PATH=f"{BIN}{os.pathsep}{env.get('PATH', '')}",
+        HF_HUB_OFFLINE="1",
+        TRANSFORMERS_OFFLINE="1",
+        TOKENIZERS_PARALLELISM="false",
+        DVC_NO_ANALYTICS="1",
+        CURATE_CACHE=str(tmp_path_factory.getbasetemp() / "curate-cache"),
+        GIT_AUTHOR_NAME="curate tests",
+        GIT_AUTHOR_EMAIL="tests@example.invalid",
+        GIT_COMMITTER_NAME="curate tests",
+        GIT_COMMITTER_EMAIL="tests@example.invalid",
+    )
+    return env
+
+
+def _sh(cwd: Path, env: dict[str, str], *args: str, check: bool = True) -> str:
+    done = subprocess.run(args, cwd=cwd, env=env, capture_output=True, text=True)
+    output = done.stdout + done.stderr
+    if check and done.returncode != 0:
+        raise AssertionError(f"{' '.join(args)} failed ({done.returncode}):\n{output[-4000:]}")
+    return output
+
+
+def _ran(output: str) -> set[str]:
+    """Stages a `dvc repro` / `dvc exp run` log says it ran."""
+    return {line.split("'")[1] for line in output.splitlines() if line.startswith("Running stage")}
+
+
+def _digests(root: Path, folders=ROUND_FILES) -> dict[str, str]:
+    from curate.subsets import sha256_file
+
+    return {
+        str(p.relative_to(root)): sha256_file(p)
+        for folder in folders
+        for p in sorted((root / folder).rglob("*"))
+        if p.is_file() and p.name != ".gitignore"
+    }
+
+
+def _kill_stage_when_it_starts(proc: subprocess.Popen, needle: list[str], timeout: float = 900):
+    """Kill the `curate` process a DVC stage runs (a crash mid-round); True if it was found."""
+    import time
+
+    import psutil
+
+    deadline = time.monotonic() + timeout
+    while proc.poll() is None and time.monotonic() < deadline:
+        try:
+            children = psutil.Process(proc.pid).children(recursive=True)
+        except psutil.NoSuchProcess:
+            break
+        for child in children:
+            try:
+                cmdline = child.cmdline()
+            except psutil.Error:
+                continue
+            if all(part in cmdline for part in needle) and any("curate" in c for c in cmdline):
+                child.kill()
+                return True
+        time.sleep(0.05)
+    return False
+
+
+@pytest.fixture(scope="module")
+def repo(tmp_path_factory, tiny_lm, dvc_env) -> Path:
+    """`curate init` + the tiny settings, committed; the pipeline not yet run."""
+    root = tmp_path_factory.mktemp("pipeline") / "repo"
+    _sh(root.parent, dvc_env, str(BIN / "curate"), "init", str(root), "--no-samples")
+    _sh(root, dvc_env, str(BIN / "dvc"), "config", "core.analytics", "false")
+    sample = root / "data" / "sample"
+    sample.mkdir(parents=True)
+    pool_lines = (ROOT / "data/sample/pool.jsonl").read_text(encoding="utf-8").splitlines()
+    (sample / "pool.jsonl").write_text("\n".join(pool_lines[:POOL_ROWS]) + "\n")
+    eval_lines = (ROOT / "data/sample/eval.jsonl").read_text(encoding="utf-8").splitlines()
+    (sample / "eval.jsonl").write_text("\n".join(eval_lines[:3]) + "\n")
+    params = yaml.safe_load((root / "params.yaml").read_text())
+    params.update(PIPELINE_PARAMS, base_model=str(tiny_lm))
+    (root / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
+    check_folder(root)
+    _sh(root, dvc_env, "git", "add", "-A")
+    _sh(root, dvc_env, "git", "commit", "-q", "-m", "pipeline on a 30-row pool")
+    return root
+
+
+@pytest.fixture(scope="module")
+def reproduced(repo, dvc_env) -> dict:
+    """Run the pipeline, killing it in round 1, then resume it; returns the logs."""
+    log = repo.parent / "first-repro.log"
+    with log.open("w") as out:
+        proc = subprocess.Popen(
+            [str(BIN / "dvc"), "repro"], cwd=repo, env=dvc_env, stdout=out, stderr=out
+        )
+        killed = _kill_stage_when_it_starts(proc, ["embed", "rd_1"])
+        proc.wait(timeout=600)
+    first = log.read_text()
+    assert killed, f"never saw round 1's embed stage start:\n{first[-3000:]}"
+    assert proc.returncode != 0
+    round0 = _digests(repo)
+    lock = yaml.safe_load((repo / "dvc.lock").read_text())["stages"]
+    resumed = _sh(repo, dvc_env, str(BIN / "dvc"), "repro")
+    return {"first": first, "round0": round0, "lock_after_crash": lock, "resumed": resumed}
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(1800)  # includes the module's pipeline runs (about 3 minutes unloaded)
+def test_a_crash_in_round_1_keeps_round_0_and_repro_resumes_there(repo, reproduced):
+    assert {"ingest", "embed_minilm", "select_rd_0", "train_rd_0", "eval_rd_0"} <= set(
+        reproduced["lock_after_crash"]
+    )
+    assert not any(name.endswith("@rd_1") for name in reproduced["lock_after_crash"])
+    assert any(path.startswith("data/models/rd_0/") for path in reproduced["round0"])
+    assert _ran(reproduced["resumed"]) == {
+        "embed@rd_1",
+        "select@rd_1",
+        "train@rd_1",
+        "eval@rd_1",
+        "plots",
+    }
+    now = _digests(repo)
+    assert {k: now[k] for k in reproduced["round0"]} == reproduced["round0"]
+
+
+@pytest.mark.slow
+def test_rounds_write_chained_subsets_models_and_metrics(repo, reproduced, dvc_env):
+    from curate.subsets import load_subset
+
+    rd_0, rd_1 = (load_subset(repo / "data/subsets" / name) for name in ("rd_0", "rd_1"))
+    assert rd_0.manifest["parent"] is None and rd_0.manifest["strategy"] == "random"
+    assert rd_1.manifest["parent"] == {"name": "rd_0", "manifest_sha256": rd_0.manifest_sha256}
+    assert rd_1.manifest["strategy"] == "kcenter"
+    assert rd_1.manifest["embeddings"]["name"] == "rd_1"
+    assert len(rd_0.ids) == 4 and len(rd_1.ids) == 4 + 3
+    assert rd_1.ids[:4] == rd_0.ids
+    for name, subset in (("rd_0", rd_0), ("rd_1", rd_1)):
+        model = repo / "data/models" / name
+        assert (model / "config.json").is_file()
+        assert subset.manifest_sha256 in (model / "train_metrics.json").read_text()
+        metrics = json.loads((repo / "data/metrics" / f"{name}.json").read_text())
+        assert metrics["n"] == len(subset.ids)
+        assert all(math.isfinite(metrics[k]) for k in ("vendi", "coverage_radius", "nll"))
+    rows = (repo / "data/plots/rounds.tsv").read_text().splitlines()
+    assert rows[0].split("\t")[:2] == ["run", "round"] and len(rows) == 3
+    assert "lancedb" not in _sh(repo, dvc_env, "git", "status", "--porcelain")
+
+
+@pytest.mark.slow
+def test_second_repro_runs_nothing(repo, reproduced, dvc_env):
+    before = _digests(repo)
+    output = _sh(repo, dvc_env, str(BIN / "dvc"), "repro")
+    assert _ran(output) == set(), output
+    assert "Data and pipelines are up to date" in output
+    assert _digests(repo) == before
+
+
+@pytest.mark.slow
+def test_push_pull_clone_and_dvc_get_import_give_identical_subsets(
+    repo, reproduced, dvc_env, tmp_path
+):
+    remote = tmp_path / "remote"
+    _sh(repo, dvc_env, str(BIN / "dvc"), "remote", "add", "-d", "shared", str(remote))
+    _sh(repo, dvc_env, "git", "add", "-A")
+    _sh(repo, dvc_env, "git", "commit", "-q", "-m", "rounds 0-1 and the shared remote")
+    _sh(repo, dvc_env, str(BIN / "dvc"), "push")
+    assert "lancedb" not in _sh(repo, dvc_env, "git", "ls-files")
+
+    clone = tmp_path / "clone"
+    _sh(tmp_path, dvc_env, "git", "clone", "-q", str(repo), str(clone))
+    _sh(clone, dvc_env, str(BIN / "dvc"), "pull")
+    assert _digests(clone) == _digests(repo)
+    assert not (clone / "data/lancedb").exists()  # the cache is never pushed: rebuild the pool
+    assert _ran(_sh(clone, dvc_env, str(BIN / "dvc"), "repro", "ingest")) == {"ingest"}
+    for name in ("rd_0", "rd_1"):
+        _sh(clone, dvc_env, str(BIN / "curate"), "subsets", "verify", f"data/subsets/{name}")
+
+    got = tmp_path / "got"
+    _sh(tmp_path, dvc_env, str(BIN / "dvc"), "get", str(repo), "data/subsets/rd_1", "-o", str(got))
+    consumer = tmp_path / "consumer"
+    consumer.mkdir()
+    _sh(consumer, dvc_env, "git", "init", "-q")
+    _sh(consumer, dvc_env, str(BIN / "dvc"), "init", "-q")
+    _sh(consumer, dvc_env, str(BIN / "dvc"), "import", str(repo), "data/subsets/rd_1", "-o", "rd_1")
+    assert (consumer / "rd_1.dvc").is_file()
+    original = _digests(repo / "data/subsets/rd_1", ["."])
+    assert set(original) == {"manifest.json", "examples.jsonl"}
+    assert _digests(got, ["."]) == original
+    assert _digests(consumer / "rd_1", ["."]) == original
+
+
+@pytest.mark.slow
+def test_experiment_with_another_n_query_reruns_from_the_first_select(repo, reproduced, dvc_env):
+    before = yaml.safe_load((repo / "dvc.lock").read_text())["stages"]
+    output = _sh(repo, dvc_env, str(BIN / "dvc"), "exp", "run", "-S", "n_query=2")
+    assert _ran(output) == {"select@rd_1", "train@rd_1", "eval@rd_1", "plots"}, output
+    after = yaml.safe_load((repo / "dvc.lock").read_text())["stages"]
+    for stage in ("ingest", "embed_minilm", "select_rd_0", "train_rd_0", "eval_rd_0", "embed@rd_1"):
+        assert after[stage] == before[stage], stage
+    manifest = json.loads((repo / "data/subsets/rd_1/manifest.json").read_text())
+    assert len(manifest["picks"]) == 4 + 2
+    shown = _sh(repo, dvc_env, str(BIN / "dvc"), "exp", "show", "--json")
+    assert '"n_query": 2' in shown.replace("\n", "").replace("  ", " ") or "n_query" in shown
