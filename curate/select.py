@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import pyarrow as pa
 
 from curate import __version__
 from curate.errors import EmbeddingError, SelectionError
@@ -122,11 +123,22 @@ def _pool_arrays(store: Store, strategy: Strategy, embeddings: str | None, ids: 
     return arrays, {"name": vectors.name, "fingerprint": vectors.fingerprint}
 
 
-def _examples(store: Store, ids: list[str], hashes: list[str]) -> list[dict[str, Any]]:
-    """Canonical pool rows for (id, hash) pairs, in the given order."""
-    table = store.lookup_pool("id", sorted(set(ids)), EXAMPLE_COLUMNS)
-    by_key = {(r["id"], r["hash"]): r for r in table.to_pylist()}
-    return [Example.from_dict(by_key[key]).to_dict() for key in zip(ids, hashes, strict=True)]
+LOOKUP_LIMIT = 20_000  # above this many picks, one scan of the pool beats id lookups
+
+
+def _examples(
+    store: Store, positions: np.ndarray, keys: list[tuple[str, str]]
+) -> list[dict[str, Any]]:
+    """Canonical pool rows at ``positions`` (whose (id, hash) must be ``keys``), in order."""
+    if len(positions) > LOOKUP_LIMIT:
+        rows = store.read_pool(EXAMPLE_COLUMNS).take(pa.array(positions)).to_pylist()
+    else:
+        table = store.lookup_pool("id", sorted({k[0] for k in keys}), EXAMPLE_COLUMNS)
+        by_key = {(r["id"], r["hash"]): r for r in table.to_pylist()}
+        rows = [by_key.get(key) for key in keys]
+    if any(r is None or (r["id"], r["hash"]) != key for r, key in zip(rows, keys, strict=True)):
+        raise SelectionError(f"the pool at {store.path} changed during selection; run again")
+    return [Example.from_dict(r).to_dict() for r in rows]
 
 
 def _picks(ids: list[str], hashes: list[str], selection: Selection) -> list[dict[str, Any]]:
@@ -189,6 +201,7 @@ def select(
         "picks": picks,
         "created_by": f"curate {__version__}",
     }
-    examples = _examples(store, [p["id"] for p in picks], [p["hash"] for p in picks])
+    positions = np.concatenate([chosen, selection.indices])
+    examples = _examples(store, positions, [(p["id"], p["hash"]) for p in picks])
     subset = write_subset(out, manifest, examples)
     return SelectResult(subset, added, time.perf_counter() - started)

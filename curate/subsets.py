@@ -128,8 +128,13 @@ def load_subset(path: str | Path, verify: bool = True) -> Subset:
         raise SubsetError(
             f"{examples_path}: sha256 does not match the manifest (file was modified)"
         )
+    try:
+        text = blob.decode("utf-8")
+    except UnicodeDecodeError as err:
+        line = blob.count(b"\n", 0, err.start) + 1
+        raise SubsetError(f"{examples_path}:{line}: invalid UTF-8") from None
     examples = []
-    for line_no, line in enumerate(blob.decode("utf-8").splitlines(), start=1):
+    for line_no, line in enumerate(text.splitlines(), start=1):
         try:
             examples.append(json.loads(line))
         except json.JSONDecodeError as err:
@@ -176,7 +181,7 @@ def summarize(subset: Subset) -> dict[str, Any]:
     counts and the coverage curve's end points (K-center distances at pick time)."""
     m = subset.manifest
     distances = [p["distance"] for p in m["picks"] if p.get("distance") is not None]
-    parent_size = sum(1 for p in m["picks"] if "distance" not in p and "score" not in p)
+    added = (m.get("params") or {}).get("added", len(m["picks"]))
     categories: dict[str, int] = {}
     for example in subset.examples:
         key = example.get("category") or "-"
@@ -200,7 +205,7 @@ def summarize(subset: Subset) -> dict[str, Any]:
             "last": distances[-1] if distances else None,
             "picks_with_distance": len(distances),
         },
-        "inherited": parent_size if m.get("parent") else 0,
+        "inherited": len(m["picks"]) - added if m.get("parent") else 0,
         "categories": dict(sorted(categories.items())),
     }
 

@@ -132,6 +132,17 @@ def test_same_inputs_and_seed_give_byte_identical_files(pool_db, tmp_path, field
         assert other.ids != a.ids
 
 
+def test_large_subsets_read_the_pool_once_with_the_same_result(pool_db, tmp_path, monkeypatch):
+    import curate.select
+
+    db = pool_db[0]
+    by_id = run(db, tmp_path / "a", strategy="random", budget=40, seed=1, name="s").subset
+    monkeypatch.setattr(curate.select, "LOOKUP_LIMIT", 10)
+    by_scan = run(db, tmp_path / "b", strategy="random", budget=40, seed=1, name="s").subset
+    for file in ("examples.jsonl", "manifest.json"):
+        assert (by_id.path / file).read_bytes() == (by_scan.path / file).read_bytes()
+
+
 def test_random_needs_no_embeddings(tmp_path, sample_pool):
     store = Store(tmp_path / "db")
     ingest(store, [str(sample_pool)])

@@ -147,6 +147,15 @@ def test_verify_catches_tampering(world, tmp_path):
         verify_subset(edited, store)
 
 
+def test_unreadable_examples_name_the_file_and_line(world, tmp_path):
+    _, _, rd0, _ = world
+    broken = copy_subset(rd0, tmp_path / "broken")
+    blob = (broken / "examples.jsonl").read_bytes().splitlines(keepends=True)
+    (broken / "examples.jsonl").write_bytes(b"".join([blob[0], b"\xff\n", *blob[2:]]))
+    with pytest.raises(SubsetError, match=r"examples.jsonl:2: invalid UTF-8"):
+        load_subset(broken, verify=False)
+
+
 def test_verify_checks_every_id_against_the_pool(world, tmp_path, sample_pool):
     _, _, _, rd1 = world
     other = Store(tmp_path / "other")

@@ -72,8 +72,11 @@ def select_command(
     ] = DeviceName["auto"],
     json_out: JsonOption = False,
 ) -> None:
-    """Select examples (K-center, random or an uncertainty baseline) and write DIR/examples.jsonl
-    + DIR/manifest.json atomically."""
+    """Select examples (K-center, random or an uncertainty baseline) into a subset folder.
+
+    Writes DIR/examples.jsonl (pool rows in pick order) and DIR/manifest.json atomically;
+    with --parent the parent's examples come first.
+    """
     from curate.select import SelectRequest, select
     from curate.store import Store
 

@@ -177,8 +177,11 @@ def export_command(
     dir: DirOption = DEFAULT_SUBSETS_DIR,
     json_out: JsonOption = False,
 ) -> None:
-    """Write the subset for fine-tuning tools: alpaca / sharegpt JSON (LLaMA-Factory, axolotl),
-    messages JSONL (TRL), parquet or an HF datasets folder."""
+    """Write the subset where fine-tuning tools read it.
+
+    alpaca / sharegpt: JSON for LLaMA-Factory and axolotl; messages: JSONL for TRL;
+    parquet, or hf (a `datasets.load_from_disk` folder).
+    """
     os.environ.setdefault("HF_DATASETS_DISABLE_PROGRESS_BARS", "1")  # no tqdm from save_to_disk
     from curate.subsets import export_subset, resolve_subset_dir
 

@@ -4,24 +4,9 @@ the host (see :mod:`curate.strategies.coverage`), so picks equal the CPU backend
 
 from __future__ import annotations
 
-from contextlib import contextmanager
-
 import numpy as np
 
 from curate.strategies.coverage import DEFAULT_CHUNK_ROWS, Coverage, row_sq_norms
-
-
-@contextmanager
-def full_fp32_matmuls():
-    """TF32 would break the float32 error bound: force IEEE float32 matmuls meanwhile."""
-    import torch
-
-    previous = torch.get_float32_matmul_precision()
-    torch.set_float32_matmul_precision("highest")
-    try:
-        yield
-    finally:
-        torch.set_float32_matmul_precision(previous)
 
 
 class TorchCoverage(Coverage):
@@ -39,6 +24,17 @@ class TorchCoverage(Coverage):
         self.sqd = torch.from_numpy(sq).to(self.device)
         self.m = torch.full((len(x),), float("inf"), dtype=torch.float32, device=self.device)
         self.rows_scanned = 0
+        self._precision: str | None = None
+
+    def __enter__(self) -> TorchCoverage:
+        # TF32 would break the float32 error bound: IEEE float32 matmuls meanwhile
+        self._precision = self.torch.get_float32_matmul_precision()
+        self.torch.set_float32_matmul_precision("highest")
+        return self
+
+    def __exit__(self, *exc) -> None:
+        if self._precision is not None:
+            self.torch.set_float32_matmul_precision(self._precision)
 
     def _fold_one(self, index: int, center_id: int) -> None:
         c, cn = self.xd[index], self.sqd[index]

@@ -12,7 +12,6 @@ largest float64 squared distance to its nearest center, ties to the lowest pool 
 from __future__ import annotations
 
 import math
-from contextlib import nullcontext
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -21,25 +20,27 @@ import numpy as np
 
 from curate.errors import SelectionError
 from curate.strategies.base import OnPick, PoolArrays, Selection, Strategy
-from curate.strategies.coverage import DEFAULT_CHUNK_ROWS, Coverage, NumpyCoverage
+from curate.strategies.coverage import DEFAULT_CHUNK_ROWS, Coverage, block_rows
+from curate.strategies.coverage_numpy import NumpyCoverage
 
 METRICS = ("euclidean", "cosine")
 DEVICES = ("auto", "cpu", "cuda")
 
 
 # ----------------------------------------------------------------------------- features
-def normalize_rows(x: np.ndarray, chunk_rows: int = DEFAULT_CHUNK_ROWS) -> np.ndarray:
+def normalize_rows(x: np.ndarray) -> np.ndarray:
     """Unit-length float32 rows (zero rows stay zero)."""
     out = np.empty(x.shape, dtype=np.float32)
-    for s in range(0, len(x), chunk_rows):
-        block = x[s : s + chunk_rows].astype(np.float64)
+    step = block_rows(x.shape[1])
+    for s in range(0, len(x), step):
+        block = x[s : s + step].astype(np.float64)
         norms = np.sqrt(np.einsum("ij,ij->i", block, block))
         norms[norms == 0] = 1.0
-        out[s : s + chunk_rows] = block / norms[:, None]
+        out[s : s + step] = block / norms[:, None]
     return out
 
 
-def whiten(x: np.ndarray, n_components: int, chunk_rows: int = DEFAULT_CHUNK_ROWS) -> np.ndarray:
+def whiten(x: np.ndarray, n_components: int) -> np.ndarray:
     """BERT-whitening as in the DiverseEvol reference: centre, rotate onto the top
     ``n_components`` principal axes, scale each to unit variance, then L2-normalise."""
     n, dim = x.shape
@@ -49,10 +50,11 @@ def whiten(x: np.ndarray, n_components: int, chunk_rows: int = DEFAULT_CHUNK_ROW
         )
     if n < 2:
         raise SelectionError("--whiten needs at least 2 pool rows")
+    step = block_rows(dim)
     total = np.zeros(dim)
     gram = np.zeros((dim, dim))
-    for s in range(0, n, chunk_rows):
-        block = x[s : s + chunk_rows].astype(np.float64)
+    for s in range(0, n, step):
+        block = x[s : s + step].astype(np.float64)
         total += block.sum(axis=0)
         gram += block.T @ block
     mean = total / n
@@ -62,9 +64,9 @@ def whiten(x: np.ndarray, n_components: int, chunk_rows: int = DEFAULT_CHUNK_ROW
     scale = np.sqrt(np.maximum(eigvals[order], eigvals.max(initial=0.0) * 1e-12 + 1e-30))
     kernel = eigvecs[:, order] / scale
     out = np.empty((n, n_components), dtype=np.float32)
-    for s in range(0, n, chunk_rows):
-        out[s : s + chunk_rows] = (x[s : s + chunk_rows].astype(np.float64) - mean) @ kernel
-    return normalize_rows(out, chunk_rows)
+    for s in range(0, n, step):
+        out[s : s + step] = (x[s : s + step].astype(np.float64) - mean) @ kernel
+    return normalize_rows(out)
 
 
 def features(
@@ -85,15 +87,19 @@ def _nvidia_driver_present() -> bool:
 
 
 def make_coverage(
-    x: np.ndarray, device: str = "auto", prune: bool = True, chunk_rows: int | None = None
-) -> tuple[Coverage, Any]:
-    """The objective for ``device`` and a context to run it in. ``auto`` uses CUDA when
-    present (without importing torch on machines with no NVIDIA driver); ``torch-cpu``
-    runs the torch backend on the CPU (tests)."""
+    x: np.ndarray,
+    device: str = "auto",
+    prune: bool = True,
+    chunk_rows: int | None = None,
+    workers: int | None = None,
+) -> Coverage:
+    """The objective for ``device`` (use it as a context manager around the loop).
+    ``auto`` uses CUDA when present, without importing torch on machines with no NVIDIA
+    driver; ``torch-cpu`` runs the torch backend on the CPU (tests)."""
     if device == "auto" and not _nvidia_driver_present():
         device = "cpu"
     if device == "cpu":
-        return NumpyCoverage(x, chunk_rows or DEFAULT_CHUNK_ROWS, prune), nullcontext()
+        return NumpyCoverage(x, chunk_rows, prune, workers)
     try:
         import torch
     except ImportError:
@@ -101,20 +107,19 @@ def make_coverage(
     if device == "auto":
         device = "cuda" if torch.cuda.is_available() else "cpu"
         if device == "cpu":
-            return NumpyCoverage(x, chunk_rows or DEFAULT_CHUNK_ROWS, prune), nullcontext()
+            return NumpyCoverage(x, chunk_rows, prune, workers)
     if device == "torch-cpu":
         device = "cpu"
     elif not torch.cuda.is_available():
         raise SelectionError(f"--device {device} requested but no CUDA device is available")
-    from curate.strategies.coverage_torch import TorchCoverage, full_fp32_matmuls
+    from curate.strategies.coverage_torch import TorchCoverage
 
     try:
-        coverage = TorchCoverage(x, device, chunk_rows or DEFAULT_CHUNK_ROWS * 16)
+        return TorchCoverage(x, device, chunk_rows or DEFAULT_CHUNK_ROWS * 16)
     except torch.OutOfMemoryError:
         raise SelectionError(
             f"the vectors ({x.nbytes / 2**30:.1f} GiB) do not fit on {device}; use --device cpu"
         ) from None
-    return coverage, full_fp32_matmuls()
 
 
 # ----------------------------------------------------------------------------- the loop
@@ -123,14 +128,14 @@ def greedy(
 ) -> tuple[np.ndarray, np.ndarray]:
     """``k`` greedy picks from an objective that already holds its first centers:
     (pool positions, exact squared distance of each to the chosen set when picked)."""
+    start = len(coverage.centers)
     picks = np.empty(k, dtype=np.int64)
-    sq_distances = np.empty(k, dtype=np.float64)
     for t in range(k):
-        picks[t], sq_distances[t] = coverage.farthest()
+        picks[t] = coverage.farthest()
         coverage.add_centers(picks[t : t + 1])
         if on_pick is not None:
             on_pick(1)
-    return picks, sq_distances
+    return picks, coverage.pick_sq_distances(start)
 
 
 def check_request(size: int, chosen: np.ndarray, k: int) -> None:
@@ -157,6 +162,7 @@ def kcenter_greedy(
     device: str = "auto",
     prune: bool = True,
     chunk_rows: int | None = None,
+    workers: int | None = None,
     on_pick: OnPick | None = None,
 ) -> Selection:
     """Add ``k`` rows to ``chosen`` by greedy K-center; with nothing chosen, the first pick
@@ -165,8 +171,7 @@ def kcenter_greedy(
     chosen = np.asarray(chosen if chosen is not None else [], dtype=np.int64)
     check_request(len(vectors), chosen, k)
     x = features(vectors, metric, whiten_to)
-    coverage, context = make_coverage(x, device, prune, chunk_rows)
-    with context:
+    with make_coverage(x, device, prune, chunk_rows, workers) as coverage:
         if len(chosen):
             coverage.add_centers(chosen)
             picks, sq = greedy(coverage, k, on_pick)

@@ -1,0 +1,238 @@
+"""K-center greedy: our exact chunked implementation against two baselines, same run.
+
+  (a) the naive full-matrix algorithm of the DiverseEvol reference (N×N distance matrix,
+      then per pick: min over the chosen columns, argmax, drop the row, append a column),
+      at N=15k, d=384 and d=4096;
+  (b) a plain NumPy running-minimum loop (one X@c per pick, full-length temporaries), at
+      N=200k and N=1M, d=384;
+for random Gaussian and clustered data, k=1,000 picks from the same seeded first row.
+
+Every measurement runs in its own subprocess, so "peak RSS" is that process's high-water
+mark (vectors included); "×vec" divides it by the size of the float32 vectors. "GB/s" is
+the bytes of vectors read per second by the distance pass (rows scanned × d × 4): pruning
+reads fewer rows, so it can beat a full scan's memory-bandwidth bound. "same" says
+whether the picks equal ours (the float32 baselines may differ on near-ties; ours are
+exact against float64).
+
+    .venv/bin/python benchmarks/kcenter.py                      # everything (~10-15 min)
+    .venv/bin/python benchmarks/kcenter.py --suite plain --sizes 200000 --data gaussian
+    .venv/bin/python benchmarks/kcenter.py --suite full --dims 384 --k 200
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import json
+import os
+import resource
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parents[1]
+SEED = 0
+
+
+# ----------------------------------------------------------------------------- data
+def make_data(kind: str, n: int, d: int) -> np.ndarray:
+    """float32 (n, d) generated in place, so peak memory stays at the vectors' size."""
+    rng = np.random.default_rng(SEED)
+    x = np.empty((n, d), dtype=np.float32)
+    step = max(1, (1 << 22) // d)
+    if kind == "gaussian":
+        for s in range(0, n, step):
+            x[s : s + step] = rng.standard_normal((min(step, n - s), d), dtype=np.float32)
+        return x
+    if kind == "clustered":  # 256 well-separated blobs of different spreads
+        centers = rng.standard_normal((256, d), dtype=np.float32)
+        spread = rng.uniform(0.1, 0.4, size=256).astype(np.float32)
+        for s in range(0, n, step):
+            m = min(step, n - s)
+            label = rng.integers(256, size=m)
+            noise = rng.standard_normal((m, d), dtype=np.float32)
+            x[s : s + m] = centers[label] + spread[label, None] * noise
+        return x
+    raise ValueError(kind)
+
+
+def first_pick(n: int) -> int:
+    return int(np.random.default_rng(SEED).integers(n))  # what kcenter_greedy draws
+
+
+# ----------------------------------------------------------------------------- methods
+def naive_full_matrix(x: np.ndarray, k: int) -> list[int]:
+    """The reference's algorithm, in NumPy: full distance matrix, re-sliced per pick."""
+    n = len(x)
+    sq = np.einsum("ij,ij->i", x, x)
+    full = x @ x.T
+    full *= -2
+    full += sq[:, None]
+    full += sq[None, :]
+    np.maximum(full, 0, out=full)
+    np.sqrt(full, out=full)
+    labeled = np.zeros(n, dtype=bool)
+    labeled[first_pick(n)] = True
+    picks = [first_pick(n)]
+    mat = full[~labeled][:, labeled]
+    for _ in range(k - 1):
+        q_tmp = int(mat.min(axis=1).argmax())
+        q = int(np.flatnonzero(~labeled)[q_tmp])
+        labeled[q] = True
+        picks.append(q)
+        keep = np.ones(len(mat), dtype=bool)
+        keep[q_tmp] = False
+        mat = np.concatenate([mat[keep], full[~labeled, q][:, None]], axis=1)
+    return picks
+
+
+def plain_numpy_loop(x: np.ndarray, k: int) -> list[int]:
+    """The running-minimum loop from design.md: O(N·d) per pick, full-length temporaries."""
+    sq = np.einsum("ij,ij->i", x, x)
+    m = np.full(len(x), np.inf, dtype=np.float32)
+    i, picks = first_pick(len(x)), []
+    for _ in range(k):
+        picks.append(i)
+        m = np.minimum(m, sq + sq[i] - 2 * (x @ x[i]))
+        m[picks] = -np.inf
+        i = int(np.argmax(m))
+    return picks
+
+
+def ours(x: np.ndarray, k: int, prune: bool) -> tuple[list[int], int]:
+    from curate.strategies.coverage_numpy import NumpyCoverage
+    from curate.strategies.kcenter import greedy
+
+    with NumpyCoverage(x, prune=prune) as coverage:  # what kcenter_greedy runs on a CPU
+        coverage.add_centers([first_pick(len(x))])
+        picks, _ = greedy(coverage, k - 1)
+    return [first_pick(len(x)), *picks.tolist()], coverage.rows_scanned
+
+
+METHODS = ("naive", "plain", "ours", "ours-noprune")
+
+
+def worker(method: str, kind: str, n: int, d: int, k: int) -> dict:
+    x = make_data(kind, n, d)
+    cpu_started = time.process_time()
+    started = time.perf_counter()
+    scanned = n * k
+    if method == "naive":
+        picks = naive_full_matrix(x, k)
+    elif method == "plain":
+        picks = plain_numpy_loop(x, k)
+    else:
+        picks, scanned = ours(x, k, prune=method == "ours")
+    seconds = time.perf_counter() - started
+    return {
+        "seconds": seconds,
+        "cpu_seconds": time.process_time() - cpu_started,
+        "peak_rss": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024,
+        "vector_bytes": x.nbytes,
+        "scanned_bytes": scanned * d * 4,
+        "picks_sha": hashlib.sha256(np.asarray(picks, np.int64).tobytes()).hexdigest()[:16],
+    }
+
+
+def measure(method: str, kind: str, n: int, d: int, k: int, timeout: float) -> dict:
+    cmd = [sys.executable, __file__, "--worker", method, kind, str(n), str(d), str(k)]
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    try:
+        done = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, env=env)
+    except subprocess.TimeoutExpired:
+        return {"error": f"timeout {timeout:.0f}s"}
+    if done.returncode != 0:
+        last = (done.stderr.strip().splitlines() or ["?"])[-1]
+        return {"error": "out of memory" if done.returncode in (-9, 137) else last[:60]}
+    return json.loads(done.stdout.strip().splitlines()[-1])
+
+
+# ----------------------------------------------------------------------------- table
+HEADER = (
+    f"{'case':<44} {'wall s':>8} {'×base':>7} {'CPU s':>8} {'×base':>7} "
+    f"{'peak MiB':>9} {'×vec':>5} {'GB/s':>6} {'same':>5}"
+)
+
+
+def ratio(base: dict | None, r: dict, key: str) -> str:
+    if not base or "error" in base:
+        return " " * 7
+    return f"{base[key] / max(r[key], 1e-9):6.1f}x"
+
+
+def row(label: str, r: dict, reference: dict | None, baseline: dict | None) -> str:
+    if "error" in r:
+        return f"{label:<44} {r['error']}"
+    same = ""
+    if reference is not None and "error" not in reference:
+        same = "yes" if r["picks_sha"] == reference["picks_sha"] else "NO"
+    return (
+        f"{label:<44} {r['seconds']:8.2f} {ratio(baseline, r, 'seconds')} "
+        f"{r['cpu_seconds']:8.2f} {ratio(baseline, r, 'cpu_seconds')} "
+        f"{r['peak_rss'] / 2**20:9.0f} {r['peak_rss'] / r['vector_bytes']:5.2f} "
+        f"{r['scanned_bytes'] / r['seconds'] / 1e9:6.1f} {same:>5}"
+    )
+
+
+def best_of(repeat: int, *case) -> dict:
+    """The fastest of ``repeat`` runs (the machine is shared: slower runs are noise)."""
+    runs = [measure(*case) for _ in range(repeat)]
+    ok = [r for r in runs if "error" not in r]
+    return min(ok, key=lambda r: r["seconds"]) if ok else runs[0]
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--worker", nargs=5, help=argparse.SUPPRESS)
+    parser.add_argument("--suite", choices=("all", "full", "plain"), default="all")
+    parser.add_argument("--data", default="gaussian,clustered")
+    parser.add_argument("--dims", default="384,4096", help="dims for the full-matrix suite")
+    parser.add_argument("--sizes", default="200000,1000000", help="N for the plain-loop suite")
+    parser.add_argument("--n-full", type=int, default=15000, help="N for the full-matrix suite")
+    parser.add_argument("--k", type=int, default=1000)
+    parser.add_argument("--repeat", type=int, default=1, help="best of R runs per method")
+    parser.add_argument(
+        "--no-prune-variant", action="store_true", help="also time ours without pruning"
+    )
+    parser.add_argument("--timeout", type=float, default=1800)
+    args = parser.parse_args()
+    if args.worker:
+        method, kind, n, d, k = args.worker
+        print(json.dumps(worker(method, kind, int(n), int(d), int(k))))
+        return
+
+    kinds = args.data.split(",")
+    cases = []
+    if args.suite in ("all", "full"):
+        cases += [
+            ("naive", kind, args.n_full, int(d)) for d in args.dims.split(",") for kind in kinds
+        ]
+    if args.suite in ("all", "plain"):
+        cases += [("plain", kind, int(n), 384) for n in args.sizes.split(",") for kind in kinds]
+    load = "/".join(f"{x:.1f}" for x in os.getloadavg())
+    print(
+        f"K-center, k={args.k}, {os.cpu_count()} CPUs, load average {load}; best of {args.repeat}"
+    )
+    print(HEADER)
+    for baseline_method, kind, n, d in cases:
+        title = f"{kind} N={n:,} d={d}"
+        base = best_of(args.repeat, baseline_method, kind, n, d, args.k, args.timeout)
+        mine = best_of(args.repeat, "ours", kind, n, d, args.k, args.timeout)
+        name = "naive full matrix" if baseline_method == "naive" else "plain NumPy loop"
+        print(row(f"{title}: {name}", base, mine, None))
+        print(row(f"{title}: ours", mine, None, base))
+        if args.no_prune_variant:
+            plain = best_of(args.repeat, "ours-noprune", kind, n, d, args.k, args.timeout)
+            print(row(f"{title}: ours, no pruning", plain, mine, base))
+        sys.stdout.flush()
+    load = "/".join(f"{x:.1f}" for x in os.getloadavg())
+    print(f"load average at the end {load}")
+
+
+if __name__ == "__main__":
+    main()
