@@ -43,6 +43,7 @@ _POSITIVE_INTS = (
     "train.batch_size",
     "train.grad_accum",
     "eval.limit",
+    "eval.max_length",
 )
 _STRINGS = ("pool", "db", "base_model", "device", "eval.set")
 

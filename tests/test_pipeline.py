@@ -192,7 +192,7 @@ PIPELINE_PARAMS = {
     "max_length": 64,
     "device": "cpu",
     "train": {"epochs": 1, "lr": 1.0e-3, "batch_size": 4, "grad_accum": 1},
-    "eval": {"set": "data/sample/eval.jsonl", "limit": 3},
+    "eval": {"set": "data/sample/eval.jsonl", "limit": 3, "max_length": 128},
     "rounds": {"rd_1": "rd_0"},
 }
 ROUND_FILES = ("data/subsets", "data/models", "data/metrics")
