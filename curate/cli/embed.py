@@ -36,7 +36,7 @@ def embed_command(
     batch_size: Annotated[
         int | None,
         typer.Option(
-            "--batch-size", min=1, help="Rows per forward pass. Default: 64 for st:, 8 for lm:."
+            "--batch-size", min=1, help="Rows per forward pass. Default: 32 for st:, 8 for lm:."
         ),
     ] = None,
     max_length: Annotated[

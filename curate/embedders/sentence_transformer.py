@@ -29,7 +29,7 @@ class SentenceTransformerEmbedder(Embedder):
     kind = "st"
     pooling = "sentence-transformers-modules"
     text_format = "st-text-v1"
-    default_batch_size = 64
+    default_batch_size = 32
 
     def load(self) -> None:
         if self._model is not None:
