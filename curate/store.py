@@ -16,8 +16,8 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from curate.errors import EmbeddingError, PoolError
+from curate.paths import DEFAULT_DB
 
-DEFAULT_DB = Path("data/lancedb")
 POOL_TABLE = "pool"
 EMBEDDING_PREFIX = "emb_"
 SCORE_COLUMNS = ("least_confidence", "margin", "entropy")

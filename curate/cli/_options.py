@@ -7,7 +7,7 @@ from typing import Annotated
 
 import typer
 
-from curate.store import DEFAULT_DB
+from curate.paths import DEFAULT_DB
 
 DbOption = Annotated[
     Path,
