@@ -243,6 +243,7 @@ def test_new_model_replaces_old_vectors_only_after_it_succeeds(tiny_lm, tiny_b, 
     assert vectors.ids == pool16.read_pool(["id"])["id"].to_pylist()
 
 
+@pytest.mark.slow
 def test_kill_9_mid_run_resumes_from_the_written_batches(tiny_lm, pool16):
     script = textwrap.dedent(
         f"""

@@ -9,6 +9,7 @@ import sys
 from pathlib import Path
 
 import numpy as np
+import pytest
 
 from curate.embed import embed_pool
 from curate.embedders import load_embedder
@@ -18,6 +19,7 @@ from curate.store import SCORE_COLUMNS
 ROOT = Path(__file__).resolve().parents[1]
 
 
+@pytest.mark.slow
 def test_two_ranks_split_the_work_and_match_one_process(tiny_lm, store, tmp_path):
     lines = (ROOT / "data" / "sample" / "pool.jsonl").read_text(encoding="utf-8").splitlines()
     (tmp_path / "pool.jsonl").write_text("\n".join(lines[:20]) + "\n", encoding="utf-8")
@@ -26,7 +28,7 @@ def test_two_ranks_split_the_work_and_match_one_process(tiny_lm, store, tmp_path
     command = [
         sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2",
         "-m", "curate", "embed", "--db", str(store.path), "--embedder", f"lm:{tiny_lm}",
-        "--name", "two", "--batch-size", "3", "--device", "cpu", "--json",
+        "--name", "two", "--batch-size", "3", "--max-length", "128", "--device", "cpu", "--json",
     ]  # fmt: skip
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
     run = subprocess.run(command, capture_output=True, text=True, timeout=300, env=env, cwd=ROOT)
@@ -36,7 +38,8 @@ def test_two_ranks_split_the_work_and_match_one_process(tiny_lm, store, tmp_path
     per_rank = summary["embedded_per_rank"]
     assert len(per_rank) == 2 and min(per_rank) > 0 and sum(per_rank) == 20
 
-    single = embed_pool(store, load_embedder(f"lm:{tiny_lm}", device="cpu"), "one", batch_size=3)
+    one_process = load_embedder(f"lm:{tiny_lm}", max_length=128, device="cpu")
+    single = embed_pool(store, one_process, "one", batch_size=3)
     assert single.fingerprint == summary["fingerprint"]
     two, one = (
         store.load_vectors("two", with_scores=True),
