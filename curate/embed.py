@@ -142,9 +142,8 @@ def run_embedding(
     )
     try:
         if plan.todo:
-            schema = embedding_schema(embedder.dim, embedder.with_scores)
+            schema = check_compatible(store, plan, embedder)
             report.dim = embedder.dim
-            _check_compatible(store, plan, schema)
             ranks.barrier()  # every rank has read the table before rank 0 (re)creates it
             if ranks.is_main and plan.stored_schema != schema:
                 mode = "create" if plan.stored_schema is None else "overwrite"
@@ -316,15 +315,15 @@ def _finalise(store: Store, plan: EmbedPlan, appended: bool) -> int:
     return full.num_rows - len(plan.keys)
 
 
-def _check_compatible(store: Store, plan: EmbedPlan, schema: pa.Schema) -> None:
-    """An existing, non-empty table must hold vectors of the same shape (nothing is changed)."""
+def check_compatible(store: Store, plan: EmbedPlan, embedder: Embedder) -> pa.Schema:
+    """The table schema ``embedder`` writes; an existing, non-empty table must already have
+    it (a different dimension under the same name is an error, and nothing is changed).
+    Loads the model when its dimension is not known yet."""
+    schema = embedding_schema(embedder.dim, embedder.with_scores)
     if plan.stored_schema is None or plan.stored_schema == schema or plan.stored_rows == 0:
-        return
-    dim = schema.field("vector").type.list_size
+        return schema
     raise EmbeddingError(
-        _mismatch(
-            plan.name, plan.stored_schema, dim, "least_confidence" in schema.names, store.path
-        )
+        _mismatch(plan.name, plan.stored_schema, embedder.dim, embedder.with_scores, store.path)
     )
 
 

@@ -57,7 +57,7 @@ def embed_command(
 
     Resumable: rerun after a crash and it continues from the last checkpoint. Data-parallel under `torchrun` or `accelerate launch`: each rank embeds a shard.
     """  # noqa: E501 - one paragraph per line, so --help wraps it to the terminal
-    from curate.embed import import_vectors, plan_embedding, run_embedding
+    from curate.embed import check_compatible, import_vectors, plan_embedding, run_embedding
     from curate.embedders import DEFAULT_SPEC, load_embedder
     from curate.store import Store
 
@@ -80,6 +80,7 @@ def embed_command(
     if plan.rows_here:
         with err_console.status(f"loading {model.spec}"):
             model.load()
+        check_compatible(store, plan, model)  # fail before the progress bar starts
         label = f"embed {plan.name}" + (
             f" (rank 0 of {plan.ranks.world})" if plan.ranks.world > 1 else ""
         )
@@ -108,7 +109,7 @@ def _render(report, json_out: bool) -> None:
     if report.ranks > 1:
         table.add_row("ranks", str(report.ranks))
     table.add_row("seconds", f"{report.seconds:.1f}")
-    if report.embedded:
+    if report.embedded and not report.embedder.startswith("import:"):
         table.add_row("examples/s", f"{report.examples_per_s:,.1f}")
     console.print(table)
 
