@@ -102,6 +102,23 @@ def plain_numpy_loop(x: np.ndarray, k: int) -> list[int]:
     return picks
 
 
+def exact_float64_loop(x: np.ndarray, k: int) -> list[int]:
+    """The running-minimum loop in float64 on direct differences (no expansion): slow,
+    but its picks are what "exact" means, so it checks ours at scale (--exact-check)."""
+    m = np.full(len(x), np.inf)
+    step = max(1, (1 << 20) // x.shape[1])
+    picks = [first_pick(len(x))]
+    for _ in range(k - 1):
+        c = x[picks[-1]].astype(np.float64)
+        for s in range(0, len(x), step):
+            diff = x[s : s + step].astype(np.float64) - c
+            np.square(diff, out=diff)
+            np.minimum(m[s : s + step], diff.sum(axis=1), out=m[s : s + step])
+        m[picks[-1]] = -np.inf
+        picks.append(int(np.argmax(m)))
+    return picks
+
+
 def ours(x: np.ndarray, k: int, prune: bool) -> tuple[list[int], int]:
     from curate.strategies.coverage_numpy import NumpyCoverage
     from curate.strategies.kcenter import greedy
@@ -112,7 +129,7 @@ def ours(x: np.ndarray, k: int, prune: bool) -> tuple[list[int], int]:
     return [first_pick(len(x)), *picks.tolist()], coverage.rows_scanned
 
 
-METHODS = ("naive", "plain", "ours", "ours-noprune")
+METHODS = ("naive", "plain", "exact64", "ours", "ours-noprune")
 
 
 def worker(method: str, kind: str, n: int, d: int, k: int) -> dict:
@@ -124,6 +141,8 @@ def worker(method: str, kind: str, n: int, d: int, k: int) -> dict:
         picks = naive_full_matrix(x, k)
     elif method == "plain":
         picks = plain_numpy_loop(x, k)
+    elif method == "exact64":
+        picks = exact_float64_loop(x, k)
     else:
         picks, scanned = ours(x, k, prune=method == "ours")
     seconds = time.perf_counter() - started
@@ -199,6 +218,9 @@ def main() -> None:
     parser.add_argument(
         "--no-prune-variant", action="store_true", help="also time ours without pruning"
     )
+    parser.add_argument(
+        "--exact-check", action="store_true", help="also run a float64 loop: picks must equal ours"
+    )
     parser.add_argument("--timeout", type=float, default=1800)
     args = parser.parse_args()
     if args.worker:
@@ -225,7 +247,13 @@ def main() -> None:
         mine = best_of(args.repeat, "ours", kind, n, d, args.k, args.timeout)
         name = "naive full matrix" if baseline_method == "naive" else "plain NumPy loop"
         print(row(f"{title}: {name}", base, mine, None))
+        if baseline_method == "naive":  # the full-scan floor this machine allows, for context
+            plain = best_of(args.repeat, "plain", kind, n, d, args.k, args.timeout)
+            print(row(f"{title}: plain NumPy loop", plain, mine, base))
         print(row(f"{title}: ours", mine, None, base))
+        if args.exact_check:
+            exact = best_of(1, "exact64", kind, n, d, args.k, args.timeout)
+            print(row(f"{title}: float64 exact loop", exact, mine, base))
         if args.no_prune_variant:
             plain = best_of(args.repeat, "ours-noprune", kind, n, d, args.k, args.timeout)
             print(row(f"{title}: ours, no pruning", plain, mine, base))

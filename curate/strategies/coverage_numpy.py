@@ -35,6 +35,7 @@ class NumpyCoverage(Coverage):
     MANY_COLS = 1024  # centers per GEMM block when folding a parent in
     MANY_ROWS = 4096  # rows per GEMM block
     SPARSE = 0.25  # a chunk with fewer live rows than this fraction gathers them
+    GATHER_ROWS = 1 << 14  # rows gathered at a time
 
     def __init__(
         self,
@@ -126,6 +127,10 @@ class NumpyCoverage(Coverage):
 
     def _fold_rows(self, s: int, e: int, rows, index: int, center_id: int) -> None:
         """Distances of rows ``s:e`` (or only ``rows``) to the center; keep the smaller."""
+        if rows is not None and len(rows) > self.GATHER_ROWS:  # bound the gathered copy
+            for g in range(0, len(rows), self.GATHER_ROWS):
+                self._fold_rows(s, e, rows[g : g + self.GATHER_ROWS], index, center_id)
+            return
         c, cn = self.x[index], self.sq[index]
         if rows is None:
             d2 = np.dot(self.x[s:e], c, out=self._buf[s:e])
