@@ -4,11 +4,10 @@ NLL against a hand computation from logits, batched generation, and one-line err
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
+from cli_helpers import run_subprocess as _run
 from typer.testing import CliRunner
 
 from curate.errors import EvalError, InvalidInputError, ModelError
@@ -158,16 +157,6 @@ def test_model_folder_checks(tmp_path):
 
 
 # ------------------------------------------------------------------ CLI
-
-
-def _run(*args: str, cwd: Path) -> subprocess.CompletedProcess:
-    return subprocess.run(
-        [sys.executable, "-m", "curate", *args],
-        cwd=cwd,
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
 
 
 def test_cli_error_is_one_line_and_leaves_earlier_results(tmp_path):

@@ -7,15 +7,14 @@ tests do not depend on `curate embed`.
 from __future__ import annotations
 
 import json
-import sys
 from pathlib import Path
 
 import numpy as np
 import pyarrow as pa
 import pytest
+from cli_helpers import run_in_process as cli
 from test_kcenter import naive_kcenter
 
-from curate.cli import main
 from curate.errors import CurateError, EmbeddingError, SelectionError
 from curate.ingest import ingest
 from curate.records import Example
@@ -266,21 +265,6 @@ def test_parent_problems(pool_db, broken_db, tmp_path):
 
 
 # ----------------------------------------------------------------------------- CLI
-
-
-def cli(capsys, *args: str) -> tuple[int, str, str]:
-    """Run `curate ARGS` in-process through the real entry point."""
-    old = sys.argv
-    sys.argv = ["curate", *args]
-    try:
-        main()
-        code = 0
-    except SystemExit as exit_:
-        code = exit_.code
-    finally:
-        sys.argv = old
-    captured = capsys.readouterr()
-    return code, captured.out, captured.err
 
 
 def test_cli_options_reach_the_core(pool_db, tmp_path, capsys):

@@ -5,15 +5,14 @@ from __future__ import annotations
 
 import hashlib
 import json
-import sys
 from pathlib import Path
 
 import numpy as np
 import pyarrow.parquet as pq
 import pytest
+from cli_helpers import run_in_process as cli
 from test_select import DIM, add_embeddings
 
-from curate.cli import main
 from curate.errors import SubsetError
 from curate.ingest import ingest
 from curate.select import SelectRequest, select
@@ -283,20 +282,6 @@ def test_export_parquet_and_hf_read_back_with_datasets(multi_turn, tmp_path):
 
 
 # ----------------------------------------------------------------------------- CLI
-
-
-def cli(capsys, *args: str) -> tuple[int, str, str]:
-    old = sys.argv
-    sys.argv = ["curate", *args]
-    try:
-        main()
-        code = 0
-    except SystemExit as exit_:
-        code = exit_.code
-    finally:
-        sys.argv = old
-    captured = capsys.readouterr()
-    return code, captured.out, captured.err
 
 
 def test_cli_subsets_commands(world, tmp_path, capsys):
