@@ -88,7 +88,11 @@ def shortlisted_min(
         approx[np.arange(len(centers))[None, :] >= columns[:, None]] = np.inf
     limit = approx.min(axis=1).astype(np.float64) + 2 * bound * (1 + 1e-6)
     row_at, center_at = np.nonzero(approx <= limit[:, None])  # row-major: grouped by row
-    exact = paired_sq_distances(rows[row_at], centers[center_at])
+    exact = np.empty(len(row_at))
+    step = max(1, BLOCK_ELEMENTS // (2 * max(rows.shape[1], 1)))  # bounded float64 copies
+    for p0 in range(0, len(row_at), step):
+        pairs = slice(p0, p0 + step)
+        exact[pairs] = paired_sq_distances(rows[row_at[pairs]], centers[center_at[pairs]])
     return np.minimum.reduceat(exact, np.flatnonzero(np.diff(row_at, prepend=-1)))
 
 
