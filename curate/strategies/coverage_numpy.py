@@ -4,7 +4,7 @@ per core, with triangle-inequality pruning (see :mod:`curate.strategies.coverage
 Why our own threads: a pick is one matrix-vector product over all rows. OpenBLAS's
 threads busy-wait for each other, and on a shared 2-core machine (other processes
 running) a multi-threaded ``X @ c`` measured 3-10x slower than a single-threaded one. So
-for vectors of 64 MiB and more, inside ``with coverage:`` BLAS runs single-threaded
+for vectors of 8 MiB and more, inside ``with coverage:`` BLAS runs single-threaded
 (threadpoolctl) and the rows are split into one chunk per core, each folded by a worker
 thread; NumPy releases the GIL in BLAS and in ufunc loops, so the chunks run in parallel
 without spinning. Below that, a thread hand-off costs more than it saves: one chunk on
@@ -31,7 +31,7 @@ def available_cpus() -> int:
 
 
 class NumpyCoverage(Coverage):
-    PARALLEL_MIN = 1 << 24  # vector elements (64 MiB) below which one thread is faster
+    PARALLEL_MIN = 1 << 21  # vector elements (8 MiB) below which one thread is faster
     MANY_COLS = 1024  # centers per GEMM block when folding a parent in
     MANY_ROWS = 4096  # rows per GEMM block
     SPARSE = 0.25  # a chunk with fewer live rows than this fraction gathers them
