@@ -9,8 +9,9 @@ for random Gaussian and clustered data, k=1,000 picks from the same seeded first
 
 Every measurement runs in its own subprocess, so "peak RSS" is that process's high-water
 mark (vectors included); "×vec" divides it by the size of the float32 vectors. "GB/s" is
-the bytes of vectors read per second by the distance pass (rows scanned × d × 4): pruning
-reads fewer rows, so it can beat a full scan's memory-bandwidth bound. "same" says
+the bytes of vectors read per second by the distance passes (rows read × d × 4): a
+look-ahead block serves many picks from one pass and pruning reads fewer rows, so both
+beat a one-pass-per-pick memory-bandwidth bound. "same" says
 whether the picks equal ours (the float32 baselines may differ on near-ties; ours are
 exact against float64).
 
@@ -119,17 +120,18 @@ def exact_float64_loop(x: np.ndarray, k: int) -> list[int]:
     return picks
 
 
-def ours(x: np.ndarray, k: int, prune: bool) -> tuple[list[int], int]:
+def ours(x: np.ndarray, k: int, prune: bool, lookahead: bool) -> tuple[list[int], int]:
     from curate.strategies.coverage_numpy import NumpyCoverage
     from curate.strategies.kcenter import greedy
 
-    with NumpyCoverage(x, prune=prune) as coverage:  # what kcenter_greedy runs on a CPU
+    # what kcenter_greedy runs on a CPU
+    with NumpyCoverage(x, prune=prune, lookahead=lookahead) as coverage:
         coverage.add_centers([first_pick(len(x))])
         picks, _ = greedy(coverage, k - 1)
     return [first_pick(len(x)), *picks.tolist()], coverage.rows_scanned
 
 
-METHODS = ("naive", "plain", "exact64", "ours", "ours-noprune")
+METHODS = ("naive", "plain", "exact64", "ours", "ours-noprune", "ours-nolookahead")
 
 
 def worker(method: str, kind: str, n: int, d: int, k: int) -> dict:
@@ -144,7 +146,9 @@ def worker(method: str, kind: str, n: int, d: int, k: int) -> dict:
     elif method == "exact64":
         picks = exact_float64_loop(x, k)
     else:
-        picks, scanned = ours(x, k, prune=method == "ours")
+        picks, scanned = ours(
+            x, k, prune=method != "ours-noprune", lookahead=method != "ours-nolookahead"
+        )
     seconds = time.perf_counter() - started
     return {
         "seconds": seconds,
@@ -216,7 +220,9 @@ def main() -> None:
     parser.add_argument("--k", type=int, default=1000)
     parser.add_argument("--repeat", type=int, default=1, help="best of R runs per method")
     parser.add_argument(
-        "--no-prune-variant", action="store_true", help="also time ours without pruning"
+        "--variants",
+        action="store_true",
+        help="also time ours without look-ahead blocks and without pruning",
     )
     parser.add_argument(
         "--exact-check", action="store_true", help="also run a float64 loop: picks must equal ours"
@@ -254,9 +260,13 @@ def main() -> None:
         if args.exact_check:
             exact = best_of(1, "exact64", kind, n, d, args.k, args.timeout)
             print(row(f"{title}: float64 exact loop", exact, mine, base))
-        if args.no_prune_variant:
-            plain = best_of(args.repeat, "ours-noprune", kind, n, d, args.k, args.timeout)
-            print(row(f"{title}: ours, no pruning", plain, mine, base))
+        if args.variants:
+            for method, label in (
+                ("ours-nolookahead", "no look-ahead"),
+                ("ours-noprune", "no pruning"),
+            ):
+                variant = best_of(args.repeat, method, kind, n, d, args.k, args.timeout)
+                print(row(f"{title}: ours, {label}", variant, mine, base))
         sys.stdout.flush()
     load = "/".join(f"{x:.1f}" for x in os.getloadavg())
     print(f"load average at the end {load}")

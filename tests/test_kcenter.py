@@ -59,6 +59,7 @@ BACKENDS = {
     "numpy-small-chunks": dict(device="cpu", chunk_rows=64),
     "numpy-threads": dict(device="cpu", chunk_rows=100, workers=2),
     "numpy-no-prune": dict(device="cpu", prune=False, chunk_rows=100),
+    "numpy-one-center-per-pass": dict(device="cpu", lookahead=False, chunk_rows=100),
     "torch": dict(device="torch-cpu", chunk_rows=128),
 }
 
@@ -134,8 +135,8 @@ def test_negative_float32_distances_are_clamped():
 
 def test_pruning_skips_rows_on_clustered_data_with_the_same_picks():
     x = dataset("clustered", n=3000, d=16)
-    pruned = NumpyCoverage(x, chunk_rows=512, prune=True)
-    full = NumpyCoverage(x, chunk_rows=512, prune=False)
+    pruned = NumpyCoverage(x, chunk_rows=512, prune=True, lookahead=False)
+    full = NumpyCoverage(x, chunk_rows=512, prune=False, lookahead=False)
     for cov in (pruned, full):
         cov.add_centers([0])
     for _ in range(80):
@@ -144,6 +145,26 @@ def test_pruning_skips_rows_on_clustered_data_with_the_same_picks():
         pruned.add_centers([a])
         full.add_centers([a])
     assert pruned.rows_scanned < 0.5 * full.rows_scanned
+
+
+@pytest.mark.parametrize("kind", ["gaussian", "clustered"])
+def test_lookahead_blocks_serve_many_picks_per_pass_with_the_same_picks(kind):
+    x = dataset(kind, n=3000, d=16)
+    ahead = NumpyCoverage(x, chunk_rows=512)
+    single = NumpyCoverage(x, chunk_rows=512, lookahead=False)
+    for cov in (ahead, single):
+        cov.add_centers([0])
+    for _ in range(200):
+        a, b = ahead.farthest(), single.farthest()
+        assert a == b
+        ahead.add_centers([a])
+        single.add_centers([b])
+    assert single.blocks_computed == 201  # one pass over the vectors per pick
+    assert ahead.blocks_computed < 201 / 3
+    chosen = np.isinf(single.m)
+    np.testing.assert_array_equal(np.isinf(ahead.m), chosen)
+    # the same float32 expansion, summed in another order: within the error bound of each other
+    assert np.abs(ahead.m[~chosen] - single.m[~chosen]).max() <= 2 * ahead.bound
 
 
 def test_cosine_and_whitening_are_kcenter_on_transformed_rows():

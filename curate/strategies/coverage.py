@@ -17,12 +17,13 @@ full-matrix implementation, on CPU and GPU alike, and manifests are byte-identic
 them. The price: rows far from the origin relative to their spread (large ``|x|²``, small
 distances) widen ``E`` and the candidate set, which costs time, never exactness.
 
-Triangle-inequality pruning (the part that reads fewer bytes than a full scan): each row
-remembers the center ``a`` that gave its minimum. A new center ``c`` cannot lower row x's
-minimum when ``D(a, c)² ≥ 4(m[x] + E)``, so such rows skip the matrix-vector product; when
-more than a few rows of a block survive, the block is scanned whole. This prunes a lot
-on clustered data and nothing on high-dimensional Gaussian data, so the check backs off
-while it does not pay.
+Reading less than one pass over the vectors per pick (the CPU backend, see
+:mod:`curate.strategies.coverage_numpy`): *look-ahead blocks* compute the distances of the
+next likely picks to every row in one matrix-matrix product, and *triangle-inequality
+pruning* skips rows no center of a block can move: each row remembers the center ``a``
+that gave its minimum, and a new center ``c`` cannot lower row x's minimum when
+``D(a, c)² ≥ 4(m[x] + E)``. Pruning pays on clustered data and not on high-dimensional
+Gaussian data, so the check backs off while it does not pay.
 """
 
 from __future__ import annotations
@@ -73,10 +74,11 @@ def shortlisted_min(
     centers: np.ndarray,
     centers_sq: np.ndarray,
     bound: float,
-    columns: np.ndarray | None = None,
+    lo: np.ndarray | None = None,
+    hi: np.ndarray | None = None,
 ) -> np.ndarray:
     """Each row's exact minimum :func:`paired_sq_distances` to ``centers`` (row i only to
-    ``centers[:columns[i]]`` when given). The float32 expansion is within ``bound`` of the
+    ``centers[lo[i]:hi[i]]`` when given). The float32 expansion is within ``bound`` of the
     exact value, so only centers within 2·bound of the float32 minimum can hold the exact
     minimum: those few pairs are computed in float64."""
     approx = rows @ centers.T
@@ -84,8 +86,11 @@ def shortlisted_min(
     approx += rows_sq[:, None]
     approx += centers_sq[None, :]
     np.maximum(approx, np.float32(0.0), out=approx)
-    if columns is not None:
-        approx[np.arange(len(centers))[None, :] >= columns[:, None]] = np.inf
+    cols = np.arange(len(centers))[None, :]
+    if lo is not None:
+        approx[cols < lo[:, None]] = np.inf
+    if hi is not None:
+        approx[cols >= hi[:, None]] = np.inf
     limit = approx.min(axis=1).astype(np.float64) + 2 * bound * (1 + 1e-6)
     row_at, center_at = np.nonzero(approx <= limit[:, None])  # row-major: grouped by row
     exact = np.empty(len(row_at))
@@ -182,21 +187,22 @@ class Coverage:
         """Exact float64 minimum squared distance of ``rows`` to all centers (cached, so a
         row seen again costs only the centers added since)."""
         n = len(self.centers)
-        upto = self._exact_upto[rows]
-        for start in np.unique(upto[upto < n]):  # rows grouped by how far their cache reaches
-            group = rows[upto == start]
-            step = max(1, BLOCK_ELEMENTS // (n - start))
-            for g0 in range(0, len(group), step):
-                part = group[g0 : g0 + step]
+        stale = rows[self._exact_upto[rows] < n]
+        if len(stale):
+            first = int(self._exact_upto[stale].min())
+            step = max(1, BLOCK_ELEMENTS // (n - first))
+            for g0 in range(0, len(stale), step):
+                part = stale[g0 : g0 + step]
                 fresh = shortlisted_min(
                     self.x[part],
                     self.sq[part],
-                    self._center_rows[start:n],
-                    self._center_sq[start:n],
+                    self._center_rows[first:n],
+                    self._center_sq[first:n],
                     self.bound,
+                    lo=self._exact_upto[part] - first,
                 )
                 self._exact[part] = np.minimum(self._exact[part], fresh)
-            self._exact_upto[group] = n
+            self._exact_upto[stale] = n
         return self._exact[rows]
 
     def pick_sq_distances(self, start: int) -> np.ndarray:
@@ -213,7 +219,7 @@ class Coverage:
                 self._center_rows[: b1 - 1],
                 self._center_sq[: b1 - 1],
                 self.bound,
-                columns=np.arange(b0, b1),
+                hi=np.arange(b0, b1),
             )
         if start == 0 and n:
             out[0] = np.nan  # the first center has nothing before it

@@ -1,14 +1,26 @@
 """CPU backend of the K-center objective: NumPy/BLAS over row chunks, one worker thread
-per core, with triangle-inequality pruning (see :mod:`curate.strategies.coverage`).
+per core, with look-ahead blocks and triangle-inequality pruning (see
+:mod:`curate.strategies.coverage`).
 
-Why our own threads: a pick is one matrix-vector product over all rows. OpenBLAS's
-threads busy-wait for each other, and on a shared 2-core machine (other processes
-running) a multi-threaded ``X @ c`` measured 3-10x slower than a single-threaded one. So
-for vectors of 8 MiB and more, inside ``with coverage:`` BLAS runs single-threaded
-(threadpoolctl) and the rows are split into one chunk per core, each folded by a worker
-thread; NumPy releases the GIL in BLAS and in ufunc loops, so the chunks run in parallel
-without spinning. Below that, a thread hand-off costs more than it saves: one chunk on
-one thread.
+Look-ahead: one pick folds one center into every row's minimum, a matrix-vector product
+that reads all the vectors to do two flops per float, so a pick costs a full memory pass.
+But the next picks are, almost always, rows that are far from the centers *now*: when a
+pick misses the current block, the backend takes it and the ``B − 1`` other unchosen rows
+with the largest minimum and computes their distances to every row in one matrix-matrix
+product (measured at N=15k, d=384: a 32-column GEMM costs about four matrix-vector
+products, not 32). While the following picks are in the block, folding one is an O(N)
+elementwise minimum with a stored column, no pass over the vectors. The picks are unchanged: a column is the same
+float32 expansion within the same error bound as a matrix-vector product, and the exact
+float64 re-check decides each pick as before. ``B`` adapts to how many picks the last
+block served; the stored columns take at most an eighth of the vectors' memory (or 64 MiB).
+
+Why our own threads: OpenBLAS's threads busy-wait for each other, and on a shared 2-core
+machine (other processes running) a multi-threaded ``X @ c`` measured 3-10x slower than a
+single-threaded one. So for vectors of 8 MiB and more, inside ``with coverage:`` BLAS runs
+single-threaded (threadpoolctl) and the rows are split into one chunk per core, each
+handled by a worker thread; NumPy releases the GIL in BLAS and in ufunc loops, so the
+chunks run in parallel without spinning. Below that, a thread hand-off costs more than it
+saves: one chunk on one thread.
 """
 
 from __future__ import annotations
@@ -36,6 +48,8 @@ class NumpyCoverage(Coverage):
     MANY_ROWS = 4096  # rows per GEMM block
     SPARSE = 0.25  # a chunk with fewer live rows than this fraction gathers them
     GATHER_ROWS = 1 << 14  # rows gathered at a time
+    BLOCK_START, BLOCK_MAX = 16, 128  # look-ahead block width, in centers
+    BLOCK_MIN_BYTES = 64 << 20  # a block may always take this much memory
 
     def __init__(
         self,
@@ -43,6 +57,7 @@ class NumpyCoverage(Coverage):
         chunk_rows: int | None = None,
         prune: bool = True,
         workers: int | None = None,
+        lookahead: bool = True,
     ):
         sq, top = row_sq_norms(x)
         super().__init__(x, sq, top)
@@ -59,9 +74,16 @@ class NumpyCoverage(Coverage):
         self._chunk_max = np.full(len(self.bounds), np.inf, np.float32)
         self._buf = np.empty(n, dtype=np.float32)  # chunk-sized slices, one per chunk
         self._mask = np.empty(n, dtype=bool)
-        self._skip_checks = 0  # picks left before the pruning check is tried again
+        self._skip_checks = 0  # blocks left before the pruning check is tried again
         self._backoff = 1
-        self.rows_scanned = 0  # rows whose distance to a new center was computed (stats)
+        self.rows_scanned = 0  # rows read to compute distances, once per block (stats)
+        budget = max(x.nbytes // 8, self.BLOCK_MIN_BYTES) // (4 * max(n, 1))
+        self.block_max = max(1, min(self.BLOCK_MAX, budget)) if lookahead else 1
+        self._width = min(self.BLOCK_START, self.block_max)
+        self._block_col: dict[int, int] = {}  # pool position -> column in the current block
+        self._block: list[np.ndarray] = []  # per chunk: (width, chunk rows) float32
+        self._block_used = 0  # picks the current block has served
+        self.blocks_computed = 0  # (stats)
         self.bound32 = np.float32(self.bound)
         if float(self.bound32) < self.bound:
             self.bound32 = np.nextafter(self.bound32, np.float32(np.inf))
@@ -88,65 +110,101 @@ class NumpyCoverage(Coverage):
         return list(self._pool.map(fn, chunks)) if self._pool else [fn(ci) for ci in chunks]
 
     # ---------------------------------------------------------------- one center
-    def _lower_bounds(self, index: int, center_id: int) -> np.ndarray:
-        """float32 lower bounds on the exact squared distance from the new center to each
-        earlier center (indexed by center id)."""
-        prods = (self._center_rows[:center_id] @ self.x[index]).astype(np.float64)
-        csq = self._center_sq[:center_id].astype(np.float64)
-        d2 = csq + (float(self.sq[index]) - self.bound) - 2.0 * prods
-        return np.nextafter(d2.astype(np.float32), np.float32(-np.inf))  # never rounds up
-
     def _fold_one(self, index: int, center_id: int) -> None:
-        check = self.prune and center_id > 0 and self._skip_checks == 0
-        lower = self._lower_bounds(index, center_id) if check else None
-        scanned = self._each_chunk(lambda ci: self._fold_one_chunk(ci, index, center_id, lower))
-        self.rows_scanned += sum(scanned)
-        self._adapt(check, sum(scanned))
+        col = self._block_col.get(index)
+        if col is None:
+            self._compute_block(index, center_id)
+            col = 0
+        self._block_used += 1
+        self._each_chunk(lambda ci: self._fold_column(ci, col, center_id))
 
-    def _fold_one_chunk(self, ci: int, index: int, center_id: int, lower) -> int:
-        """Fold the center into chunk ``ci``; returns the rows whose distance was computed."""
+    def _fold_column(self, ci: int, col: int, center_id: int) -> None:
         s, e = self.bounds[ci]
-        mc = self.m[s:e]
-        if lower is None:
-            self._fold_rows(s, e, None, index, center_id)
-        else:
-            # alive unless D(a, c)² ≥ 4(m + E): then c cannot be nearer than a
-            limit = np.add(mc, self.bound32, out=self._buf[s:e])
+        d2, mc = self._block[ci][col], self.m[s:e]
+        better = np.less(d2, mc, out=self._mask[s:e])
+        np.copyto(mc, d2, where=better)
+        np.copyto(self.assign[s:e], np.int32(center_id), where=better)
+        self._chunk_max[ci] = mc.max()
+
+    # ---------------------------------------------------------------- look-ahead blocks
+    def _block_centers(self, index: int) -> np.ndarray:
+        """``index`` and the unchosen rows with the largest minimum, as many as the next
+        block holds: twice the last block's width when it served at least three quarters of
+        its centers as picks, half when under half (a GEMM costs about two matrix-vector
+        products plus a fifth of one per column: wide blocks pay only while they are used)."""
+        if self._block_col:
+            used, size = self._block_used, len(self._block_col)
+            if 4 * used >= 3 * size:
+                self._width = min(2 * self._width, self.block_max)
+            elif 2 * used < size:
+                self._width = max(self._width // 2, 1)
+        unchosen = len(self.x) - len(self.centers)  # ``index`` already counts as a center
+        width = max(1, min(self._width, unchosen + 1))
+        ahead = np.empty(width, dtype=np.int64)
+        ahead[0] = index
+        if width > 1:
+            m = self.m.copy()
+            m[index] = -np.inf
+            ahead[1:] = np.sort(np.argpartition(m, len(m) - width + 1)[len(m) - width + 1 :])
+        return ahead
+
+    def _compute_block(self, index: int, center_id: int) -> None:
+        """Distances from the block's centers to every row that one of them could move
+        closer: one GEMM per chunk (column 0 is ``index``)."""
+        self._block = []  # free the old block before computing the next
+        ahead = self._block_centers(index)
+        self._block_col = {int(p): j for j, p in enumerate(ahead)}
+        self._block_used = 0
+        centers, centers_sq = self.x[ahead], self.sq[ahead]
+        check = self.prune and center_id > 0 and self._skip_checks == 0
+        lower = self._lower_bounds(centers, centers_sq, center_id) if check else None
+        done = self._each_chunk(lambda ci: self._block_chunk(ci, centers, centers_sq, lower))
+        self._block = [block for block, _ in done]
+        scanned = sum(n for _, n in done)
+        self.rows_scanned += scanned
+        self.blocks_computed += 1
+        self._adapt(check, scanned)
+
+    def _lower_bounds(self, centers: np.ndarray, centers_sq: np.ndarray, n: int) -> np.ndarray:
+        """For each of the first ``n`` centers (by id), a float32 lower bound on its exact
+        squared distance to the nearest of the block's ``centers``."""
+        prods = (self._center_rows[:n] @ centers.T).astype(np.float64)
+        d2 = self._center_sq[:n, None].astype(np.float64) - 2.0 * prods
+        d2 += centers_sq[None, :].astype(np.float64) - self.bound
+        return np.nextafter(d2.min(axis=1).astype(np.float32), np.float32(-np.inf))
+
+    def _block_chunk(self, ci: int, centers, centers_sq, lower) -> tuple[np.ndarray, int]:
+        """Chunk ``ci``'s (block width, chunk rows) squared distances, and the rows computed.
+        With ``lower``, a row x assigned to center a is skipped (left at +inf) when
+        D(a, c)² ≥ 4(m[x] + E) for every block center c: then no c is nearer to x than a,
+        now or after later picks (m only shrinks)."""
+        s, e = self.bounds[ci]
+        rows = None
+        if lower is not None:
+            limit = np.add(self.m[s:e], self.bound32, out=self._buf[s:e])
             limit *= np.float32(4.0 * (1.0 + 2.0**-20))  # rounded safely upward
             live = np.less(lower.take(self.assign[s:e]), limit, out=self._mask[s:e])
             n_live = int(np.count_nonzero(live))
-            if n_live == 0:
-                return 0
-            rows = np.flatnonzero(live) + s if n_live < self.SPARSE * (e - s) else None
-            self._fold_rows(s, e, rows, index, center_id)
-            if rows is not None:
-                self._chunk_max[ci] = mc.max()
-                return n_live
-        self._chunk_max[ci] = mc.max()
-        return e - s
-
-    def _fold_rows(self, s: int, e: int, rows, index: int, center_id: int) -> None:
-        """Distances of rows ``s:e`` (or only ``rows``) to the center; keep the smaller."""
-        if rows is not None and len(rows) > self.GATHER_ROWS:  # bound the gathered copy
-            for g in range(0, len(rows), self.GATHER_ROWS):
-                self._fold_rows(s, e, rows[g : g + self.GATHER_ROWS], index, center_id)
-            return
-        c, cn = self.x[index], self.sq[index]
+            if n_live < self.SPARSE * (e - s):
+                rows = np.flatnonzero(live)
         if rows is None:
-            d2 = np.dot(self.x[s:e], c, out=self._buf[s:e])
-            sq, m, assign = self.sq[s:e], self.m[s:e], self.assign[s:e]
-        else:
-            d2 = self.x[rows] @ c
-            sq, m, assign = self.sq[rows], self.m[rows], self.assign[rows]
-        d2 *= np.float32(-2.0)
-        d2 += sq
-        d2 += cn
-        np.maximum(d2, np.float32(0.0), out=d2)
-        better = np.less(d2, m, out=self._mask[s:e] if rows is None else None)
-        np.copyto(m, d2, where=better)
-        np.copyto(assign, np.int32(center_id), where=better)
-        if rows is not None:  # fancy indexing gave copies: write them back
-            self.m[rows], self.assign[rows] = m, assign
+            return self._distances(centers, centers_sq, self.x[s:e], self.sq[s:e]), e - s
+        block = np.full((len(centers), e - s), np.inf, dtype=np.float32)
+        for g in range(0, len(rows), self.GATHER_ROWS):  # bounded gathered copies
+            part = rows[g : g + self.GATHER_ROWS]
+            block[:, part] = self._distances(
+                centers, centers_sq, self.x[s + part], self.sq[s + part]
+            )
+        return block, len(rows)
+
+    @staticmethod
+    def _distances(centers, centers_sq, rows, rows_sq) -> np.ndarray:
+        """float32 expansion |c|² + |x|² − 2c·x, clamped at 0, as (centers, rows)."""
+        block = centers @ rows.T
+        block *= np.float32(-2.0)
+        block += rows_sq[None, :]
+        block += centers_sq[:, None]
+        return np.maximum(block, np.float32(0.0), out=block)
 
     def _adapt(self, checked: bool, live_total: int) -> None:
         """Back off the pruning check while it skips under a quarter of the rows."""

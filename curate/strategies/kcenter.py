@@ -92,14 +92,16 @@ def make_coverage(
     prune: bool = True,
     chunk_rows: int | None = None,
     workers: int | None = None,
+    lookahead: bool = True,
 ) -> Coverage:
     """The objective for ``device`` (use it as a context manager around the loop).
     ``auto`` uses CUDA when present, without importing torch on machines with no NVIDIA
-    driver; ``torch-cpu`` runs the torch backend on the CPU (tests)."""
+    driver; ``torch-cpu`` runs the torch backend on the CPU (tests). ``prune``,
+    ``lookahead``, ``chunk_rows`` and ``workers`` tune the CPU backend; picks never change."""
     if device == "auto" and not _nvidia_driver_present():
         device = "cpu"
     if device == "cpu":
-        return NumpyCoverage(x, chunk_rows, prune, workers)
+        return NumpyCoverage(x, chunk_rows, prune, workers, lookahead)
     try:
         import torch
     except ImportError:
@@ -107,7 +109,7 @@ def make_coverage(
     if device == "auto":
         device = "cuda" if torch.cuda.is_available() else "cpu"
         if device == "cpu":
-            return NumpyCoverage(x, chunk_rows, prune, workers)
+            return NumpyCoverage(x, chunk_rows, prune, workers, lookahead)
     if device == "torch-cpu":
         device = "cpu"
     elif not torch.cuda.is_available():
@@ -163,6 +165,7 @@ def kcenter_greedy(
     prune: bool = True,
     chunk_rows: int | None = None,
     workers: int | None = None,
+    lookahead: bool = True,
     on_pick: OnPick | None = None,
 ) -> Selection:
     """Add ``k`` rows to ``chosen`` by greedy K-center; with nothing chosen, the first pick
@@ -171,7 +174,7 @@ def kcenter_greedy(
     chosen = np.asarray(chosen if chosen is not None else [], dtype=np.int64)
     check_request(len(vectors), chosen, k)
     x = features(vectors, metric, whiten_to)
-    with make_coverage(x, device, prune, chunk_rows, workers) as coverage:
+    with make_coverage(x, device, prune, chunk_rows, workers, lookahead) as coverage:
         if len(chosen):
             coverage.add_centers(chosen)
             picks, sq = greedy(coverage, k, on_pick)
