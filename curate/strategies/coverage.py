@@ -81,8 +81,10 @@ def shortlisted_min(
     ``centers[lo[i]:hi[i]]`` when given). The float32 expansion is within ``bound`` of the
     exact value, so only centers within 2·bound of the float32 minimum can hold the exact
     minimum: those few pairs are computed in float64."""
-    approx = rows @ centers.T
-    approx *= np.float32(-2.0)
+    if len(rows) <= 8:  # OpenBLAS's GEMM packs ``centers`` first: slower than a few GEMVs
+        approx = np.stack([centers @ (row * np.float32(-2.0)) for row in rows])
+    else:
+        approx = (rows * np.float32(-2.0)) @ centers.T  # scaling by 2 is exact
     approx += rows_sq[:, None]
     approx += centers_sq[None, :]
     np.maximum(approx, np.float32(0.0), out=approx)
@@ -98,7 +100,8 @@ def shortlisted_min(
     for p0 in range(0, len(row_at), step):
         pairs = slice(p0, p0 + step)
         exact[pairs] = paired_sq_distances(rows[row_at[pairs]], centers[center_at[pairs]])
-    return np.minimum.reduceat(exact, np.flatnonzero(np.diff(row_at, prepend=-1)))
+    # every row has at least one pair (its float32 minimum); row_at ascends
+    return np.minimum.reduceat(exact, np.searchsorted(row_at, np.arange(len(rows))))
 
 
 def block_rows(dim: int) -> int:
@@ -177,7 +180,8 @@ class Coverage:
         top = self._max_value()
         if top == -np.inf:
             raise ValueError("every row is already chosen")
-        candidates = self._candidates(top - 3 * self.bound)  # 3E: 2E proven + float32 rounding
+        # both values are within E of exact (the bound covers their float32 rounding)
+        candidates = self._candidates(top - 2 * self.bound * (1 + 1e-6))
         if len(candidates) == 1:
             return int(candidates[0])
         exact = self.exact_min(candidates)
