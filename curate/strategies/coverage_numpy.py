@@ -188,11 +188,12 @@ class NumpyCoverage(Coverage):
 
     def _lower_bounds(self, centers: np.ndarray, centers_sq: np.ndarray, n: int) -> np.ndarray:
         """For each of the first ``n`` centers (by id), a float32 lower bound on its exact
-        squared distance to the nearest of the block's ``centers``."""
-        prods = (self._center_rows[:n] @ centers.T).astype(np.float64)
-        d2 = self._center_sq[:n, None].astype(np.float64) - 2.0 * prods
-        d2 += centers_sq[None, :].astype(np.float64) - self.bound
-        return np.nextafter(d2.min(axis=1).astype(np.float32), np.float32(-np.inf))
+        squared distance to the nearest of the block's ``centers``: the float32 expansion
+        is within E of it, so expansion − E, rounded down, is below it."""
+        d2 = self._distances(centers, centers_sq, self._center_rows[:n], self._center_sq[:n])
+        lower = d2.min(axis=0)
+        lower -= self.bound32
+        return np.nextafter(lower, np.float32(-np.inf))
 
     def _block_chunk(self, ci: int, centers, centers_sq, lower) -> tuple[np.ndarray, int]:
         """Chunk ``ci``'s (block width, chunk rows) squared distances, and the rows computed.
