@@ -180,12 +180,22 @@ class Coverage:
         top = self._max_value()
         if top == -np.inf:
             raise ValueError("every row is already chosen")
-        # both values are within E of exact (the bound covers their float32 rounding)
-        candidates = self._candidates(top - 2 * self.bound * (1 + 1e-6))
-        if len(candidates) == 1:
-            return int(candidates[0])
-        exact = self.exact_min(candidates)
-        return int(candidates[int(np.argmax(exact))])  # candidates ascend: first max is lowest
+        # every float32 value is within E of its exact value (the bound covers rounding)
+        slack = self.bound * (1 + 1e-6)
+        rows, approx = self._candidates(top - 2 * slack)
+        if len(rows) == 1:
+            return int(rows[0])
+        # exact value of the float32 leader first: a row more than E below it in float32
+        # cannot reach it, so most candidates skip the float64 re-check
+        lead = int(np.argmax(approx))
+        best = float(self.exact_min(rows[lead : lead + 1])[0])
+        rivals = approx + slack >= best
+        rivals[lead] = False
+        if not rivals.any():
+            return int(rows[lead])
+        rows = np.concatenate([rows[lead : lead + 1], rows[rivals]])
+        exact = np.concatenate([[best], self.exact_min(rows[1:])])
+        return int(rows[np.lexsort((rows, -exact))[0]])  # largest, then lowest position
 
     def exact_min(self, rows: np.ndarray) -> np.ndarray:
         """Exact float64 minimum squared distance of ``rows`` to all centers (cached, so a
@@ -249,5 +259,7 @@ class Coverage:
     def _max_value(self) -> float:
         raise NotImplementedError
 
-    def _candidates(self, threshold: float) -> np.ndarray:
+    def _candidates(self, threshold: float) -> tuple[np.ndarray, np.ndarray]:
+        """Ascending positions of the unchosen rows whose float32 minimum is at least
+        ``threshold``, and those minima as float64."""
         raise NotImplementedError

@@ -277,9 +277,10 @@ class NumpyCoverage(Coverage):
     def _max_value(self) -> float:
         return float(self._chunk_max.max())
 
-    def _candidates(self, threshold: float) -> np.ndarray:
+    def _candidates(self, threshold: float) -> tuple[np.ndarray, np.ndarray]:
         parts = []
         for ci in np.flatnonzero(self._chunk_max >= threshold):
             s, e = self.bounds[ci]
             parts.append(np.flatnonzero(self.m[s:e] >= threshold) + s)
-        return np.concatenate(parts)
+        rows = np.concatenate(parts)
+        return rows, self.m[rows].astype(np.float64)

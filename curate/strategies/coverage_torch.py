@@ -64,5 +64,7 @@ class TorchCoverage(Coverage):
     def _max_value(self) -> float:
         return float(self.m.max().item())
 
-    def _candidates(self, threshold: float) -> np.ndarray:
-        return self.torch.nonzero(self.m >= threshold).flatten().cpu().numpy().astype(np.int64)
+    def _candidates(self, threshold: float) -> tuple[np.ndarray, np.ndarray]:
+        idx = self.torch.nonzero(self.m >= threshold).flatten()
+        values = self.m[idx].cpu().numpy().astype(np.float64)
+        return idx.cpu().numpy().astype(np.int64), values
