@@ -133,17 +133,22 @@ def test_negative_float32_distances_are_clamped():
     assert np.all(cov.m[np.isfinite(cov.m)] >= 0)
 
 
+def pick_in_lockstep(first: NumpyCoverage, second: NumpyCoverage, k: int) -> None:
+    """Start both from row 0 and make ``k`` picks with each: they must be the same."""
+    for cov in (first, second):
+        cov.add_centers([0])
+    for _ in range(k):
+        a, b = first.farthest(), second.farthest()
+        assert a == b
+        first.add_centers([a])
+        second.add_centers([b])
+
+
 def test_pruning_skips_rows_on_clustered_data_with_the_same_picks():
     x = dataset("clustered", n=3000, d=16)
     pruned = NumpyCoverage(x, chunk_rows=512, prune=True, lookahead=False)
     full = NumpyCoverage(x, chunk_rows=512, prune=False, lookahead=False)
-    for cov in (pruned, full):
-        cov.add_centers([0])
-    for _ in range(80):
-        a, b = pruned.farthest(), full.farthest()
-        assert a == b
-        pruned.add_centers([a])
-        full.add_centers([a])
+    pick_in_lockstep(pruned, full, 80)
     assert pruned.rows_scanned < 0.5 * full.rows_scanned
 
 
@@ -152,13 +157,7 @@ def test_lookahead_blocks_serve_many_picks_per_pass_with_the_same_picks(kind):
     x = dataset(kind, n=3000, d=16)
     ahead = NumpyCoverage(x, chunk_rows=512)
     single = NumpyCoverage(x, chunk_rows=512, lookahead=False)
-    for cov in (ahead, single):
-        cov.add_centers([0])
-    for _ in range(200):
-        a, b = ahead.farthest(), single.farthest()
-        assert a == b
-        ahead.add_centers([a])
-        single.add_centers([b])
+    pick_in_lockstep(ahead, single, 200)
     assert single.blocks_computed == 201  # one pass over the vectors per pick
     assert ahead.blocks_computed < 201 / 3
     chosen = np.isinf(single.m)

@@ -34,7 +34,12 @@ from contextlib import ExitStack
 
 import numpy as np
 
-from curate.strategies.coverage import DEFAULT_CHUNK_ROWS, Coverage, row_sq_norms
+from curate.strategies.coverage import (
+    DEFAULT_CHUNK_ROWS,
+    Coverage,
+    expansion_sq_distances,
+    row_sq_norms,
+)
 
 
 def available_cpus() -> int:
@@ -156,7 +161,7 @@ class NumpyCoverage(Coverage):
         size = min(unchosen, self.SPREAD * width)
         top = np.argpartition(m, len(m) - size)[len(m) - size :]
         rows = np.concatenate([[index], top[np.isfinite(m[top])]])
-        near = self._distances(self.x[rows], self.sq[rows], self.x[rows], self.sq[rows])
+        near = expansion_sq_distances(self.x[rows], self.sq[rows], self.x[rows], self.sq[rows])
         guess = m[rows].astype(np.float64)
         picked = [0]
         np.minimum(guess, near[0], out=guess)
@@ -190,7 +195,7 @@ class NumpyCoverage(Coverage):
         """For each of the first ``n`` centers (by id), a float32 lower bound on its exact
         squared distance to the nearest of the block's ``centers``: the float32 expansion
         is within E of it, so expansion − E, rounded down, is below it."""
-        d2 = self._distances(centers, centers_sq, self._center_rows[:n], self._center_sq[:n])
+        d2 = expansion_sq_distances(centers, centers_sq, self._center_rows[:n], self._center_sq[:n])
         lower = d2.min(axis=0)
         lower -= self.bound32
         return np.nextafter(lower, np.float32(-np.inf))
@@ -210,22 +215,14 @@ class NumpyCoverage(Coverage):
             if n_live < self.SPARSE * (e - s):
                 rows = np.flatnonzero(live)
         if rows is None:
-            return self._distances(centers, centers_sq, self.x[s:e], self.sq[s:e]), e - s
+            return expansion_sq_distances(centers, centers_sq, self.x[s:e], self.sq[s:e]), e - s
         block = np.full((len(centers), e - s), np.inf, dtype=np.float32)
         for g in range(0, len(rows), self.GATHER_ROWS):  # bounded gathered copies
             part = rows[g : g + self.GATHER_ROWS]
-            block[:, part] = self._distances(
+            block[:, part] = expansion_sq_distances(
                 centers, centers_sq, self.x[s + part], self.sq[s + part]
             )
         return block, len(rows)
-
-    @staticmethod
-    def _distances(centers, centers_sq, rows, rows_sq) -> np.ndarray:
-        """float32 expansion |c|² + |x|² − 2c·x, clamped at 0, as (centers, rows)."""
-        block = (centers * np.float32(-2.0)) @ rows.T  # scaling by 2 is exact
-        block += rows_sq[None, :]
-        block += centers_sq[:, None]
-        return np.maximum(block, np.float32(0.0), out=block)
 
     def _adapt(self, checked: bool, live_total: int) -> None:
         """Back off the pruning check while it skips under a quarter of the rows."""
@@ -251,11 +248,10 @@ class NumpyCoverage(Coverage):
                 r1 = min(r0 + self.MANY_ROWS, e)
                 mc, ac = self.m[r0:r1], self.assign[r0:r1]
                 for c0 in range(0, len(indices), self.MANY_COLS):
-                    block = self.x[r0:r1] @ centers[c0 : c0 + self.MANY_COLS].T
-                    block *= np.float32(-2.0)
-                    block += self.sq[r0:r1, None]
-                    block += csq[None, c0 : c0 + self.MANY_COLS]
-                    np.maximum(block, np.float32(0.0), out=block)
+                    c1 = c0 + self.MANY_COLS
+                    block = expansion_sq_distances(
+                        self.x[r0:r1], self.sq[r0:r1], centers[c0:c1], csq[c0:c1]
+                    )
                     nearest = block.argmin(axis=1)
                     d2 = block[np.arange(r1 - r0), nearest]
                     better = d2 < mc
