@@ -1,4 +1,17 @@
-"""Domain errors. The library raises these; the CLI turns each into one line and an exit code."""
+"""Domain errors. The library raises these; the CLI turns each into one line and an exit code.
+
+Exit codes (the README's table):
+
+====  =====================================================================
+0     success
+1     a problem with the data or the state on disk (bad record, missing table,
+      failed verification, ...): :class:`CurateError`
+2     usage: an unknown option or a bad option value (click's own code)
+3     conflict: another process holds the database's writer lock, or the
+      target exists and differs (pass ``--force``): :class:`ConflictError`
+130   interrupted (Ctrl-C, or training stopped); a rerun resumes
+====  =====================================================================
+"""
 
 from __future__ import annotations
 
@@ -11,8 +24,6 @@ class CurateError(Exception):
 
 class InvalidInputError(CurateError):
     """A source record or file that cannot be read. Names the file and line."""
-
-    exit_code = 2
 
     def __init__(self, path: str, line: int | None, reason: str):
         self.path, self.line, self.reason = str(path), line, reason
@@ -42,3 +53,10 @@ class ModelError(CurateError):
 
 class EvalError(CurateError):
     """An evaluation input or endpoint that cannot be used."""
+
+
+class ConflictError(CurateError):
+    """Another writer holds the database, or a target exists and differs from what would be
+    written. Nothing was changed; wait for the holder, or pass ``--force`` where offered."""
+
+    exit_code = 3
