@@ -31,8 +31,6 @@ DATA_GITIGNORE = ("data/.gitignore", "/lancedb/\n")
 # Sample data copied into a new folder so `dvc repro` runs straight away (never overwritten).
 SAMPLE_FILES = ("data/sample/pool.jsonl", "data/sample/eval.jsonl")
 
-# Strategies `curate select --strategy` accepts (the CLI contract).
-STRATEGIES = ("kcenter", "random", "least-confidence", "margin", "entropy")
 FIRST_ROUND = "rd_0"
 _ROUND_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
 _POSITIVE_INTS = (
@@ -138,12 +136,30 @@ def validate_params(params: Any, source: str = PARAMS_FILE) -> list[str]:
     lr = _get(params, "train.lr")
     if isinstance(lr, bool) or not isinstance(lr, int | float) or lr <= 0:
         raise ScaffoldError(f"{source}: `train.lr` must be a positive number, not {lr!r}")
+    _check_strategy(params, source)
+    return round_order(_get(params, "rounds"), source)
+
+
+def _check_strategy(params: Mapping[str, Any], source: str) -> None:
+    """`strategy` names a registered strategy (built-in or plugin) and `strategy_params`
+    are parameters it declares, with values its declaration accepts."""
+    from curate.plugins import ParamError
+    from curate.strategies import STRATEGIES
+
     strategy = _get(params, "strategy")
     if strategy not in STRATEGIES:
         raise ScaffoldError(
-            f"{source}: `strategy` is {strategy!r}; choose from {', '.join(STRATEGIES)}"
+            f"{source}: `strategy` is {strategy!r}; choose from {', '.join(STRATEGIES.names())}"
         )
-    return round_order(_get(params, "rounds"), source)
+    options = _get(params, "strategy_params")
+    if options is _MISSING or options is None:
+        options = {}
+    if not isinstance(options, Mapping):
+        raise ScaffoldError(f"{source}: `strategy_params` must be a mapping, not {options!r}")
+    try:
+        STRATEGIES.get(strategy).resolve_params(options)
+    except ParamError as err:
+        raise ScaffoldError(f"{source}: strategy_params: {err}") from None
 
 
 def check_folder(root: str | Path) -> list[str]:

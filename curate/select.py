@@ -9,8 +9,8 @@ from __future__ import annotations
 
 import math
 import time
-from collections.abc import Callable
-from dataclasses import dataclass
+from collections.abc import Mapping
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -18,51 +18,97 @@ import numpy as np
 import pyarrow as pa
 
 from curate import __version__
-from curate.errors import EmbeddingError, SelectionError
+from curate.errors import ConflictError, EmbeddingError, SelectionError
+from curate.progress import NO_PROGRESS, Progress
 from curate.records import Example
 from curate.store import EXAMPLE_COLUMNS, Store
-from curate.strategies import STRATEGIES, PoolArrays, Selection, Strategy, make_strategy
-from curate.subsets import DEFAULT_SUBSETS_DIR, Subset, load_subset, write_subset
+from curate.strategies import PoolArrays, Selection, Strategy, make_strategy
+from curate.subsets import (
+    DEFAULT_SUBSETS_DIR,
+    Subset,
+    examples_blob,
+    load_subset,
+    verify_examples,
+    write_subset,
+)
 
 
 @dataclass(frozen=True)
 class SelectRequest:
     strategy: str = "kcenter"
+    params: Mapping[str, Any] = field(default_factory=dict)  # the strategy's declared parameters
     budget: int | None = None  # total size of the new subset ...
     add: int | None = None  # ... or the parent's size plus this
     embeddings: str | None = None
     parent: Path | None = None
     seed: int = 0
-    out: Path | None = None
     name: str | None = None
-    metric: str = "euclidean"
-    whiten: int | None = None
     device: str = "auto"
 
 
 @dataclass
-class SelectResult:
-    subset: Subset
+class SubsetSelection:
+    """A selection in memory: the manifest and examples a subset folder would hold.
+    :meth:`write` (or :func:`curate.write_subset`) puts it on disk."""
+
+    manifest: dict[str, Any]
+    examples: list[dict[str, Any]]
     added: int
     seconds: float
+    embedded: int = 0  # pool rows embedded first because the pool had no embeddings
+
+    @property
+    def name(self) -> str:
+        return self.manifest["name"]
+
+    @property
+    def ids(self) -> list[str]:
+        return [p["id"] for p in self.manifest["picks"]]
+
+    def default_path(self) -> Path:
+        return DEFAULT_SUBSETS_DIR / self.name
+
+    def write(self, out: str | Path | None = None, force: bool = False) -> Subset:
+        """Write the subset folder atomically (default ``data/subsets/<name>``). A folder
+        already there is replaced only when it holds these same bytes or with ``force``."""
+        out = Path(out) if out is not None else self.default_path()
+        if not force and out.exists() and not self._same_as(out):
+            raise ConflictError(
+                f"{out} already holds a different subset; pass --force to replace it"
+            )
+        return write_subset(out, self.manifest, self.examples)
+
+    def _same_as(self, folder: Path) -> bool:
+        try:
+            existing = load_subset(folder)
+        except Exception:  # not a subset, or a damaged one: different
+            return False
+        blob = examples_blob(self.examples)
+        import hashlib
+
+        ours = {**self.manifest, "examples_sha256": hashlib.sha256(blob).hexdigest()}
+        theirs = {k: v for k, v in existing.manifest.items() if k != "format_version"}
+        return ours == theirs
+
+    def to_dict(self) -> dict[str, Any]:
+        picks = self.manifest["picks"]
+        distances = [p["distance"] for p in picks if p.get("distance") is not None]
+        return {
+            "name": self.name,
+            "strategy": self.manifest["strategy"],
+            "params": self.manifest["params"],
+            "size": len(picks),
+            "added": self.added,
+            "embedded": self.embedded,
+            "parent": self.manifest["parent"],
+            "embeddings": self.manifest["embeddings"],
+            "coverage_radius": distances[-1] if distances else None,
+            "seconds": round(self.seconds, 3),
+        }
 
 
 def default_name(strategy: str, budget: int, seed: int) -> str:
     return f"{strategy}-{budget}-s{seed}"
-
-
-def _strategy(request: SelectRequest) -> Strategy:
-    if request.strategy not in STRATEGIES:
-        raise SelectionError(
-            f"unknown strategy {request.strategy!r}; choose from {', '.join(STRATEGIES)}"
-        )
-    if request.strategy == "kcenter":
-        return make_strategy(
-            "kcenter", metric=request.metric, whiten_to=request.whiten, device=request.device
-        )
-    if request.whiten or request.metric != "euclidean":
-        raise SelectionError("--metric and --whiten apply to --strategy kcenter only")
-    return make_strategy(request.strategy)
 
 
 def _budget(request: SelectRequest, parent_size: int, pool_size: int) -> tuple[int, int]:
@@ -102,12 +148,18 @@ def _parent_positions(parent: Subset, keys: dict[tuple[str, str], int], store: S
     return np.asarray(positions, dtype=np.int64)
 
 
-def _pool_arrays(store: Store, strategy: Strategy, embeddings: str | None, ids: list[str]):
-    """The arrays the strategy needs, and the manifest's ``embeddings`` entry."""
+def _pool_arrays(
+    store: Store, strategy: Strategy, embeddings: str | None, ids: list[str], progress: Progress
+) -> tuple[PoolArrays, dict[str, str] | None, int]:
+    """The arrays the strategy needs, the manifest's ``embeddings`` entry, and how many rows
+    had to be embedded first (a pool with no embeddings at all gets the default embedder's)."""
     if not (strategy.needs_vectors or strategy.needs_scores):
-        return PoolArrays(len(ids)), None
+        return PoolArrays(len(ids)), None, 0
+    embedded = 0
     if embeddings is None:
         names = store.embedding_names()
+        if not names and not strategy.needs_scores:
+            embedded, names = _embed_default(store, progress), store.embedding_names()
         if len(names) != 1:
             known = ", ".join(names) or "none; run `curate embed` first"
             raise SelectionError(
@@ -120,7 +172,18 @@ def _pool_arrays(store: Store, strategy: Strategy, embeddings: str | None, ids: 
     arrays = PoolArrays(
         len(ids), vectors.matrix if strategy.needs_vectors else None, vectors.scores
     )
-    return arrays, {"name": vectors.name, "fingerprint": vectors.fingerprint}
+    return arrays, {"name": vectors.name, "fingerprint": vectors.fingerprint}, embedded
+
+
+def _embed_default(store: Store, progress: Progress) -> int:
+    """Embed the pool with the default embedder, as `curate embed` with no options would."""
+    from curate.embed import plan_embedding, run_embedding
+    from curate.embedders import DEFAULT_SPEC, load_embedder
+
+    embedder = load_embedder(DEFAULT_SPEC)
+    plan = plan_embedding(store, embedder)
+    progress.start(plan.rows_here, "rows", f"embed {plan.name}")
+    return run_embedding(store, embedder, plan, progress.advance).embedded
 
 
 LOOKUP_LIMIT = 20_000  # above this many picks, one scan of the pool beats id lookups
@@ -156,44 +219,41 @@ def _picks(ids: list[str], hashes: list[str], selection: Selection) -> list[dict
 
 
 def select(
-    store: Store,
-    request: SelectRequest,
-    on_start: Callable[[int], None] | None = None,
-    on_pick: Callable[[int], None] | None = None,
-) -> SelectResult:
-    """Run one selection and write its subset folder. ``on_start(k)`` is called once the
-    number of new picks is known, ``on_pick(n)`` as picks are made."""
+    store: Store, request: SelectRequest, progress: Progress = NO_PROGRESS
+) -> SubsetSelection:
+    """Run one selection in memory; nothing is written (see :meth:`SubsetSelection.write`).
+
+    Everything that can fail (unknown strategy or parameter, budget, a parent that does
+    not verify or comes from another pool, missing or NaN vectors) fails before the
+    strategy runs.
+    """
     started = time.perf_counter()
-    strategy = _strategy(request)
+    strategy = make_strategy(request.strategy, request.params, request.device)
     pool = store.read_pool(["id", "hash"])
     if pool.num_rows == 0:
         raise SelectionError(f"the pool at {store.path} is empty; run `curate ingest` first")
     ids, hashes = pool["id"].to_pylist(), pool["hash"].to_pylist()
     keys = {key: pos for pos, key in enumerate(zip(ids, hashes, strict=True))}
-    parent = load_subset(request.parent) if request.parent is not None else None
-    chosen = _parent_positions(parent, keys, store) if parent else np.zeros(0, np.int64)
+    parent = _verified_parent(request.parent, keys, store) if request.parent else None
+    chosen = parent[1] if parent else np.zeros(0, np.int64)
     total, added = _budget(request, len(chosen), len(ids))
-    arrays, embeddings = _pool_arrays(store, strategy, request.embeddings, ids)
-    name = request.name or (request.out.name if request.out else None)
-    name = name or default_name(strategy.name, total, request.seed)
-    out = request.out or DEFAULT_SUBSETS_DIR / name
+    arrays, embeddings, embedded = _pool_arrays(store, strategy, request.embeddings, ids, progress)
+    name = request.name or default_name(strategy.name, total, request.seed)
 
-    if on_start is not None:
-        on_start(added)
-    selection = strategy.select(arrays, chosen, added, request.seed, on_pick)
+    progress.start(added, "picks", f"select {strategy.name}")
+    selection = strategy.select(arrays, chosen, added, request.seed, progress)
 
     parent_picks = (
-        [{"id": p["id"], "hash": p["hash"]} for p in parent.manifest["picks"]] if parent else []
+        [{"id": p["id"], "hash": p["hash"]} for p in parent[0].manifest["picks"]] if parent else []
     )
-    new_picks = _picks(ids, hashes, selection)
-    picks = parent_picks + new_picks
+    picks = parent_picks + _picks(ids, hashes, selection)
     manifest = {
         "name": name,
         "strategy": strategy.name,
         "params": {**strategy.params(), "added": added},
         "seed": request.seed,
         "budget": total,
-        "parent": {"name": parent.name, "manifest_sha256": parent.manifest_sha256}
+        "parent": {"name": parent[0].name, "manifest_sha256": parent[0].manifest_sha256}
         if parent
         else None,
         "pool": {"version": store.pool_version(), "rows": len(ids)},
@@ -203,5 +263,15 @@ def select(
     }
     positions = np.concatenate([chosen, selection.indices])
     examples = _examples(store, positions, [(p["id"], p["hash"]) for p in picks])
-    subset = write_subset(out, manifest, examples)
-    return SelectResult(subset, added, time.perf_counter() - started)
+    return SubsetSelection(manifest, examples, added, time.perf_counter() - started, embedded)
+
+
+def _verified_parent(
+    path: Path, keys: dict[tuple[str, str], int], store: Store
+) -> tuple[Subset, np.ndarray]:
+    """The parent subset and its pool positions, checked exactly as `curate subsets verify`
+    checks a subset (files, content hashes, its own parent), plus: built on this pool."""
+    parent = load_subset(path)
+    positions = _parent_positions(parent, keys, store)
+    verify_examples(parent)
+    return parent, positions

@@ -227,9 +227,33 @@ def verify_subset(path: str | Path, store) -> VerifyReport:
     """Check a subset against itself and the pool: ``examples.jsonl`` sha256 and pick
     order, every example's content hash, every (id, hash) present in the pool, and, when
     the parent folder sits beside it, the parent's manifest sha256 and prefix."""
+    subset = load_subset(path, verify=True)
+    parent = verify_examples(subset)
+    keys = [(e["id"], e["hash"]) for e in subset.examples]
+    found = store.lookup_pool("id", sorted({k[0] for k in keys}), ["id", "hash"])
+    in_pool = set(zip(found["id"].to_pylist(), found["hash"].to_pylist(), strict=True))
+    missing = [k[0] for k in keys if k not in in_pool]
+    if missing:
+        raise SubsetError(
+            f"{subset.path}: {len(missing)} of {len(keys)} examples (e.g. {missing[0]!r}) are not "
+            f"in the pool at {store.path}; wrong --db, or the pool was rebuilt"
+        )
+    return VerifyReport(
+        str(subset.path),
+        subset.name,
+        len(keys),
+        (subset.manifest.get("pool") or {}).get("version"),
+        store.pool_version(),
+        parent,
+    )
+
+
+def verify_examples(subset: Subset) -> str:
+    """The checks of :func:`verify_subset` that need no pool: every example's content hash,
+    no example twice, the budget, and the parent link. Returns the parent's status
+    ("ok", "not found" or "none")."""
     from curate.records import content_hash
 
-    subset = load_subset(path, verify=True)
     examples_path = subset.path / EXAMPLES_FILE
     for line, example in enumerate(subset.examples, start=1):
         try:
@@ -248,22 +272,7 @@ def verify_subset(path: str | Path, store) -> VerifyReport:
             f"{subset.path}: {len(keys)} examples but the manifest's budget is "
             f"{subset.manifest.get('budget')}"
         )
-    found = store.lookup_pool("id", sorted({k[0] for k in keys}), ["id", "hash"])
-    in_pool = set(zip(found["id"].to_pylist(), found["hash"].to_pylist(), strict=True))
-    missing = [k[0] for k in keys if k not in in_pool]
-    if missing:
-        raise SubsetError(
-            f"{subset.path}: {len(missing)} of {len(keys)} examples (e.g. {missing[0]!r}) are not "
-            f"in the pool at {store.path}; wrong --db, or the pool was rebuilt"
-        )
-    return VerifyReport(
-        str(subset.path),
-        subset.name,
-        len(keys),
-        (subset.manifest.get("pool") or {}).get("version"),
-        store.pool_version(),
-        _verify_parent(subset),
-    )
+    return _verify_parent(subset)
 
 
 def _verify_parent(subset: Subset) -> str:

@@ -188,9 +188,9 @@ def test_coverage_radius_is_the_distance_of_kcenters_next_pick(pool_store, tmp_p
 
     def kcenter(budget):
         request = SelectRequest(
-            "kcenter", budget=budget, embeddings="e", metric=metric, out=tmp_path / f"kc{budget}"
+            "kcenter", {"metric": metric}, budget=budget, embeddings="e", name=f"kc{budget}"
         )
-        return select(store, request).subset
+        return select(store, request).write(tmp_path / f"kc{budget}")
 
     subset, longer = kcenter(7), kcenter(8)
     metrics = evaluate_subset(store, subset.path)

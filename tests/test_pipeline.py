@@ -84,6 +84,15 @@ def _default_params() -> dict:
         (lambda p: p["train"].update(lr=-1), "`train.lr` must be a positive number"),
         (lambda p: p["eval"].pop("limit"), "`eval.limit` is missing"),
         (lambda p: p.update(strategy="kcentre"), "choose from kcenter, random"),
+        (
+            lambda p: p.update(strategy_params={"metrc": "cosine"}),
+            "strategy_params: strategy kcenter has no parameter --metrc (its parameters: --metric",
+        ),
+        (
+            lambda p: p.update(strategy_params={"whiten": 0}),
+            "strategy_params: strategy kcenter: --whiten 0 is below the minimum 1",
+        ),
+        (lambda p: p.update(strategy_params=["cosine"]), "`strategy_params` must be a mapping"),
         (lambda p: p.update(seed=None), "`seed` must be an integer"),
         (lambda p: p["rounds"].update(rd_4="rd_9"), "rounds.rd_4 grows from 'rd_9'"),
         (lambda p: p["rounds"].update(rd_0="rd_1"), "rounds.rd_0 is not a usable round name"),

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import NamedTuple
 
 import numpy as np
 import pyarrow as pa
@@ -17,10 +18,11 @@ from test_kcenter import naive_kcenter
 
 from curate.errors import CurateError, EmbeddingError, SelectionError
 from curate.ingest import ingest
+from curate.plugins import ParamError
 from curate.records import Example
-from curate.select import SelectRequest, select
+from curate.select import SelectRequest, SubsetSelection, select
 from curate.store import SCORE_COLUMNS, Store, embedding_schema
-from curate.subsets import load_subset
+from curate.subsets import Subset, load_subset
 
 DIM = 8
 
@@ -60,8 +62,21 @@ def pool_db(tmp_path_factory) -> tuple[Path, np.ndarray, dict]:
     return db, vectors, scores
 
 
-def run(db: Path, out: Path, **fields):
-    return select(Store(db), SelectRequest(out=out, **fields))
+class Written(NamedTuple):
+    selection: SubsetSelection
+    subset: Subset
+
+    @property
+    def added(self) -> int:
+        return self.selection.added
+
+
+def run(db: Path, out: Path, **fields) -> Written:
+    """Select with ``fields`` (strategy parameters among them) and write the subset to ``out``."""
+    params = {k: fields.pop(k) for k in ("metric", "whiten") if k in fields}
+    fields.setdefault("name", out.name)
+    selection = select(Store(db), SelectRequest(params=params, **fields))
+    return Written(selection, selection.write(out))
 
 
 def pool_rows(db: Path) -> list[dict]:
@@ -171,7 +186,7 @@ def test_uncertainty_strategies_rank_stored_scores(pool_db, tmp_path, strategy, 
 def test_default_name_and_folder(pool_db, tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     result = select(Store(pool_db[0]), SelectRequest(strategy="random", budget=4, seed=3))
-    assert result.subset.path == Path("data/subsets/random-4-s3")
+    assert result.write().path == Path("data/subsets/random-4-s3")
     assert load_subset(tmp_path / "data/subsets/random-4-s3").name == "random-4-s3"
 
 
@@ -227,8 +242,8 @@ def broken_db(tmp_path_factory) -> Path:
         ),
         (
             dict(budget=5, strategy="random", whiten=3),
-            SelectionError,
-            "apply to --strategy kcenter only",
+            ParamError,
+            "strategy random has no parameter --whiten",
         ),
         (
             dict(budget=5, embeddings="noscores", whiten=9),

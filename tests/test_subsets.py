@@ -76,11 +76,11 @@ def world(tmp_path_factory):
     vectors = np.random.default_rng(1).standard_normal((store.pool_count(), DIM)).astype(np.float32)
     add_embeddings(store, "e", vectors)
     subsets = root / "subsets"
-    rd0 = select(
-        store, SelectRequest(strategy="random", budget=6, seed=0, out=subsets / "rd_0")
-    ).subset
-    req = SelectRequest(embeddings="e", parent=rd0.path, add=4, out=subsets / "rd_1")
-    rd1 = select(store, req).subset
+    rd0 = select(store, SelectRequest(strategy="random", budget=6, seed=0, name="rd_0")).write(
+        subsets / "rd_0"
+    )
+    req = SelectRequest(embeddings="e", parent=rd0.path, add=4, name="rd_1")
+    rd1 = select(store, req).write(subsets / "rd_1")
     return root, store, rd0, rd1
 
 

@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Literal
 
 import typer
 
+from curate.devices import DEVICES
 from curate.paths import DEFAULT_DB
 
 DbOption = Annotated[
@@ -15,3 +16,10 @@ DbOption = Annotated[
 ]
 DEFAULT_DB_PATH = DEFAULT_DB
 JsonOption = Annotated[bool, typer.Option("--json", help="Print a JSON summary for scripts.")]
+DeviceOption = Annotated[
+    Literal[DEVICES],  # type: ignore[valid-type]
+    typer.Option(
+        "--device",
+        help="Where to compute (auto: CUDA when present, else the CPU).",
+    ),
+]

@@ -2,26 +2,20 @@
 
 from __future__ import annotations
 
-from contextlib import ExitStack
-from enum import Enum
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 from rich.table import Table
 
-from curate.cli._options import DEFAULT_DB_PATH, DbOption, JsonOption
-from curate.cli._render import console, print_json, progress_bar
+from curate.cli._options import DEFAULT_DB_PATH, DbOption, DeviceOption, JsonOption
+from curate.cli._render import RichProgress, console, print_json
+from curate.cli.plugin_options import PluginHelpCommand, parse_plugin_options
 from curate.strategies import STRATEGIES
-from curate.strategies.kcenter import DEVICES, METRICS
-
-# --strategy/--metric/--device choices, built from the registry and the K-center module
-StrategyName = Enum("StrategyName", [(n, n) for n in STRATEGIES], type=str)
-MetricName = Enum("MetricName", [(n, n) for n in METRICS], type=str)
-DeviceName = Enum("DeviceName", [(n, n) for n in DEVICES], type=str)
 
 
 def select_command(
+    ctx: typer.Context,
     db: DbOption = DEFAULT_DB_PATH,
     budget: Annotated[
         int | None,
@@ -31,12 +25,15 @@ def select_command(
         int | None, typer.Option("--add", min=1, help="Parent size + K: add K rows to --parent.")
     ] = None,
     strategy: Annotated[
-        StrategyName, typer.Option("--strategy", help="How to choose.")
-    ] = StrategyName["kcenter"],
+        str,
+        typer.Option("--strategy", help=f"How to choose: {', '.join(STRATEGIES.names())}."),
+    ] = "kcenter",
     embeddings: Annotated[
         str | None,
         typer.Option(
-            "--embeddings", help="Embeddings name (kcenter, uncertainty). Default: the only one."
+            "--embeddings",
+            help="Embeddings name. Default: the only one; with none yet, the pool is embedded "
+            "with all-MiniLM-L6-v2 first (as `curate embed`).",
         ),
     ] = None,
     parent: Annotated[
@@ -56,87 +53,71 @@ def select_command(
             help="Subset name. Default: the --out folder's name, else <strategy>-<budget>-s<seed>.",
         ),
     ] = None,
-    metric: Annotated[MetricName, typer.Option("--metric", help="K-center distance.")] = MetricName[
-        "euclidean"
-    ],
-    whiten: Annotated[
-        int | None,
-        typer.Option(
-            "--whiten",
-            min=1,
-            help="K-center on PCA-whitened, normalised vectors with N components.",
-        ),
-    ] = None,
-    device: Annotated[
-        DeviceName, typer.Option("--device", help="Where K-center runs (auto: CUDA when present).")
-    ] = DeviceName["auto"],
+    force: Annotated[
+        bool, typer.Option("--force", help="Replace a different subset already at --out.")
+    ] = False,
+    device: DeviceOption = "auto",
     json_out: JsonOption = False,
 ) -> None:
-    """Select examples (K-center, random or an uncertainty baseline) into a subset folder.
+    """Select examples into a subset folder (DiverseEvol's K-center by default).
 
     Writes DIR/examples.jsonl (pool rows in pick order) and DIR/manifest.json atomically;
-    with --parent the parent's examples come first.
+    with --parent the parent's examples come first. A strategy's own parameters are
+    options too, e.g. `--metric cosine` (listed below).
     """
     from curate.select import SelectRequest, select
     from curate.store import Store
 
     request = SelectRequest(
-        strategy.value,
-        budget,
-        add,
-        embeddings,
-        parent,
-        seed,
-        out,
-        name,
-        metric.value,
-        whiten,
-        device.value,
+        strategy=strategy,
+        params=parse_plugin_options(ctx.args, STRATEGIES.get(strategy)),
+        budget=budget,
+        add=add,
+        embeddings=embeddings,
+        parent=parent,
+        seed=seed,
+        name=name or (out.name if out else None),
+        device=device,
     )
-    with ExitStack() as stack:
-        bar = {}
-
-        def on_start(total: int) -> None:
-            bar["advance"] = stack.enter_context(
-                progress_bar(f"select {strategy.value}", total, unit="picks")
-            )
-
-        result = select(Store(db), request, on_start, lambda n: bar["advance"](n))
+    with RichProgress() as progress:
+        selection = select(Store(db), request, progress)
+    subset = selection.write(out, force=force)
     summary = {
-        "name": result.subset.name,
-        "path": str(result.subset.path),
-        "strategy": strategy.value,
-        "size": len(result.subset.ids),
-        "added": result.added,
-        "parent": result.subset.manifest["parent"],
-        "embeddings": result.subset.manifest["embeddings"],
-        "coverage_radius": _last_distance(result.subset.manifest["picks"]),
-        "manifest_sha256": result.subset.manifest_sha256,
-        "seconds": round(result.seconds, 3),
+        **selection.to_dict(),
+        "path": str(subset.path),
+        "manifest_sha256": subset.manifest_sha256,
     }
     if json_out:
         print_json(summary)
         return
+    console.print(_table(summary))
+
+
+def _table(summary: dict[str, Any]) -> Table:
     table = Table(title=f"subset {summary['name']} → {summary['path']}", show_header=False)
     table.add_column(style="bold")
     table.add_column()
-    table.add_row("strategy", strategy.value)
+    table.add_row("strategy", summary["strategy"])
+    for key, value in summary["params"].items():
+        if key != "added":
+            table.add_row(f"  {key}", str(value))
     table.add_row("examples", f"{summary['size']:,} ({summary['added']:,} new)")
     if summary["parent"]:
         table.add_row("parent", summary["parent"]["name"])
     if summary["embeddings"]:
         table.add_row("embeddings", summary["embeddings"]["name"])
+    if summary["embedded"]:
+        table.add_row("embedded first", f"{summary['embedded']:,} rows")
     if summary["coverage_radius"] is not None:
         table.add_row("coverage radius at last pick", f"{summary['coverage_radius']:.4g}")
     table.add_row("manifest sha256", summary["manifest_sha256"][:16])
     table.add_row("time", f"{summary['seconds']:.1f}s")
-    console.print(table)
-
-
-def _last_distance(picks: list[dict]) -> float | None:
-    distances = [p["distance"] for p in picks if p.get("distance") is not None]
-    return distances[-1] if distances else None
+    return table
 
 
 def register(app: typer.Typer) -> None:
-    app.command("select")(select_command)
+    app.command(
+        "select",
+        cls=PluginHelpCommand.for_registry(STRATEGIES, "Strategies and their parameters"),
+        context_settings={"allow_extra_args": True, "ignore_unknown_options": True},
+    )(select_command)

@@ -1,31 +1,41 @@
-"""Selection strategies, chosen by name.
+"""Selection strategies, chosen by name from :data:`STRATEGIES`.
 
 Each strategy is a :class:`~curate.strategies.base.Strategy`: a pure function of pool
 arrays, the already-chosen positions, a budget and a seed, returning a
-:class:`~curate.strategies.base.Selection`. ``--strategy`` choices come from
-:data:`STRATEGIES`.
+:class:`~curate.strategies.base.Selection`, with its parameters declared on the class.
+Adding one is a module with its class plus one line in the tuple below; another package
+adds one through the ``curate.strategies`` entry-point group instead.
 """
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any
 
-from curate.errors import SelectionError
+from curate.plugins import Registry
 from curate.strategies.base import PoolArrays, Selection, Strategy
 from curate.strategies.kcenter import KCenterStrategy
 from curate.strategies.random import RandomStrategy
 from curate.strategies.uncertainty import Entropy, LeastConfidence, Margin
 
-STRATEGIES: dict[str, type[Strategy]] = {
-    cls.name: cls for cls in (KCenterStrategy, RandomStrategy, LeastConfidence, Margin, Entropy)
-}
+# Option names of `curate select` itself: a strategy parameter may not shadow one.
+SELECT_OPTIONS = (
+    "db", "budget", "add", "strategy", "embeddings", "parent", "seed", "out", "name",
+    "device", "json", "force", "help", "debug",
+)  # fmt: skip
+
+STRATEGIES: Registry[Strategy] = Registry(
+    "curate.strategies",
+    "strategy",
+    (KCenterStrategy, RandomStrategy, LeastConfidence, Margin, Entropy),
+    reserved=SELECT_OPTIONS,
+)
 
 __all__ = ["STRATEGIES", "PoolArrays", "Selection", "Strategy", "make_strategy"]
 
 
-def make_strategy(name: str, **params: Any) -> Strategy:
-    """The strategy called ``name`` with its parameters (only kcenter takes any)."""
-    cls = STRATEGIES.get(name)
-    if cls is None:
-        raise SelectionError(f"unknown strategy {name!r}; choose from {', '.join(STRATEGIES)}")
-    return cls(**params)
+def make_strategy(
+    name: str, options: Mapping[str, Any] | None = None, device: str = "auto"
+) -> Strategy:
+    """The strategy called ``name`` with its parameters checked against its declaration."""
+    return STRATEGIES.get(name)(options, device)

@@ -8,13 +8,14 @@ into a subset artifact.
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
 import numpy as np
 
-OnPick = Callable[[int], None]  # called with the number of new picks made so far
+from curate.plugins import Plugin
+from curate.progress import NO_PROGRESS, Progress
 
 
 @dataclass(frozen=True)
@@ -43,17 +44,32 @@ class Selection:
         return len(self.indices)
 
 
-class Strategy(ABC):
-    """One way to add ``k`` rows to an already-chosen set. Settings are class attributes
-    (what the strategy needs) and instance fields (its parameters, recorded in the manifest)."""
+class Strategy(Plugin, ABC):
+    """One way to add ``k`` rows to an already-chosen set.
 
-    name: ClassVar[str]
+    A strategy is one class: its ``name``, a one-line ``summary``, what it reads
+    (``needs_vectors``, ``needs_scores``) and its ``parameters`` (:class:`~curate.plugins.Param`)
+    are class attributes, and :meth:`select` is the one method to write. ``self.options``
+    holds every parameter's value (checked against the declaration), ``self.device`` where
+    to compute (``auto``, ``cpu``, ``cuda``; it never changes the picks). Register it with one
+    line in :mod:`curate.strategies` or, from another package, an entry point in the
+    ``curate.strategies`` group.
+    """
+
     needs_vectors: ClassVar[bool] = False
     needs_scores: ClassVar[bool] = False
 
+    def __init__(self, options: Mapping[str, Any] | None = None, device: str = "auto"):
+        self.options = self.resolve_params(options)
+        self.device = device
+
+    @classmethod
+    def kind_label(cls) -> str:
+        return "strategy"
+
     def params(self) -> dict[str, Any]:
-        """Parameters that change the result; written to the manifest."""
-        return {}
+        """The parameters that change the result; written to the manifest."""
+        return {p.name: self.options[p.name] for p in self.parameters if p.recorded}
 
     @abstractmethod
     def select(
@@ -62,9 +78,10 @@ class Strategy(ABC):
         chosen: np.ndarray,
         k: int,
         seed: int,
-        on_pick: OnPick | None = None,
+        progress: Progress = NO_PROGRESS,
     ) -> Selection:
-        """Pick ``k`` pool positions not in ``chosen`` (int64 positions, in their order)."""
+        """Pick ``k`` pool positions not in ``chosen`` (int64 positions, in their order),
+        reporting picks through ``progress.advance`` (the caller has called ``start``)."""
 
 
 def unchosen_mask(size: int, chosen: np.ndarray) -> np.ndarray:

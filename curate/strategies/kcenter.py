@@ -12,19 +12,18 @@ largest float64 squared distance to its nearest center, ties to the lowest pool 
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 
 from curate.errors import SelectionError
-from curate.strategies.base import OnPick, PoolArrays, Selection, Strategy
+from curate.plugins import Param
+from curate.progress import NO_PROGRESS, Progress
+from curate.strategies.base import PoolArrays, Selection, Strategy
 from curate.strategies.coverage import DEFAULT_CHUNK_ROWS, Coverage, block_rows
 from curate.strategies.coverage_numpy import NumpyCoverage
 
 METRICS = ("euclidean", "cosine")
-DEVICES = ("auto", "cpu", "cuda")
 
 
 # ----------------------------------------------------------------------------- features
@@ -126,7 +125,7 @@ def make_coverage(
 
 # ----------------------------------------------------------------------------- the loop
 def greedy(
-    coverage: Coverage, k: int, on_pick: OnPick | None = None
+    coverage: Coverage, k: int, progress: Progress = NO_PROGRESS
 ) -> tuple[np.ndarray, np.ndarray]:
     """``k`` greedy picks from an objective that already holds its first centers:
     (pool positions, exact squared distance of each to the chosen set when picked)."""
@@ -135,8 +134,7 @@ def greedy(
     for t in range(k):
         picks[t] = coverage.farthest()
         coverage.add_centers(picks[t : t + 1])
-        if on_pick is not None:
-            on_pick(1)
+        progress.advance(1)
     return picks, coverage.pick_sq_distances(start)
 
 
@@ -166,7 +164,7 @@ def kcenter_greedy(
     chunk_rows: int | None = None,
     workers: int | None = None,
     lookahead: bool = True,
-    on_pick: OnPick | None = None,
+    progress: Progress = NO_PROGRESS,
 ) -> Selection:
     """Add ``k`` rows to ``chosen`` by greedy K-center; with nothing chosen, the first pick
     is a seeded random row (its distance is NaN). Distances are Euclidean, or cosine
@@ -177,34 +175,40 @@ def kcenter_greedy(
     with make_coverage(x, device, prune, chunk_rows, workers, lookahead) as coverage:
         if len(chosen):
             coverage.add_centers(chosen)
-            picks, sq = greedy(coverage, k, on_pick)
+            picks, sq = greedy(coverage, k, progress)
         else:
             first = int(np.random.default_rng(seed).integers(len(x)))
             coverage.add_centers([first])
-            if on_pick is not None:
-                on_pick(1)
-            rest, rest_sq = greedy(coverage, k - 1, on_pick)
+            progress.advance(1)
+            rest, rest_sq = greedy(coverage, k - 1, progress)
             picks = np.concatenate([[first], rest]).astype(np.int64)
             sq = np.concatenate([[math.nan], rest_sq])
     distances = sq / 2 if metric == "cosine" and not whiten_to else np.sqrt(sq)
     return Selection(picks, distances=distances)
 
 
-@dataclass(frozen=True)
 class KCenterStrategy(Strategy):
     name = "kcenter"
+    summary = "greedy K-center: the row farthest from everything chosen (DiverseEvol)"
     needs_vectors = True
-
-    metric: str = "euclidean"
-    whiten_to: int | None = None
-    device: str = "auto"
-
-    def params(self) -> dict[str, Any]:
-        # the device is left out: it does not change the picks
-        return {"metric": self.metric, "whiten": self.whiten_to}
+    parameters = (
+        Param("metric", str, "euclidean", "distance between vectors", choices=METRICS),
+        Param(
+            "whiten",
+            int,
+            None,
+            "measure on PCA-whitened, normalised vectors with this many components",
+            minimum=1,
+        ),
+    )
 
     def select(
-        self, pool: PoolArrays, chosen: np.ndarray, k: int, seed: int, on_pick: OnPick | None = None
+        self,
+        pool: PoolArrays,
+        chosen: np.ndarray,
+        k: int,
+        seed: int,
+        progress: Progress = NO_PROGRESS,
     ) -> Selection:
         if pool.vectors is None:
             raise SelectionError("kcenter needs embeddings; run `curate embed` first")
@@ -213,8 +217,8 @@ class KCenterStrategy(Strategy):
             chosen,
             k,
             seed,
-            metric=self.metric,
-            whiten_to=self.whiten_to,
+            metric=self.options["metric"],
+            whiten_to=self.options["whiten"],
             device=self.device,
-            on_pick=on_pick,
+            progress=progress,
         )

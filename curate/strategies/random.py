@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from curate.strategies.base import OnPick, PoolArrays, Selection, Strategy, unchosen_mask
+from curate.progress import NO_PROGRESS, Progress
+from curate.strategies.base import PoolArrays, Selection, Strategy, unchosen_mask
 
 
 def random_picks(size: int, chosen: np.ndarray, k: int, seed: int) -> np.ndarray:
@@ -16,11 +17,16 @@ def random_picks(size: int, chosen: np.ndarray, k: int, seed: int) -> np.ndarray
 
 class RandomStrategy(Strategy):
     name = "random"
+    summary = "uniform random picks (DiverseEvol's round 0, the baseline to beat)"
 
     def select(
-        self, pool: PoolArrays, chosen: np.ndarray, k: int, seed: int, on_pick: OnPick | None = None
+        self,
+        pool: PoolArrays,
+        chosen: np.ndarray,
+        k: int,
+        seed: int,
+        progress: Progress = NO_PROGRESS,
     ) -> Selection:
         picks = random_picks(pool.size, chosen, k, seed)
-        if on_pick is not None:
-            on_pick(k)
+        progress.advance(k)
         return Selection(picks)

@@ -14,7 +14,8 @@ from typing import ClassVar
 import numpy as np
 
 from curate.errors import SelectionError
-from curate.strategies.base import OnPick, PoolArrays, Selection, Strategy, unchosen_mask
+from curate.progress import NO_PROGRESS, Progress
+from curate.strategies.base import PoolArrays, Selection, Strategy, unchosen_mask
 
 
 def rank_by_score(scores: np.ndarray, chosen: np.ndarray, k: int, descending: bool) -> np.ndarray:
@@ -31,7 +32,12 @@ class UncertaintyStrategy(Strategy):
     descending: ClassVar[bool]
 
     def select(
-        self, pool: PoolArrays, chosen: np.ndarray, k: int, seed: int, on_pick: OnPick | None = None
+        self,
+        pool: PoolArrays,
+        chosen: np.ndarray,
+        k: int,
+        seed: int,
+        progress: Progress = NO_PROGRESS,
     ) -> Selection:
         scores = pool.scores.get(self.score_column)
         if scores is None:
@@ -46,24 +52,26 @@ class UncertaintyStrategy(Strategy):
                 "re-run `curate embed` with an `lm:` embedder"
             )
         picks = rank_by_score(scores, chosen, k, self.descending)
-        if on_pick is not None:
-            on_pick(k)
+        progress.advance(k)
         return Selection(picks, scores=scores[picks].astype(np.float64))
 
 
 class LeastConfidence(UncertaintyStrategy):
     name = "least-confidence"
+    summary = "lowest mean top logit over the response first (needs lm: embeddings)"
     score_column = "least_confidence"
     descending = False
 
 
 class Margin(UncertaintyStrategy):
     name = "margin"
+    summary = "smallest mean top-1 minus top-2 logit first (needs lm: embeddings)"
     score_column = "margin"
     descending = False
 
 
 class Entropy(UncertaintyStrategy):
     name = "entropy"
+    summary = "highest mean predictive entropy first (needs lm: embeddings)"
     score_column = "entropy"
     descending = True

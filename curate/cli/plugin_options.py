@@ -1,0 +1,77 @@
+"""A plugin's declared parameters as command-line options.
+
+`curate select --strategy kcenter --metric cosine`: options the command does not define
+itself are the chosen plugin's parameters, checked against its declaration
+(:class:`curate.plugins.Param`). That is also the form DVC's dict unpacking writes, so a
+``strategy_params: {metric: cosine}`` mapping in params.yaml reaches the command as
+``--metric cosine``. A bool parameter is ``--flag`` / ``--no-flag``.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import click
+from typer.core import TyperCommand
+
+from curate.plugins import Plugin, Registry
+
+
+def parse_plugin_options(args: list[str], plugin: type[Plugin]) -> dict[str, Any]:
+    """``["--metric", "cosine", "--flag"]`` → ``{"metric": "cosine", "flag": True}``;
+    values stay strings (the plugin's declaration parses them)."""
+    declared = {p.name: p for p in plugin.parameters}
+    values: dict[str, Any] = {}
+    i = 0
+    while i < len(args):
+        token = args[i]
+        if not token.startswith("--") or token == "--":
+            raise click.UsageError(f"unexpected argument {token!r}")
+        name, eq, value = token[2:].partition("=")
+        name = name.replace("-", "_")
+        negated = name.removeprefix("no_")
+        if not eq and name not in declared and negated in declared:
+            if declared[negated].type is bool:
+                values[negated] = False
+                i += 1
+                continue
+        if not eq:
+            takes_value = name not in declared or declared[name].type is not bool
+            following = args[i + 1] if i + 1 < len(args) else None
+            if takes_value and following is not None and not following.startswith("--"):
+                value, i = following, i + 1
+            elif takes_value and name in declared:
+                raise click.UsageError(f"option --{token[2:]} needs a value")
+            else:
+                value = True
+        values[name] = value
+        i += 1
+    return values
+
+
+class PluginHelpCommand(TyperCommand):
+    """A command whose help ends with every plugin of a registry and its parameters."""
+
+    registry: Registry
+    title: str
+
+    @classmethod
+    def for_registry(cls, registry: Registry, title: str) -> type[PluginHelpCommand]:
+        return type("PluginHelp", (cls,), {"registry": registry, "title": title})
+
+    @property
+    def epilog(self) -> str:  # built when help is shown, so plugins load only then
+        paragraphs = [f"{self.title} (options of the chosen one):"]
+        for name in self.registry.names():
+            try:
+                plugin = self.registry.get(name)
+            except Exception as err:  # a broken plugin is listed, not fatal to --help
+                paragraphs.append(f"{name}: cannot load ({err})")
+                continue
+            paragraphs.append(f"{name}: {plugin.summary}")
+            paragraphs += [f"    {p.option} ({p.describe()}): {p.help}" for p in plugin.parameters]
+        return "\n\n".join(paragraphs)
+
+    @epilog.setter
+    def epilog(self, value: str | None) -> None:  # click assigns the static one; ignored
+        pass

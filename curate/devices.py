@@ -1,0 +1,3 @@
+"""Where model and selection work runs: the one list of device names every command accepts."""
+
+DEVICES = ("auto", "cpu", "cuda")  # auto: CUDA when present, else the CPU
