@@ -163,11 +163,12 @@ class Registry(Generic[T]):
     ):
         self.group, self.what = group, what
         self.reserved = frozenset(reserved)
-        self._classes: dict[str, type[T]] = {}
+        self._builtins: dict[str, type[T]] = {}
+        self._loaded: dict[tuple[str, str], type[T]] = {}  # (name, "module:attr") -> class
         for cls in builtins:
-            self._add(cls.name, cls)
+            self._builtins[cls.name] = self._checked(cls.name, cls)
 
-    def _add(self, name: str, cls: Any) -> None:
+    def _checked(self, name: str, cls: Any) -> type[T]:
         if not (isinstance(cls, type) and issubclass(cls, Plugin)):
             raise CurateError(f"{self.what} plugin {name!r} is not a curate {self.what} class")
         if getattr(cls, "name", None) != name:
@@ -181,7 +182,7 @@ class Registry(Generic[T]):
                 f"{self.what} {name!r} declares parameter {clash[0]!r}, which is a command "
                 f"option of its own; rename it"
             )
-        self._classes[name] = cls
+        return cls
 
     def _entry_points(self) -> dict[str, EntryPoint]:
         found = {}
@@ -191,16 +192,18 @@ class Registry(Generic[T]):
 
     def names(self) -> list[str]:
         """Every name, built-ins first, without importing any plugin module."""
-        extra = sorted(n for n in self._entry_points() if n not in self._classes)
-        return [*self._classes, *extra]
+        extra = sorted(n for n in self._entry_points() if n not in self._builtins)
+        return [*self._builtins, *extra]
 
     def get(self, name: str) -> type[T]:
         """The class called ``name`` (imports its plugin module the first time)."""
-        if name in self._classes:
-            return self._classes[name]
+        if name in self._builtins:
+            return self._builtins[name]
         ep = self._entry_points().get(name)
         if ep is None:
             raise ParamError(f"unknown {self.what} {name!r}; choose from {', '.join(self.names())}")
+        if (name, ep.value) in self._loaded:
+            return self._loaded[name, ep.value]
         try:
             cls = ep.load()
         except Exception as err:  # a broken plugin must not read as a curate bug
@@ -208,7 +211,7 @@ class Registry(Generic[T]):
             raise CurateError(
                 f"{self.what} plugin {name!r} from {dist} failed to load: {type(err).__name__}: {err}"
             ) from None
-        self._add(name, cls)
+        self._loaded[name, ep.value] = self._checked(name, cls)
         return cls
 
     def __contains__(self, name: object) -> bool:

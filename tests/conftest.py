@@ -20,6 +20,7 @@ os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 ROOT = Path(__file__).resolve().parents[1]
 SHARED_DATA = ROOT.parent / "shared" / "data"
 SAMPLE_POOL = ROOT / "data" / "sample" / "pool.jsonl"
+PLUGIN_PACKAGE = Path(__file__).parent / "plugin_package"
 
 
 @pytest.fixture(autouse=True)
@@ -99,3 +100,22 @@ def sample_pool() -> Path:
     if not SAMPLE_POOL.exists():
         pytest.fail(f"{SAMPLE_POOL} is missing: it ships with the project")
     return SAMPLE_POOL
+
+
+@pytest.fixture(scope="session")
+def plugin_site(tmp_path_factory) -> Path:
+    """tests/plugin_package (a `curate.strategies` entry point) installed with pip into a
+    folder of its own: put it on the path to have the plugin installed."""
+    import subprocess
+    import sys
+
+    target = tmp_path_factory.mktemp("plugin-site")
+    done = subprocess.run(
+        [sys.executable, "-m", "pip", "install", "--quiet", "--no-deps", "--no-build-isolation"]
+        + ["--no-index", "--target", str(target), str(PLUGIN_PACKAGE)],
+        capture_output=True,
+        text=True,
+    )
+    assert done.returncode == 0, done.stderr
+    assert list(target.glob("curate_stride_plugin-*.dist-info/entry_points.txt"))
+    return target

@@ -413,6 +413,27 @@ def test_experiment_with_another_n_query_reruns_from_the_first_select(repo, repr
     assert (2, 4 + 2) in [(r["n_query"], r["rd_1_size"]) for r in committed]  # the experiment
 
 
+@pytest.mark.slow
+def test_a_strategy_from_an_installed_plugin_runs_per_round(repo, reproduced, dvc_env, plugin_site):
+    from curate.store import Store
+
+    env = {
+        **dvc_env,
+        "PYTHONPATH": os.pathsep.join(filter(None, [str(plugin_site), dvc_env.get("PYTHONPATH")])),
+    }
+    args = ["exp", "run", "-S", "strategy=stride", "-S", "+strategy_params.step=2"]
+    output = _sh(repo, env, str(BIN / "dvc"), *args)
+    assert _ran(output) == {"select@rd_1", "train@rd_1", "eval@rd_1", "plots"}, output
+    rd_1 = json.loads((repo / "data/subsets/rd_1/manifest.json").read_text())
+    rd_0 = json.loads((repo / "data/subsets/rd_0/manifest.json").read_text())
+    assert rd_1["strategy"] == "stride" and rd_1["params"]["step"] == 2
+    ids = Store(repo / "data/lancedb").read_pool(["id"])["id"].to_pylist()
+    chosen = {p["id"] for p in rd_0["picks"]}
+    added = rd_1["params"]["added"]
+    expected = [i for i in ids if i not in chosen][::2][:added]
+    assert [p["id"] for p in rd_1["picks"]] == [p["id"] for p in rd_0["picks"]] + expected
+
+
 def _exp_rows(node) -> list[dict]:
     """(rev, n_query, size of rd_1) for the baseline and every experiment `dvc exp show` lists."""
     rows = []

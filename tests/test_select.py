@@ -16,7 +16,7 @@ import pytest
 from cli_helpers import run_in_process as cli
 from test_kcenter import naive_kcenter
 
-from curate.errors import CurateError, EmbeddingError, SelectionError
+from curate.errors import ConflictError, CurateError, EmbeddingError, SelectionError
 from curate.ingest import ingest
 from curate.plugins import ParamError
 from curate.records import Example
@@ -342,3 +342,62 @@ def test_cli_error_is_one_line_and_writes_nothing(pool_db, tmp_path, capsys, mon
     rows = pool_db[1].shape[0]
     assert err.strip() == f"error: budget 100000 is larger than the pool ({rows} rows)"
     assert not (tmp_path / "data").exists()
+
+
+def test_a_different_subset_at_out_needs_force_and_a_rerun_does_not(pool_db, tmp_path, capsys):
+    db = str(pool_db[0])
+    args = ["select", "--db", db, "--strategy", "random", "--budget", "4", "--out"]
+    first = cli(capsys, *args, str(tmp_path / "s"), "--seed", "1")
+    assert first[0] == 0, first[2]
+    before = (tmp_path / "s" / "manifest.json").read_bytes()
+    assert cli(capsys, *args, str(tmp_path / "s"), "--seed", "1")[0] == 0  # same bytes: a rerun
+    code, out, err = cli(capsys, *args, str(tmp_path / "s"), "--seed", "2")
+    assert code == ConflictError.exit_code == 3
+    assert (
+        err.strip()
+        == f"error: {tmp_path / 's'} already holds a different subset; pass --force to replace it"
+    )
+    assert (tmp_path / "s" / "manifest.json").read_bytes() == before
+    code, _, err = cli(capsys, *args, str(tmp_path / "s"), "--seed", "2", "--force")
+    assert code == 0, err
+    assert load_subset(tmp_path / "s").manifest["seed"] == 2
+
+
+def test_a_parent_is_verified_as_subsets_verify_does(pool_db, tmp_path):
+    """An edited example with a recomputed examples_sha256 passes the file check; its
+    content hash does not (issue 13.7)."""
+    import hashlib
+
+    db = pool_db[0]
+    parent = run(db, tmp_path / "p", strategy="random", budget=4, seed=0).subset
+    lines = (parent.path / "examples.jsonl").read_text().splitlines()
+    row = json.loads(lines[1])
+    row["output"] += " (edited)"
+    lines[1] = json.dumps(row, ensure_ascii=False, sort_keys=True, separators=(",", ":"))
+    blob = ("\n".join(lines) + "\n").encode()
+    (parent.path / "examples.jsonl").write_bytes(blob)
+    manifest = json.loads((parent.path / "manifest.json").read_text())
+    manifest["examples_sha256"] = hashlib.sha256(blob).hexdigest()
+    (parent.path / "manifest.json").write_text(json.dumps(manifest))
+    with pytest.raises(CurateError, match=r"examples.jsonl:2: content does not match its hash"):
+        run(db, tmp_path / "child", strategy="random", parent=parent.path, add=2)
+    assert not (tmp_path / "child").exists()
+
+
+@pytest.mark.slow
+def test_select_on_a_pool_without_embeddings_embeds_it_first(tmp_path, sample_pool, capsys):
+    """One-off curation in two commands: ingest, then select (issue 11.9)."""
+    small = tmp_path / "small.jsonl"
+    small.write_text("\n".join(sample_pool.read_text().splitlines()[:20]) + "\n")
+    db = str(tmp_path / "db")
+    assert cli(capsys, "ingest", str(small), "--db", db)[0] == 0
+    code, out, err = cli(capsys, "select", "--db", db, "--embeddings", "nope", "--budget", "5")
+    assert code == EmbeddingError.exit_code and "no embeddings named 'nope'" in err
+    out_dir = str(tmp_path / "s")
+    code, out, err = cli(capsys, "select", "--db", db, "--budget", "5", "--out", out_dir, "--json")
+    assert code == 0, err
+    summary = json.loads(out)
+    assert summary["embedded"] == 20 and summary["embeddings"]["name"] == "minilm"
+    assert summary["size"] == 5 and summary["coverage_radius"] > 0
+    code, out, err = cli(capsys, "embed", "--db", db, "--json")  # the same cache `embed` uses
+    assert code == 0 and json.loads(out)["embedded"] == 0 and json.loads(out)["reused"] == 20

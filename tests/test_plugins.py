@@ -1,0 +1,167 @@
+"""Plugins: declared parameters, the command-line options built from them, and a strategy
+installed from another package through the `curate.strategies` entry-point group."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+from cli_helpers import run_in_process as cli
+
+from curate.errors import CurateError
+from curate.plugins import Param, ParamError
+from curate.strategies import STRATEGIES, make_strategy
+
+
+# ----------------------------------------------------------------------------- declarations
+@pytest.mark.parametrize(
+    "param, given, expected",
+    [
+        (Param("k", int, 3, "h", minimum=1), "7", 7),
+        (Param("k", int, 3, "h", minimum=1), 7, 7),
+        (Param("k", int, None, "h"), "none", None),
+        (Param("k", int, None, "h"), None, None),
+        (Param("x", float, 0.5, "h", maximum=1), "0.25", 0.25),
+        (Param("x", float, 0.5, "h"), 2, 2.0),
+        (Param("b", bool, False, "h"), "yes", True),
+        (Param("b", bool, False, "h"), False, False),
+        (Param("m", str, "a", "h", choices=("a", "b")), "b", "b"),
+    ],
+)
+def test_param_parses_command_line_and_yaml_values(param, given, expected):
+    value = param.parse(given, "strategy t")
+    assert value == expected and type(value) is type(expected)
+
+
+@pytest.mark.parametrize(
+    "param, given, message",
+    [
+        (Param("k", int, 3, "h", minimum=1), "0", "--k '0' is below the minimum 1"),
+        (Param("k", int, 3, "h"), "2.5", "--k '2.5' is not an integer"),
+        (Param("k", int, 3, "h"), 2.5, "--k 2.5 is not an integer"),
+        (Param("k", int, 3, "h"), True, "is not a number"),
+        (Param("k", int, 3, "h"), "none", "needs a value"),
+        (Param("x", float, 0.5, "h", maximum=1), "1.5", "above the maximum 1"),
+        (Param("b", bool, False, "h"), "maybe", "is not true or false"),
+        (Param("m", str, "a", "h", choices=("a", "b")), "c", "is not one of a, b"),
+        (Param("m", str, "a", "h"), 3, "is not a string"),
+    ],
+)
+def test_param_rejects_bad_values_naming_the_option(param, given, message):
+    with pytest.raises(ParamError, match=message) as err:
+        param.parse(given, "strategy t")
+    assert str(err.value).startswith("strategy t: --")
+
+
+def test_a_declaration_with_a_bad_default_fails_when_the_plugin_is_written():
+    with pytest.raises(ParamError, match="below the minimum"):
+        Param("k", int, 0, "h", minimum=1)
+    with pytest.raises(ValueError, match="must match"):
+        Param("Bad Name", int, 1, "h")
+
+
+def test_strategy_params_are_checked_and_only_recorded_ones_reach_the_manifest():
+    strategy = make_strategy("kcenter", {"metric": "cosine", "whiten": "8"}, device="cpu")
+    assert strategy.options == {"metric": "cosine", "whiten": 8}
+    assert strategy.params() == {"metric": "cosine", "whiten": 8} and strategy.device == "cpu"
+    with pytest.raises(ParamError, match=r"no parameter --metrc \(its parameters: --metric"):
+        make_strategy("kcenter", {"metrc": "cosine"})
+    with pytest.raises(ParamError, match=r"strategy random has no parameter --metric .*none"):
+        make_strategy("random", {"metric": "cosine"})
+
+
+def test_command_line_options_become_plugin_values():
+    from curate.cli.plugin_options import parse_plugin_options
+
+    class Flagged:
+        parameters = (Param("fast", bool, False, "h"), Param("top_k", int, 1, "h"))
+
+    parse = parse_plugin_options
+    assert parse(["--top-k", "3", "--fast"], Flagged) == {"top_k": "3", "fast": True}
+    assert parse(["--top-k=-2", "--no-fast"], Flagged) == {"top_k": "-2", "fast": False}
+    assert parse(["--unknown", "v"], Flagged) == {"unknown": "v"}  # the declaration refuses it
+    with pytest.raises(Exception, match="unexpected argument 'stray'"):
+        parse(["stray"], Flagged)
+    with pytest.raises(Exception, match="--top-k needs a value"):
+        parse(["--top-k"], Flagged)
+
+
+# ----------------------------------------------------------------------------- entry points
+@pytest.fixture
+def installed(plugin_site, monkeypatch) -> Path:
+    monkeypatch.syspath_prepend(str(plugin_site))
+    return plugin_site
+
+
+@pytest.fixture(scope="module")
+def pool_db(tmp_path_factory) -> Path:
+    from conftest import SAMPLE_POOL
+
+    from curate.ingest import ingest
+    from curate.store import Store
+
+    db = tmp_path_factory.mktemp("plugins") / "db"
+    ingest(Store(db), [str(SAMPLE_POOL)])
+    return db
+
+
+def test_builtins_do_not_list_an_uninstalled_plugin():
+    assert "stride" not in STRATEGIES.names()
+
+
+def test_installed_plugin_selects_from_the_cli_with_its_own_options(
+    installed, pool_db, tmp_path, capsys
+):
+    assert STRATEGIES.names()[-2:] == ["broken", "stride"]  # after the built-ins, by name
+    args = ["select", "--db", str(pool_db), "--strategy", "stride", "--budget", "5"]
+    code, out, err = cli(
+        capsys, *args, "--step", "3", "--offset", "1", "--out", str(tmp_path / "s")
+    )
+    assert code == 0, err
+    manifest = json.loads((tmp_path / "s" / "manifest.json").read_text())
+    from curate.store import Store
+
+    ids = Store(pool_db).read_pool(["id"])["id"].to_pylist()
+    assert [p["id"] for p in manifest["picks"]] == [ids[i] for i in (1, 4, 7, 10, 13)]
+    assert manifest["strategy"] == "stride"
+    assert manifest["params"] == {"step": 3, "offset": 1, "added": 5}
+
+    code, out, err = cli(capsys, "select", "--help")
+    assert code == 0 and "stride: every step-th unchosen row" in " ".join(out.split())
+    assert "--offset (int ≥ 0, default 0)" in out
+
+    code, _, err = cli(capsys, *args, "--step", "0")
+    assert code == ParamError.exit_code
+    assert err.strip() == "error: strategy stride: --step '0' is below the minimum 1"
+
+
+def test_a_plugin_that_fails_to_load_is_one_line_naming_it(installed, pool_db, capsys):
+    code, out, err = cli(
+        capsys, "select", "--db", str(pool_db), "--strategy", "broken", "--budget", "2"
+    )
+    assert code == CurateError.exit_code and out == ""
+    assert err.startswith("error: strategy plugin 'broken' from curate-stride-plugin failed")
+    assert len(err.strip().splitlines()) == 1
+
+
+def test_installed_plugin_validates_in_params_yaml(installed):
+    import yaml
+
+    from curate.scaffold import pipeline_files, validate_params
+
+    params = yaml.safe_load(pipeline_files("default")["params.yaml"])
+    params.update(strategy="stride", strategy_params={"step": 4})
+    validate_params(params, "params.yaml")
+    params["strategy_params"] = {"step": "x"}
+    with pytest.raises(CurateError, match="params.yaml: strategy_params: .*--step 'x' is not an"):
+        validate_params(params, "params.yaml")
+
+
+def test_plugin_picks_are_the_declared_rule_for_any_parent(installed):
+    from curate.strategies import PoolArrays
+
+    strategy = make_strategy("stride", {"step": 2})
+    picks = strategy.select(PoolArrays(10), np.array([0, 3], np.int64), 3, seed=0).indices
+    assert picks.tolist() == [1, 4, 6]
