@@ -297,3 +297,25 @@ def test_trl_prompt_without_completion_names_the_field(store, tmp_path):
     src.write_text(_jsonl([{"prompt": "Only a question."}]))
     with pytest.raises(InvalidInputError, match=r"p.jsonl:1: missing or empty 'completion'$"):
         ingest(store, [str(src)])
+
+
+# ------------------------------------------------------------ Hub model fingerprints (issue 13.11)
+
+
+def test_hub_fingerprint_follows_the_resolved_revision(tmp_path, monkeypatch):
+    """Vectors cached for a Hub id must not be reused after the Hub's main moves on."""
+    from huggingface_hub import constants
+
+    from curate.models import weights_fingerprint
+
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setattr(constants, "HF_HUB_OFFLINE", True)
+    monkeypatch.setattr(constants, "HF_HUB_CACHE", str(tmp_path / "hub"))
+    ref = tmp_path / "hub" / "models--org--tiny" / "refs" / "main"
+    ref.parent.mkdir(parents=True)
+    ref.write_text("a" * 40 + "\n")
+    first = weights_fingerprint("org/tiny")
+    assert weights_fingerprint("org/tiny") == first
+    ref.write_text("b" * 40 + "\n")
+    assert weights_fingerprint("org/tiny") != first
+    assert weights_fingerprint("org/other") != first
