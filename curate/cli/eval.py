@@ -45,7 +45,8 @@ MaxLengthOption = Annotated[
     typer.Option(
         "--max-length",
         min=8,
-        help="Tokens per question+answer (longer answers are cut and counted).",
+        help="Tokens per question+answer (longer answers are cut and counted; a question "
+        "whose prompt alone fills it is skipped and counted).",
     ),
 ]
 BatchOption = Annotated[
