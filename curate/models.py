@@ -146,8 +146,23 @@ def weights_fingerprint(spec: str) -> str:
             else:
                 digest.update(_file_digest(file).encode())
     else:
-        digest.update(f"hub:{spec}".encode())
+        digest.update(f"hub:{spec}@{_hub_revision(spec)}".encode())
     return digest.hexdigest()
+
+
+def _hub_revision(repo_id: str) -> str:
+    """The commit a Hub id resolves to: the Hub's answer when online, else the commit of the
+    snapshot in the local HF cache (``refs/main``), else ``unknown``."""
+    from huggingface_hub import constants, model_info
+
+    if not constants.HF_HUB_OFFLINE:
+        try:
+            return model_info(repo_id).sha or "unknown"
+        except Exception:  # unreachable Hub or unknown id: fall back to the cache
+            pass
+    folder = Path(constants.HF_HUB_CACHE) / f"models--{repo_id.replace('/', '--')}"
+    ref = folder / "refs" / "main"
+    return ref.read_text().strip() if ref.is_file() else "unknown"
 
 
 def _file_digest(file: Path) -> str:

@@ -1,14 +1,22 @@
 """The canonical example row and the readers that turn source files into it.
 
 Every source format (Alpaca JSON/JSONL with optional LIMA ``history``, Dolly, ShareGPT,
-OpenAI ``messages``, Parquet, CSV, Hugging Face datasets) is read as a stream of
-``(line, record)`` pairs and normalised by :func:`to_example`. A record that cannot be
-normalised raises :class:`InvalidInputError` naming the file and line.
+OpenAI ``messages``, TRL ``prompt``/``completion``, Parquet, CSV, Hugging Face datasets) is
+read as a stream of ``(line, record)`` pairs by :func:`read_records` and normalised by
+:func:`normalise` (:func:`to_example` for pool rows). Pools and eval sets share both.
+
+The rules every reader applies: a missing path, a directory or an unreadable file is one
+:class:`InvalidInputError` naming the path; a UTF-8 byte-order mark is skipped; a source with
+no records (an empty or whitespace-only file, ``[]``, a CSV with only a header, an empty
+Parquet file or dataset) is an error; text fields must be strings (``42`` or ``true`` is
+rejected, never coerced). A record that cannot be normalised raises ``ValueError`` with the
+reason, which callers turn into :class:`InvalidInputError` naming the file and line.
 """
 
 from __future__ import annotations
 
 import csv
+import errno
 import hashlib
 import json
 import unicodedata
@@ -71,26 +79,43 @@ def content_hash(instruction: str, input: str, output: str, messages: list | Non
     return hashlib.sha256(blob.encode("utf-8")).hexdigest()
 
 
+def _json_kind(value: Any) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, int | float):
+        return f"a number ({value!r})"
+    if isinstance(value, list | tuple):
+        return "a list"
+    if isinstance(value, dict):
+        return "an object"
+    return type(value).__name__
+
+
 def _text(value: Any, field: str) -> str:
+    """A text field, normalised; ``None`` and NaN (a null from Parquet) are empty. Anything
+    but a string is an error: a number or boolean is never silently turned into text."""
     if value is None:
         return ""
-    if isinstance(value, float) and value != value:  # NaN from CSV/Parquet
+    if isinstance(value, float) and value != value:  # NaN: a null in a float column
         return ""
     if not isinstance(value, str):
-        if isinstance(value, int | float):
-            return str(value)
-        raise ValueError(f"field '{field}' must be a string, got {type(value).__name__}")
+        raise ValueError(f"field '{field}' must be a string, got {_json_kind(value)}")
     return _norm(value)
 
 
-def _from_alpaca(rec: dict[str, Any]) -> tuple[str, str, str, list | None]:
+Fields = tuple[str, str, str, list | None]  # instruction, input, output, messages
+
+
+def _from_alpaca(rec: dict[str, Any], need_output: bool = True) -> Fields:
     instruction = _text(rec.get("instruction"), "instruction")
     # Dolly names the input "context" and the output "response".
-    input_ = _text(rec.get("input", rec.get("context")), "input")
-    output = _text(rec.get("output", rec.get("response")), "output")
+    input_field = "input" if "input" in rec else "context"
+    input_ = _text(rec.get(input_field), input_field)
+    output_field = "output" if "output" in rec else "response"
+    output = _text(rec.get(output_field), output_field)
     if not instruction:
         raise ValueError("missing or empty 'instruction'")
-    if not output:
+    if not output and need_output:
         raise ValueError("missing or empty 'output'")
     history = rec.get("history") or []
     if not history:
@@ -106,11 +131,20 @@ def _from_alpaca(rec: dict[str, Any]) -> tuple[str, str, str, list | None]:
             raise ValueError(f"'history[{i}]' has an empty turn")
         messages += [{"role": "user", "content": user}, {"role": "assistant", "content": assistant}]
     last_user = f"{instruction}\n\n{input_}" if input_ else instruction
-    messages += [{"role": "user", "content": last_user}, {"role": "assistant", "content": output}]
+    messages.append({"role": "user", "content": last_user})
+    if output:
+        messages.append({"role": "assistant", "content": output})
     return instruction, input_, output, messages
 
 
-def _from_turns(turns: Any, role_key: str, text_key: str, field: str, roles: dict | None):
+def _from_turns(
+    turns: Any,
+    role_key: str,
+    text_key: str,
+    field: str,
+    roles: dict | None,
+    need_output: bool = True,
+) -> Fields:
     if not isinstance(turns, list) or not turns:
         raise ValueError(f"'{field}' must be a non-empty list")
     messages = []
@@ -128,11 +162,32 @@ def _from_turns(turns: Any, role_key: str, text_key: str, field: str, roles: dic
     users = [m for m in messages if m["role"] == "user"]
     if not users:
         raise ValueError(f"'{field}' has no user turn (missing instruction)")
-    if messages[-1]["role"] != "assistant":
+    answered = messages[-1]["role"] == "assistant"
+    if not answered and (need_output or messages[-1]["role"] != "user"):
         raise ValueError(f"'{field}' does not end with an assistant turn (missing output)")
-    instruction, output = users[-1]["content"], messages[-1]["content"]
-    single_turn = len(messages) == 2 and messages[0]["role"] == "user"
+    instruction = users[-1]["content"]
+    output = messages[-1]["content"] if answered else ""
+    single_turn = messages[0]["role"] == "user" and len(messages) == (2 if answered else 1)
     return instruction, "", output, None if single_turn else messages
+
+
+def _from_prompt_completion(rec: dict[str, Any], need_output: bool = True) -> Fields:
+    """TRL's prompt-completion rows: both strings, or both lists of role/content turns."""
+    prompt, completion = rec.get("prompt"), rec.get("completion")
+    if isinstance(prompt, list):
+        if completion in (None, "", []):
+            completion = []
+        if not isinstance(completion, list):
+            raise ValueError("'completion' must be a list of turns when 'prompt' is one")
+        return _from_turns(
+            prompt + completion, "role", "content", "prompt+completion", None, need_output
+        )
+    instruction, output = _text(prompt, "prompt"), _text(completion, "completion")
+    if not instruction:
+        raise ValueError("missing or empty 'prompt'")
+    if not output and need_output:
+        raise ValueError("missing or empty 'completion'")
+    return instruction, "", output, None
 
 
 def record_shape(rec: dict[str, Any]) -> str:
@@ -140,22 +195,33 @@ def record_shape(rec: dict[str, Any]) -> str:
         return "sharegpt"
     if "messages" in rec:
         return "messages"
+    if "prompt" in rec and "instruction" not in rec:
+        return "prompt-completion"
     return "alpaca"
 
 
-def to_example(rec: Any, source: str, shape: str = "auto") -> Example:
-    """Normalise one source record. Raises ValueError with a reason when it is unusable."""
+def normalise(rec: Any, shape: str = "auto", need_output: bool = True) -> Fields:
+    """``(instruction, input, output, messages)`` of one source record, in any shape.
+
+    With ``need_output=False`` (questions without answers) the output may be empty and a
+    conversation may end with a user turn. Raises ValueError with a reason when unusable.
+    """
     if not isinstance(rec, dict):
         raise ValueError(f"record must be an object, got {type(rec).__name__}")
     shape = record_shape(rec) if shape not in RECORD_SHAPES else shape
     if shape == "sharegpt":
         turns = rec.get("conversations")
-        fields = _from_turns(turns, "from", "value", "conversations", _SHAREGPT_ROLES)
-    elif shape == "messages":
-        fields = _from_turns(rec.get("messages"), "role", "content", "messages", None)
-    else:
-        fields = _from_alpaca(rec)
-    instruction, input_, output, messages = fields
+        return _from_turns(turns, "from", "value", "conversations", _SHAREGPT_ROLES, need_output)
+    if shape == "messages":
+        return _from_turns(rec.get("messages"), "role", "content", "messages", None, need_output)
+    if shape == "prompt-completion":
+        return _from_prompt_completion(rec, need_output)
+    return _from_alpaca(rec, need_output)
+
+
+def to_example(rec: Any, source: str, shape: str = "auto") -> Example:
+    """Normalise one source record. Raises ValueError with a reason when it is unusable."""
+    instruction, input_, output, messages = normalise(rec, shape)
     digest = content_hash(instruction, input_, output, messages)
     raw_id = rec.get("id")
     id_ = str(raw_id).strip() if raw_id not in (None, "") else digest[:16]
@@ -174,6 +240,17 @@ def has_explicit_id(rec: Any) -> bool:
 
 
 # ----------------------------------------------------------------------------- readers
+
+BOM = b"\xef\xbb\xbf"
+_WHITESPACE = b" \t\r\n"
+_EXTENSIONS = {
+    ".jsonl": "jsonl",
+    ".ndjson": "jsonl",
+    ".json": "json",
+    ".parquet": "parquet",
+    ".pq": "parquet",
+    ".csv": "csv",
+}
 
 
 def _decode(raw: bytes, path: str, line_of) -> str:
@@ -195,6 +272,8 @@ class BadLine:
 def _read_jsonl(path: Path) -> Iterator[tuple[int, Any]]:
     with path.open("rb") as fh:
         for line_no, raw in enumerate(fh, start=1):
+            if line_no == 1:
+                raw = raw.removeprefix(BOM)
             try:
                 text = raw.decode("utf-8").strip()
             except UnicodeDecodeError as err:
@@ -208,10 +287,30 @@ def _read_jsonl(path: Path) -> Iterator[tuple[int, Any]]:
                 yield line_no, BadLine(f"malformed JSON: {err.msg} (column {err.colno})")
 
 
+def _first_byte(path: Path) -> bytes:
+    """The first byte that is not whitespace (after a BOM), or b"" for a blank file."""
+    with path.open("rb") as fh:
+        chunk = fh.read(1 << 16).removeprefix(BOM)
+        while chunk:
+            rest = chunk.lstrip(_WHITESPACE)
+            if rest:
+                return rest[:1]
+            chunk = fh.read(1 << 16)
+    return b""
+
+
 def _read_json(path: Path) -> Iterator[tuple[int, Any]]:
-    """A JSON array, element by element, with the line each element starts on."""
+    """A JSON array element by element (with the line each element starts on), or JSON
+    Lines when the first character is ``{``: the content decides, not the extension."""
+    first = _first_byte(path)
+    if first == b"{":
+        yield from _read_jsonl(path)
+        return
+    if not first:
+        return  # blank: read_records reports a source with no records
     raw = path.read_bytes()
     text = _decode(raw, str(path), lambda pos: raw.count(b"\n", 0, pos) + 1)
+    text = text.removeprefix("\ufeff")
     decoder = json.JSONDecoder()
     ws = " \t\r\n"
 
@@ -224,12 +323,8 @@ def _read_json(path: Path) -> Iterator[tuple[int, Any]]:
         raise InvalidInputError(path, text.count("\n", 0, p) + 1, reason)
 
     pos = skip(0)
-    if pos < len(text) and text[pos] == "{":
-        # one object per line saved as .json: read it as JSON Lines
-        yield from _read_jsonl(path)
-        return
-    if pos >= len(text) or text[pos] != "[":
-        fail(pos, "malformed JSON: expected a JSON array of records")
+    if text[pos] != "[":
+        fail(pos, "malformed JSON: expected a JSON array of records, or one record per line")
     pos = skip(pos + 1)
     if pos < len(text) and text[pos] == "]":
         return
@@ -257,7 +352,9 @@ def _read_csv(path: Path) -> Iterator[tuple[int, Any]]:
     with path.open("rb") as probe:
         raw = probe.read()
     _decode(raw, str(path), lambda pos: raw.count(b"\n", 0, pos) + 1)
-    with path.open(newline="", encoding="utf-8") as fh:
+    if not raw.removeprefix(BOM).strip(_WHITESPACE):
+        return  # blank: read_records reports a source with no records
+    with path.open(newline="", encoding="utf-8-sig") as fh:
         reader = csv.DictReader(fh)
         if not reader.fieldnames:
             raise InvalidInputError(path, 1, "CSV has no header row")
@@ -270,10 +367,13 @@ def _read_csv(path: Path) -> Iterator[tuple[int, Any]]:
 def _read_parquet(path: Path) -> Iterator[tuple[int, Any]]:
     import pyarrow.parquet as pq
 
+    if not _first_byte(path):
+        return  # blank: read_records reports a source with no records
     try:
         pf = pq.ParquetFile(path)
     except Exception as err:  # pyarrow raises several types for a corrupt file
-        raise InvalidInputError(path, None, f"not a readable Parquet file: {err}") from None
+        reason = str(err).splitlines()[0] if str(err) else type(err).__name__
+        raise InvalidInputError(path, None, f"not a readable Parquet file: {reason}") from None
     row = 0
     for batch in pf.iter_batches(batch_size=2048):
         for rec in batch.to_pylist():
@@ -315,36 +415,82 @@ def _read_hf(spec: str) -> Iterator[tuple[int, Any]]:
         yield row, _plain(rec)
 
 
+def _os_reason(err: OSError) -> str:
+    """One line for an OS error on a source path, saying what to do."""
+    if err.errno == errno.ENOENT:
+        return "no such file"
+    if err.errno == errno.EISDIR:
+        return "is a directory, not a file: name the files in it (or hf://DIR for a dataset)"
+    if err.errno in (errno.EACCES, errno.EPERM):
+        return "permission denied: cannot read this file (check its permissions)"
+    detail = (err.strerror or str(err) or type(err).__name__).splitlines()[0]
+    return f"cannot read: {detail}"
+
+
+def _guarded(source: str, path: Path | None, records: Iterator) -> Iterator[tuple[int, Any]]:
+    """Every reader's shared rules: an OS error while reading is one line naming the source,
+    and a source that yields no records at all is an error."""
+    count = 0
+    try:
+        for item in records:
+            count += 1
+            yield item
+    except OSError as err:
+        raise InvalidInputError(source, None, _os_reason(err)) from None
+    if count == 0:
+        blank = path is not None and not _first_byte(path)
+        raise InvalidInputError(
+            source, None, "the file is empty: no records" if blank else "no records"
+        )
+
+
+def source_container(source: str, fmt: str = "auto") -> str:
+    """The container a file is read as: ``jsonl``, ``json`` (array or lines, decided by
+    content), ``parquet`` or ``csv``. ``--format jsonl|parquet|csv`` forces one; otherwise
+    the extension decides, and a record shape (``--format alpaca``...) on a file with any
+    other extension (``x.txt``, an export named ``r.alpaca``) is read as JSON."""
+    if fmt in ("jsonl", "parquet", "csv"):
+        return fmt
+    container = _EXTENSIONS.get(Path(source).suffix.lower())
+    if container is None and fmt in RECORD_SHAPES:
+        container = "json"
+    if container is None:
+        suffix = Path(source).suffix
+        raise InvalidInputError(
+            source,
+            None,
+            f"unknown format for extension {suffix!r}; pass --format "
+            "(alpaca, sharegpt or messages for JSON; jsonl, parquet or csv)",
+        )
+    return container
+
+
 def read_records(source: str, fmt: str = "auto") -> Iterator[tuple[int, Any]]:
-    """Stream ``(line_or_row, record)`` from a file or ``hf://`` spec."""
+    """Stream ``(line_or_row, record)`` from a file or ``hf://`` spec.
+
+    A missing path, a directory, an unreadable file or an unknown container is reported
+    here, before any record is read; errors while reading and an empty source when the
+    stream is consumed. Every error is an :class:`InvalidInputError` naming the source.
+    """
     if fmt not in FORMATS:
         raise InvalidInputError(source, None, f"unknown format {fmt!r}; choose from {FORMATS}")
     if source.startswith("hf://"):
-        return _read_hf(source)
+        return _guarded(source, None, _read_hf(source))
     path = Path(source)
-    if not path.is_file():
-        raise InvalidInputError(source, None, "no such file")
-    container = fmt if fmt in ("jsonl", "parquet", "csv") else None
-    if container is None:
-        container = {
-            ".jsonl": "jsonl",
-            ".ndjson": "jsonl",
-            ".json": "json",
-            ".parquet": "parquet",
-            ".pq": "parquet",
-            ".csv": "csv",
-        }.get(path.suffix.lower())
-    if container is None:
-        raise InvalidInputError(
-            source, None, f"unknown format for extension {path.suffix!r}; pass --format"
-        )
+    if path.is_dir():
+        raise InvalidInputError(source, None, _os_reason(IsADirectoryError(errno.EISDIR, "")))
+    try:
+        with path.open("rb"):  # fail here, before any record, when it cannot be read
+            pass
+    except OSError as err:
+        raise InvalidInputError(source, None, _os_reason(err)) from None
     reader = {
         "jsonl": _read_jsonl,
         "json": _read_json,
         "parquet": _read_parquet,
         "csv": _read_csv,
-    }[container]
-    return reader(path)
+    }[source_container(source, fmt)]
+    return _guarded(source, path, reader(path))
 
 
 def record_shape_for(fmt: str) -> str:

@@ -133,7 +133,7 @@ def test_eval_set_formats_and_errors(tmp_path, shared_data):
     alpaca = load_eval_set(shared_data / "eval" / "alpaca_eval_gpt4_outputs.json", limit=3)
     assert len(alpaca.items) == 3 and alpaca.items[0].reference
     bad = tmp_path / "bad.jsonl"
-    bad.write_text('{"text": "fine", "answer": "ok"}\n{"prompt": "no known field"}\n')
+    bad.write_text('{"text": "fine", "answer": "ok"}\n{"query": "no known field"}\n')
     with pytest.raises(
         InvalidInputError, match=r"bad.jsonl:2: no question field \(expected one of text"
     ):
@@ -160,7 +160,7 @@ def test_model_folder_checks(tmp_path):
 
 
 def test_cli_error_is_one_line_and_leaves_earlier_results(tmp_path):
-    (tmp_path / "bad.jsonl").write_text('{"prompt": "x", "answer": "y"}\n')
+    (tmp_path / "bad.jsonl").write_text('{"query": "x", "answer": "y"}\n')
     (tmp_path / "m.json").write_text('{"nll": 1.5}\n')
     result = _run(
         "eval", "model", "smollm2", "--eval-set", "bad.jsonl", "--out", "m.json", cwd=tmp_path
@@ -168,7 +168,8 @@ def test_cli_error_is_one_line_and_leaves_earlier_results(tmp_path):
     assert result.returncode != 0 and "Traceback" not in result.stderr
     errors = [line for line in result.stderr.splitlines() if line.startswith("error:")]
     assert errors == [
-        "error: bad.jsonl:1: no question field (expected one of text, Instruction, instruction)"
+        "error: bad.jsonl:1: no question field (expected one of text, Instruction, instruction, "
+        "prompt, conversations, messages)"
     ]
     assert (tmp_path / "m.json").read_text() == '{"nll": 1.5}\n'
 

@@ -29,11 +29,12 @@ OutOption = Annotated[
     typer.Option("--out", help="Metrics JSON to write (per-question values go to F.details.json)."),
 ]
 EvalSetOption = Annotated[
-    Path,
+    str,
     typer.Option(
         "--eval-set",
-        help="Questions + reference answers, JSON or JSONL "
-        "(question: text|Instruction|instruction; answer: answer|output).",
+        help="Questions + reference answers: any source `curate ingest` reads (JSON, JSONL, "
+        "Parquet, CSV, hf://; Alpaca, ShareGPT, messages, prompt/completion), or "
+        "text|Instruction + answer as in Vicuna/WizardLM files.",
     ),
 ]
 LimitOption = Annotated[
@@ -44,7 +45,8 @@ MaxLengthOption = Annotated[
     typer.Option(
         "--max-length",
         min=8,
-        help="Tokens per question+answer (longer answers are cut and counted).",
+        help="Tokens per question+answer (longer answers are cut and counted; a question "
+        "whose prompt alone fills it is skipped and counted).",
     ),
 ]
 BatchOption = Annotated[

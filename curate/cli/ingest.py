@@ -16,11 +16,21 @@ from curate.records import FORMATS
 def ingest_command(
     sources: Annotated[
         list[str],
-        typer.Argument(help="Files (json, jsonl, parquet, csv) or hf://<dataset>[:split]."),
+        typer.Argument(
+            help="Files (json, jsonl, parquet, csv) or hf://<dataset>[:split]. "
+            "A source with no records (an empty file, [], a header-only CSV) is an error."
+        ),
     ],
     db: DbOption = DEFAULT_DB_PATH,
     format: Annotated[
-        str, typer.Option("--format", help=f"Source format: {', '.join(FORMATS)}.")
+        str,
+        typer.Option(
+            "--format",
+            help=f"Source format: {', '.join(FORMATS)}. auto: by extension, record shape by "
+            "fields (TRL prompt/completion included). alpaca, sharegpt or messages force the "
+            "shape and read any other extension (x.txt, r.alpaca) as a JSON array or JSON "
+            "Lines, whichever the content is.",
+        ),
     ] = "auto",
     source_name: Annotated[
         str | None,

@@ -140,14 +140,23 @@ def evaluate_model(
             )
         for row, score in zip(questions, scored, strict=True):
             row.update(nll=score.nll, tokens=score.tokens, truncated=score.truncated)
-        nll = sum(s.nll for s in scored) / len(scored)
-        tokens = sum(s.tokens for s in scored)
+            if not score.tokens:  # the prompt alone fills --max-length: skipped, counted
+                row.update(nll=None, skipped=True)
+        kept = [s for s in scored if s.tokens]
+        if not kept:
+            raise EvalError(
+                f"every question's prompt fills --max-length {settings.max_length}, no answer "
+                "token is left to score; raise --max-length"
+            )
+        nll = sum(s.nll for s in kept) / len(kept)
+        tokens = sum(s.tokens for s in kept)
         metrics.update(
             nll=nll,
             ppl=math.exp(nll),
-            nll_token=sum(s.nll * s.tokens for s in scored) / tokens,
+            nll_token=sum(s.nll * s.tokens for s in kept) / tokens,
             answer_tokens=tokens,
             truncated=sum(s.truncated for s in scored),
+            skipped=len(scored) - len(kept),
         )
     answers: list[str] = []
     if settings.generate:

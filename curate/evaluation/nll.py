@@ -7,11 +7,11 @@ Per-question means are kept so two models can be compared question by question.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from curate.errors import EvalError
 from curate.prompts import IGNORE_INDEX, Tokenized, tokenize
 
 UNLIMITED = 1 << 30
@@ -22,6 +22,7 @@ class AnswerNLL:
     nll: float  # mean negative log-likelihood per answer token (nats)
     tokens: int  # answer tokens scored
     truncated: bool  # the answer was cut at max_length
+    # tokens == 0 (nll NaN): the prompt alone fills max_length; the question is skipped
 
 
 def encode(
@@ -53,19 +54,20 @@ def answer_nll(
     import torch
 
     encoded = encode(rows, tokenizer, max_length)
+    results: list[AnswerNLL | None] = [None] * len(rows)
+    # A prompt that fills max_length leaves no answer token: skipped (NaN, 0 tokens), not fatal.
     for i, (enc, _) in enumerate(encoded):
         if not any(label != IGNORE_INDEX for label in enc.labels[1:]):
-            name = names[i] if names else str(i)
-            raise EvalError(
-                f"question {name}: the prompt fills --max-length {max_length}, no answer token is "
-                "left to score; raise --max-length"
-            )
+            results[i] = AnswerNLL(math.nan, 0, True)
+    skipped = sum(r is not None for r in results)
+    if skipped and on_batch is not None:
+        on_batch(skipped)
     pad_id = (
         tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
     )
     device = next(model.parameters()).device
-    order = sorted(range(len(rows)), key=lambda i: -len(encoded[i][0].input_ids))  # longest first
-    results: list[AnswerNLL | None] = [None] * len(rows)
+    scored = [i for i in range(len(rows)) if results[i] is None]
+    order = sorted(scored, key=lambda i: -len(encoded[i][0].input_ids))  # longest first
     for start in range(0, len(order), batch_size):
         batch = order[start : start + batch_size]
         width = max(len(encoded[i][0].input_ids) for i in batch)
