@@ -128,10 +128,22 @@ def test_error_bound_holds_for_float32_expansion():
 
 
 def test_negative_float32_distances_are_clamped():
+    """Duplicated rows far from the origin: the unclamped float32 expansion
+    |x|² + |c|² − 2x·c of a row and its own copy goes below zero (a NaN after a square
+    root); the objective never holds a negative value, and a copy of a center stays
+    within the expansion's error bound of 0."""
     x = dataset("duplicates", n=90, d=8) * np.float32(300.0)
+    centers = np.arange(0, 90, 9)
+    sq = np.einsum("ij,ij->i", x, x)
+    raw = sq[:, None] + sq[centers][None, :] - 2 * (x @ x[centers].T)
+    twins = (x[:, None, :] == x[centers][None, :, :]).all(axis=2)
+    assert (raw[twins] < 0).any(), "the data must drive the unclamped expansion below zero"
     cov = NumpyCoverage(x)
-    cov.add_centers(np.arange(0, 90, 9))
+    cov.add_centers(centers)
+    covered = twins.any(axis=1)
     assert np.all(cov.m[np.isfinite(cov.m)] >= 0)
+    twin_m = cov.m[covered & np.isfinite(cov.m)]
+    assert len(twin_m) and np.all(twin_m <= expansion_error_bound(8, float(sq.max())))
 
 
 def pick_in_lockstep(first: NumpyCoverage, second: NumpyCoverage, k: int) -> None:
