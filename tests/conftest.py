@@ -27,6 +27,7 @@ PLUGIN_PACKAGE = Path(__file__).parent / "plugin_package"
 def _isolated_cache(tmp_path_factory, monkeypatch):
     """Digest caches and materialised models go to a per-session folder, not ~/.cache."""
     monkeypatch.setenv("CURATE_CACHE", str(tmp_path_factory.getbasetemp() / "curate-cache"))
+    monkeypatch.setenv("CURATE_DEBUG", "")  # `--debug` in one in-process run must not leak
 
 
 @pytest.fixture(scope="session")

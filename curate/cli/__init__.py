@@ -6,6 +6,7 @@ line on stderr and a non-zero exit (``--debug`` shows the traceback instead).
 
 from __future__ import annotations
 
+import errno
 import importlib
 import os
 import sys
@@ -51,13 +52,48 @@ for _name in COMMAND_MODULES:
 
 
 def main() -> None:
-    """Entry point: usage errors are click's; domain errors become one line and an exit code."""
+    """Entry point: usage errors are click's (exit 2); domain errors, OS errors and Ctrl-C
+    become one line on stderr (and a JSON object on stdout with ``--json``) and the exit code
+    of :mod:`curate.errors`. ``--debug`` anywhere on the line shows tracebacks instead."""
+    if "--debug" in sys.argv[1:]:
+        sys.argv.remove("--debug")
+        os.environ["CURATE_DEBUG"] = "1"
     try:
         app()
     except CurateError as err:
-        if os.environ.get("CURATE_DEBUG"):
-            raise
-        from curate.cli._render import err_console
+        _fail(err, str(err), err.exit_code)
+    except OSError as err:
+        _fail(err, os_error_line(err), 1)
+    except KeyboardInterrupt as err:
+        _fail(err, "interrupted; nothing half-written was kept, and a rerun resumes", 130)
 
-        err_console.print(f"[bold red]error:[/] {err}", highlight=False, soft_wrap=True)
-        sys.exit(err.exit_code)
+
+def _fail(err: BaseException, line: str, code: int) -> None:
+    if os.environ.get("CURATE_DEBUG"):
+        raise err
+    from curate.cli._render import err_console, print_json
+
+    if "--json" in sys.argv[1:]:
+        print_json({"error": line, "exit_code": code})
+    err_console.print(f"[bold red]error:[/] {line}", highlight=False, soft_wrap=True)
+    sys.exit(code)
+
+
+_OS_ADVICE = {
+    errno.ENOSPC: "the disk is full: free space (or point TMPDIR at a larger disk) and rerun",
+    errno.EDQUOT: "the disk quota is exceeded: free space and rerun",
+    errno.EACCES: "permission denied: check who owns it, or choose another path",
+    errno.EPERM: "operation not permitted: check who owns it, or choose another path",
+    errno.EROFS: "the file system is read-only: choose a writable path",
+    errno.ENOENT: "no such file or folder",
+    errno.EISDIR: "is a folder, not a file",
+    errno.ENOTDIR: "a part of the path is not a folder",
+}
+
+
+def os_error_line(err: OSError) -> str:
+    """One line for an OS error: the path, what happened, what to do. Earlier state is
+    intact: every artifact is written to a temp path and renamed into place."""
+    where = err.filename or "curate"
+    advice = _OS_ADVICE.get(err.errno, err.strerror or str(err))
+    return f"{where}: {advice} (nothing was changed)"

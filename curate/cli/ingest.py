@@ -9,7 +9,7 @@ import typer
 from rich.table import Table
 
 from curate.cli._options import DEFAULT_DB_PATH, DbOption, JsonOption
-from curate.cli._render import console, print_json, progress_bar
+from curate.cli._render import RichProgress, console, print_json
 from curate.records import FORMATS
 
 
@@ -60,9 +60,10 @@ def ingest_command(
             f"unknown format {format!r}; choose from {', '.join(FORMATS)}", param_hint="--format"
         )
     store = Store(db)
-    with progress_bar("ingest", unit="records") as advance:
+    with RichProgress() as progress:
+        progress.start(None, "records", "ingest")
         report = ingest(
-            store, sources, format, source_name, skip_invalid, rejects, on_record=advance
+            store, sources, format, source_name, skip_invalid, rejects, on_record=progress.advance
         )
     if json_out:
         print_json(report.__dict__)
