@@ -19,6 +19,7 @@ import pyarrow as pa
 
 from curate import __version__
 from curate.errors import EmbeddingError, SelectionError
+from curate.manifest import EmbeddingsRef, Manifest, ParentRef, PoolRef
 from curate.records import Example
 from curate.store import EXAMPLE_COLUMNS, Store
 from curate.strategies import STRATEGIES, PoolArrays, Selection, Strategy, make_strategy
@@ -88,9 +89,9 @@ def _budget(request: SelectRequest, parent_size: int, pool_size: int) -> tuple[i
 
 
 def _parent_positions(parent: Subset, keys: dict[tuple[str, str], int], store: Store) -> np.ndarray:
-    positions = [keys.get((p["id"], p["hash"])) for p in parent.manifest["picks"]]
+    positions = [keys.get((p["id"], p["hash"])) for p in parent.manifest.picks]
     missing = [
-        p["id"] for p, pos in zip(parent.manifest["picks"], positions, strict=True) if pos is None
+        p["id"] for p, pos in zip(parent.manifest.picks, positions, strict=True) if pos is None
     ]
     if missing:
         raise SelectionError(
@@ -183,24 +184,22 @@ def select(
     selection = strategy.select(arrays, chosen, added, request.seed, on_pick)
 
     parent_picks = (
-        [{"id": p["id"], "hash": p["hash"]} for p in parent.manifest["picks"]] if parent else []
+        [{"id": p["id"], "hash": p["hash"]} for p in parent.manifest.picks] if parent else []
     )
     new_picks = _picks(ids, hashes, selection)
     picks = parent_picks + new_picks
-    manifest = {
-        "name": name,
-        "strategy": strategy.name,
-        "params": {**strategy.params(), "added": added},
-        "seed": request.seed,
-        "budget": total,
-        "parent": {"name": parent.name, "manifest_sha256": parent.manifest_sha256}
-        if parent
-        else None,
-        "pool": {"version": store.pool_version(), "rows": len(ids)},
-        "embeddings": embeddings,
-        "picks": picks,
-        "created_by": f"curate {__version__}",
-    }
+    manifest = Manifest(
+        name=name,
+        strategy=strategy.name,
+        params={**strategy.params(), "added": added},
+        seed=request.seed,
+        budget=total,
+        parent=ParentRef(parent.name, parent.manifest_sha256) if parent else None,
+        pool=PoolRef(store.pool_version(), len(ids)),
+        embeddings=EmbeddingsRef(**embeddings) if embeddings else None,
+        picks=picks,
+        created_by=f"curate {__version__}",
+    )
     positions = np.concatenate([chosen, selection.indices])
     examples = _examples(store, positions, [(p["id"], p["hash"]) for p in picks])
     subset = write_subset(out, manifest, examples)

@@ -14,11 +14,12 @@ from cli_helpers import run_in_process as cli
 from test_select import DIM, add_embeddings
 
 from curate.errors import SubsetError
+from curate.files import canonical_json
 from curate.ingest import ingest
+from curate.manifest import Manifest, PoolRef
 from curate.select import SelectRequest, select
 from curate.store import Store
 from curate.subsets import (
-    canonical_json,
     diff_subsets,
     export_subset,
     list_subsets,
@@ -100,18 +101,18 @@ def multi_turn(world, tmp_path_factory) -> Path:
     from curate.subsets import write_subset
 
     examples = [Example.from_dict(rows[r["id"]]).to_dict() for r in RECORDS]
-    manifest = {
-        "name": "hand",
-        "strategy": "manual",
-        "params": {},
-        "seed": 0,
-        "budget": len(examples),
-        "parent": None,
-        "pool": {"version": store.pool_version(), "rows": store.pool_count()},
-        "embeddings": None,
-        "picks": [{"id": e["id"], "hash": e["hash"]} for e in examples],
-        "created_by": "test",
-    }
+    manifest = Manifest(
+        name="hand",
+        strategy="manual",
+        params={},
+        seed=0,
+        budget=len(examples),
+        parent=None,
+        pool=PoolRef(store.pool_version(), store.pool_count()),
+        embeddings=None,
+        picks=[{"id": e["id"], "hash": e["hash"]} for e in examples],
+        created_by="test",
+    )
     return write_subset(tmp_path_factory.mktemp("hand") / "hand", manifest, examples).path
 
 
@@ -191,7 +192,7 @@ def test_list_and_show(world):
     assert rows[1]["manifest_sha256"] == rd1.manifest_sha256
     shown = summarize(rd1)
     assert shown["inherited"] == 6 and shown["coverage"]["picks_with_distance"] == 4
-    distances = [p["distance"] for p in rd1.manifest["picks"][6:]]
+    distances = [p["distance"] for p in rd1.manifest.picks[6:]]
     assert shown["coverage"] == {
         "first": distances[0],
         "last": distances[-1],
@@ -225,7 +226,7 @@ def test_export_alpaca_keeps_history_and_system(multi_turn, tmp_path):
     keep = [e for e in subset.examples if e["id"] != "twice"]
     picks = [{"id": e["id"], "hash": e["hash"]} for e in keep]
     three = write_subset(
-        tmp_path / "three", {**subset.manifest, "budget": 3, "picks": picks}, keep
+        tmp_path / "three", subset.manifest.replace(budget=3, picks=picks), keep
     ).path
     records = json.loads(export_subset(three, "alpaca", tmp_path / "a.json").read_text())
     by_id = {r["id"]: r for r in records}

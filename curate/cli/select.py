@@ -102,15 +102,16 @@ def select_command(
             )
 
         result = select(Store(db), request, on_start, lambda n: bar["advance"](n))
+    manifest = result.subset.manifest
     summary = {
         "name": result.subset.name,
         "path": str(result.subset.path),
         "strategy": strategy.value,
         "size": len(result.subset.ids),
         "added": result.added,
-        "parent": result.subset.manifest["parent"],
-        "embeddings": result.subset.manifest["embeddings"],
-        "coverage_radius": _last_distance(result.subset.manifest["picks"]),
+        "parent": manifest.parent.to_dict() if manifest.parent else None,
+        "embeddings": manifest.embeddings.to_dict() if manifest.embeddings else None,
+        "coverage_radius": _last_distance(manifest.picks),
         "manifest_sha256": result.subset.manifest_sha256,
         "seconds": round(result.seconds, 3),
     }
