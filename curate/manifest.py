@@ -127,7 +127,7 @@ class Manifest:
         if not isinstance(data, dict):
             raise SubsetError(f"{source}: a manifest is a JSON object, not {type(data).__name__}")
         version = data.get("format_version")
-        if version not in READABLE_VERSIONS:
+        if type(version) is not int or version not in READABLE_VERSIONS:
             raise SubsetError(f"{source}: unsupported format_version {version!r}")
         unknown = sorted(set(data) - _V1_FIELDS)
         if unknown:
@@ -172,6 +172,9 @@ class Manifest:
 _V1_FIELDS = frozenset(f.name for f in dataclasses.fields(Manifest))
 
 
+_KINDS = {str: "a string", int: "an integer", dict: "an object", list: "a list"}
+
+
 class _Fields:
     def __init__(self, data: dict[str, Any], source: str) -> None:
         self.data, self.source = data, source
@@ -183,9 +186,7 @@ class _Fields:
         if value is None and optional:
             return None
         if not isinstance(value, kind) or (kind is int and isinstance(value, bool)):
-            raise SubsetError(
-                f"{self.source}: field {key!r} must be a {kind.__name__}, not {value!r}"
-            )
+            raise SubsetError(f"{self.source}: field {key!r} must be {_KINDS[kind]}, not {value!r}")
         return value
 
 
