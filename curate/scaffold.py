@@ -1,34 +1,37 @@
 """``curate init``: put the DiverseEvol pipeline (dvc.yaml + params.yaml) into a folder.
 
-The templates live in the project's ``pipelines/`` folder; the project's own root
-``dvc.yaml``/``params.yaml`` are copies of them (a test keeps them in sync). The folder
-becomes a git + DVC repository if it is not one already. Nothing that exists is
-overwritten unless ``force``; a file already identical to its template counts as done.
+The templates ship inside the package (``curate/templates/``, read with
+:mod:`importlib.resources`, so an installed wheel scaffolds as well as a source checkout);
+the project's own root ``dvc.yaml``/``params.yaml`` are copies of them (a test keeps them
+in sync) and its ``data/sample/`` files link to the packaged samples. The folder becomes
+a git + DVC repository if it is not one already. Nothing that exists is overwritten unless
+``force``; a file already identical to its template counts as done.
 """
 
 from __future__ import annotations
 
 import re
-import shutil
 import subprocess
 import sys
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from importlib.resources import files
 from pathlib import Path
 from typing import Any
 
 import yaml
 
 from curate.errors import CurateError
+from curate.files import atomic_write_bytes, atomic_write_text
 
-PROJECT_ROOT = Path(__file__).resolve().parents[1]
-TEMPLATES = PROJECT_ROOT / "pipelines"
+TEMPLATES = files("curate") / "templates"
 PROFILES = {"default": "params.yaml", "paper": "params.paper.yaml"}
 PIPELINE_FILE = "dvc.yaml"
 PARAMS_FILE = "params.yaml"
 # The LanceDB folder is a cache DVC rebuilds; git must not see it either.
 DATA_GITIGNORE = ("data/.gitignore", "/lancedb/\n")
-# Sample data copied into a new folder so `dvc repro` runs straight away (never overwritten).
+# Sample data copied into a new folder so `dvc repro` runs straight away (never overwritten);
+# each lies at the same relative path under TEMPLATES.
 SAMPLE_FILES = ("data/sample/pool.jsonl", "data/sample/eval.jsonl")
 
 FIRST_ROUND = "rd_0"
@@ -66,8 +69,8 @@ def template_text(name: str) -> str:
     path = TEMPLATES / name
     if not path.is_file():
         raise ScaffoldError(
-            f"pipeline template {path} is missing; install curate from its source checkout "
-            "(pip install -e .) so the pipelines/ folder is available"
+            f"pipeline template {path} is missing from the installed curate package; "
+            "reinstall curate"
         )
     return path.read_text(encoding="utf-8")
 
@@ -208,27 +211,19 @@ def scaffold(
         if target.exists() and target.read_text(encoding="utf-8") == text:
             result.unchanged.append(rel)
             continue
-        _write_atomic(target, text)
+        atomic_write_text(target, text)
         result.written.append(rel)
     if _ensure_line(root / DATA_GITIGNORE[0], DATA_GITIGNORE[1]):
         result.written.append(DATA_GITIGNORE[0])
     if samples:
         params = yaml.safe_load(files[PARAMS_FILE])
         for rel in SAMPLE_FILES:
-            source, target = PROJECT_ROOT / rel, root / rel
+            source, target = TEMPLATES / rel, root / rel
             wanted = rel in (params.get("pool"), _get(params, "eval.set"))
-            if wanted and source.is_file() and not target.exists() and source != target:
-                target.parent.mkdir(parents=True, exist_ok=True)
-                shutil.copyfile(source, target)
+            if wanted and source.is_file() and not target.exists():
+                atomic_write_bytes(target, source.read_bytes())
                 result.copied_samples.append(rel)
     return result
-
-
-def _write_atomic(target: Path, text: str) -> None:
-    target.parent.mkdir(parents=True, exist_ok=True)
-    tmp = target.with_name(f".{target.name}.tmp")
-    tmp.write_text(text, encoding="utf-8")
-    tmp.replace(target)
 
 
 def _ensure_line(path: Path, line: str) -> bool:
@@ -237,7 +232,7 @@ def _ensure_line(path: Path, line: str) -> bool:
     if line.strip() in existing.splitlines():
         return False
     prefix = "" if not existing or existing.endswith("\n") else "\n"
-    _write_atomic(path, existing + prefix + line)
+    atomic_write_text(path, existing + prefix + line)
     return True
 
 

@@ -18,7 +18,9 @@ import numpy as np
 import pyarrow as pa
 
 from curate import __version__
-from curate.errors import ConflictError, EmbeddingError, SelectionError
+from curate.errors import ConflictError, EmbeddingError, SelectionError, SubsetError
+from curate.files import sha256_bytes
+from curate.manifest import EmbeddingsRef, Manifest, ParentRef, PoolRef
 from curate.progress import NO_PROGRESS, Progress
 from curate.records import Example
 from curate.store import EXAMPLE_COLUMNS, Store
@@ -51,7 +53,7 @@ class SubsetSelection:
     """A selection in memory: the manifest and examples a subset folder would hold.
     :meth:`write` (or :func:`curate.write_subset`) puts it on disk."""
 
-    manifest: dict[str, Any]
+    manifest: Manifest
     examples: list[dict[str, Any]]
     added: int
     seconds: float
@@ -59,49 +61,45 @@ class SubsetSelection:
 
     @property
     def name(self) -> str:
-        return self.manifest["name"]
+        return self.manifest.name
 
     @property
     def ids(self) -> list[str]:
-        return [p["id"] for p in self.manifest["picks"]]
-
-    def default_path(self) -> Path:
-        return DEFAULT_SUBSETS_DIR / self.name
+        return self.manifest.ids
 
     def write(self, out: str | Path | None = None, force: bool = False) -> Subset:
         """Write the subset folder atomically (default ``data/subsets/<name>``). A folder
         already there is replaced only when it holds these same bytes or with ``force``."""
-        out = Path(out) if out is not None else self.default_path()
-        if not force and out.exists() and not self._same_as(out):
+        out = Path(out) if out is not None else DEFAULT_SUBSETS_DIR / self.name
+        if not force and out.exists() and not self._written_at(out):
             raise ConflictError(
                 f"{out} already holds a different subset; pass --force to replace it"
             )
         return write_subset(out, self.manifest, self.examples)
 
-    def _same_as(self, folder: Path) -> bool:
+    def _written_at(self, folder: Path) -> bool:
+        """Whether ``folder`` already holds exactly this subset (a rerun)."""
         try:
             existing = load_subset(folder)
-        except Exception:  # not a subset, or a damaged one: different
+        except SubsetError:  # not a subset, or a damaged one
             return False
-        blob = examples_blob(self.examples)
-        import hashlib
-
-        ours = {**self.manifest, "examples_sha256": hashlib.sha256(blob).hexdigest()}
-        theirs = {k: v for k, v in existing.manifest.items() if k != "format_version"}
-        return ours == theirs
+        blob_sha = sha256_bytes(examples_blob(self.examples))
+        return existing.manifest == self.manifest.replace(
+            format_version=existing.manifest.format_version, examples_sha256=blob_sha
+        )
 
     def to_dict(self) -> dict[str, Any]:
-        picks = self.manifest["picks"]
-        distances = [p["distance"] for p in picks if p.get("distance") is not None]
+        distances = [p["distance"] for p in self.manifest.picks if p.get("distance") is not None]
+        m = self.manifest
         return {
             "name": self.name,
-            "strategy": self.manifest["strategy"],
-            "params": self.manifest["params"],
-            "size": len(picks),
+            "strategy": m.strategy,
+            "params": m.params,
+            "size": len(m.picks),
             "added": self.added,
             "embedded": self.embedded,
-            "parent": self.manifest["parent"],
-            "embeddings": self.manifest["embeddings"],
+            "parent": m.parent.to_dict() if m.parent else None,
+            "embeddings": m.embeddings.to_dict() if m.embeddings else None,
             "coverage_radius": distances[-1] if distances else None,
             "seconds": round(self.seconds, 3),
         }
@@ -134,9 +132,9 @@ def _budget(request: SelectRequest, parent_size: int, pool_size: int) -> tuple[i
 
 
 def _parent_positions(parent: Subset, keys: dict[tuple[str, str], int], store: Store) -> np.ndarray:
-    positions = [keys.get((p["id"], p["hash"])) for p in parent.manifest["picks"]]
+    positions = [keys.get((p["id"], p["hash"])) for p in parent.manifest.picks]
     missing = [
-        p["id"] for p, pos in zip(parent.manifest["picks"], positions, strict=True) if pos is None
+        p["id"] for p, pos in zip(parent.manifest.picks, positions, strict=True) if pos is None
     ]
     if missing:
         raise SelectionError(
@@ -244,23 +242,22 @@ def select(
     selection = strategy.select(arrays, chosen, added, request.seed, progress)
 
     parent_picks = (
-        [{"id": p["id"], "hash": p["hash"]} for p in parent[0].manifest["picks"]] if parent else []
+        [{"id": p["id"], "hash": p["hash"]} for p in parent[0].manifest.picks] if parent else []
     )
-    picks = parent_picks + _picks(ids, hashes, selection)
-    manifest = {
-        "name": name,
-        "strategy": strategy.name,
-        "params": {**strategy.params(), "added": added},
-        "seed": request.seed,
-        "budget": total,
-        "parent": {"name": parent[0].name, "manifest_sha256": parent[0].manifest_sha256}
-        if parent
-        else None,
-        "pool": {"version": store.pool_version(), "rows": len(ids)},
-        "embeddings": embeddings,
-        "picks": picks,
-        "created_by": f"curate {__version__}",
-    }
+    new_picks = _picks(ids, hashes, selection)
+    picks = parent_picks + new_picks
+    manifest = Manifest(
+        name=name,
+        strategy=strategy.name,
+        params={**strategy.params(), "added": added},
+        seed=request.seed,
+        budget=total,
+        parent=ParentRef(parent[0].name, parent[0].manifest_sha256) if parent else None,
+        pool=PoolRef(store.pool_version(), len(ids)),
+        embeddings=EmbeddingsRef(**embeddings) if embeddings else None,
+        picks=picks,
+        created_by=f"curate {__version__}",
+    )
     positions = np.concatenate([chosen, selection.indices])
     examples = _examples(store, positions, [(p["id"], p["hash"]) for p in picks])
     return SubsetSelection(manifest, examples, added, time.perf_counter() - started, embedded)

@@ -1,54 +1,43 @@
 """The subset artifact: ``examples.jsonl`` + ``manifest.json`` in one folder, written atomically.
 
-The manifest is canonical JSON (sorted keys, fixed separators, no timestamps), so the
-same inputs and seed give byte-identical files and a stable ``manifest_sha256`` that a
-child subset or a trained model can name as its parent.
+The manifest (:class:`curate.manifest.Manifest`) is canonical JSON, so the same inputs and
+seed give byte-identical files and a stable ``manifest_sha256`` that a child subset or a
+trained model can name as its parent.
 """
 
 from __future__ import annotations
 
-import hashlib
 import json
-import os
-import shutil
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from curate.errors import SubsetError
+from curate.files import (
+    atomic_dir,
+    atomic_file,
+    sha256_bytes,
+    sha256_file,
+)
+from curate.manifest import FORMAT_VERSION, MANIFEST_FILE, Manifest
 
-FORMAT_VERSION = 1
 EXAMPLES_FILE = "examples.jsonl"
-MANIFEST_FILE = "manifest.json"
 DEFAULT_SUBSETS_DIR = Path("data/subsets")
-
-
-def canonical_json(data: Any) -> str:
-    return json.dumps(data, ensure_ascii=False, sort_keys=True, indent=1) + "\n"
-
-
-def sha256_file(path: Path) -> str:
-    h = hashlib.sha256()
-    with Path(path).open("rb") as fh:
-        for block in iter(lambda: fh.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
 
 
 @dataclass
 class Subset:
     path: Path
-    manifest: dict[str, Any]
+    manifest: Manifest
     examples: list[dict[str, Any]]
 
     @property
     def name(self) -> str:
-        return self.manifest["name"]
+        return self.manifest.name
 
     @property
     def ids(self) -> list[str]:
-        return [p["id"] for p in self.manifest["picks"]]
+        return self.manifest.ids
 
     @property
     def manifest_sha256(self) -> str:
@@ -62,49 +51,19 @@ def examples_blob(examples: list[dict[str, Any]]) -> bytes:
     ).encode("utf-8")
 
 
-def write_subset(
-    out_dir: str | Path, manifest: dict[str, Any], examples: list[dict[str, Any]]
-) -> Subset:
+def write_subset(out_dir: str | Path, manifest: Manifest, examples: list[dict[str, Any]]) -> Subset:
     """Write both files into a temp folder beside ``out_dir`` and swap it into place.
 
-    ``manifest`` gets ``format_version`` and ``examples_sha256`` filled in here.
+    The manifest is written at the current ``format_version`` with ``examples_sha256``
+    filled in here.
     """
     out_dir = Path(out_dir)
     blob = examples_blob(examples)
-    manifest = {
-        **manifest,
-        "format_version": FORMAT_VERSION,
-        "examples_sha256": hashlib.sha256(blob).hexdigest(),
-    }
-    out_dir.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.tmp-", dir=out_dir.parent))
-    tmp.chmod(_default_mode(0o777))  # mkdtemp makes it private; the artifact is not
-    try:
+    manifest = manifest.replace(format_version=FORMAT_VERSION, examples_sha256=sha256_bytes(blob))
+    with atomic_dir(out_dir) as tmp:
         (tmp / EXAMPLES_FILE).write_bytes(blob)
-        (tmp / MANIFEST_FILE).write_text(canonical_json(manifest), encoding="utf-8")
-        replace_dir(tmp, out_dir)
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
+        manifest.write(tmp / MANIFEST_FILE)
     return Subset(out_dir, manifest, examples)
-
-
-def _default_mode(mode: int) -> int:
-    """``mode`` filtered by the process umask, as ``open``/``mkdir`` would create it."""
-    umask = os.umask(0)
-    os.umask(umask)
-    return mode & ~umask
-
-
-def replace_dir(src: Path, dst: Path) -> None:
-    """Move folder ``src`` to ``dst``, replacing what is there with at most a brief gap in
-    which neither the old nor a half-written new folder is visible at ``dst``."""
-    if dst.exists():
-        old = dst.with_name(f".{dst.name}.old-{os.getpid()}")
-        os.replace(dst, old)
-        os.replace(src, dst)
-        shutil.rmtree(old, ignore_errors=True)
-    else:
-        os.replace(src, dst)
 
 
 def load_subset(path: str | Path, verify: bool = True) -> Subset:
@@ -115,16 +74,9 @@ def load_subset(path: str | Path, verify: bool = True) -> Subset:
         raise SubsetError(
             f"{path}: not a subset folder (needs {MANIFEST_FILE} and {EXAMPLES_FILE})"
         )
-    try:
-        manifest = json.loads(manifest_path.read_text(encoding="utf-8"))
-    except (json.JSONDecodeError, UnicodeDecodeError) as err:
-        raise SubsetError(f"{manifest_path}: malformed manifest ({err})") from None
-    if manifest.get("format_version") != FORMAT_VERSION:
-        raise SubsetError(
-            f"{manifest_path}: unsupported format_version {manifest.get('format_version')!r}"
-        )
+    manifest = Manifest.read(manifest_path)
     blob = examples_path.read_bytes()
-    if verify and hashlib.sha256(blob).hexdigest() != manifest.get("examples_sha256"):
+    if verify and sha256_bytes(blob) != manifest.examples_sha256:
         raise SubsetError(
             f"{examples_path}: sha256 does not match the manifest (file was modified)"
         )
@@ -139,10 +91,8 @@ def load_subset(path: str | Path, verify: bool = True) -> Subset:
             examples.append(json.loads(line))
         except json.JSONDecodeError as err:
             raise SubsetError(f"{examples_path}:{line_no}: malformed JSON ({err.msg})") from None
-    if verify:
-        picked = [(p["id"], p["hash"]) for p in manifest.get("picks", [])]
-        if picked != [(e["id"], e["hash"]) for e in examples]:
-            raise SubsetError(f"{path}: examples.jsonl does not list the manifest's picks in order")
+    if verify and manifest.keys != [(e["id"], e["hash"]) for e in examples]:
+        raise SubsetError(f"{path}: examples.jsonl does not list the manifest's picks in order")
     return Subset(path, manifest, examples)
 
 
@@ -180,32 +130,31 @@ def summarize(subset: Subset) -> dict[str, Any]:
     """What ``subsets list`` / ``show`` print: the manifest without its pick list, plus
     counts and the coverage curve's end points (K-center distances at pick time)."""
     m = subset.manifest
-    distances = [p["distance"] for p in m["picks"] if p.get("distance") is not None]
-    added = (m.get("params") or {}).get("added", len(m["picks"]))
+    distances = [p["distance"] for p in m.picks if p.get("distance") is not None]
     categories: dict[str, int] = {}
     for example in subset.examples:
         key = example.get("category") or "-"
         categories[key] = categories.get(key, 0) + 1
     return {
         "path": str(subset.path),
-        "name": m.get("name"),
-        "strategy": m.get("strategy"),
-        "params": m.get("params"),
-        "seed": m.get("seed"),
-        "size": len(m["picks"]),
-        "budget": m.get("budget"),
-        "parent": m.get("parent"),
-        "pool": m.get("pool"),
-        "embeddings": m.get("embeddings"),
-        "created_by": m.get("created_by"),
+        "name": m.name,
+        "strategy": m.strategy,
+        "params": m.params,
+        "seed": m.seed,
+        "size": len(m.picks),
+        "budget": m.budget,
+        "parent": m.parent.to_dict() if m.parent else None,
+        "pool": m.pool.to_dict(),
+        "embeddings": m.embeddings.to_dict() if m.embeddings else None,
+        "created_by": m.created_by,
         "manifest_sha256": subset.manifest_sha256,
-        "examples_sha256": m.get("examples_sha256"),
+        "examples_sha256": m.examples_sha256,
         "coverage": {
             "first": distances[0] if distances else None,
             "last": distances[-1] if distances else None,
             "picks_with_distance": len(distances),
         },
-        "inherited": len(m["picks"]) - added if m.get("parent") else 0,
+        "inherited": len(m.picks) - m.added if m.parent else 0,
         "categories": dict(sorted(categories.items())),
     }
 
@@ -242,7 +191,7 @@ def verify_subset(path: str | Path, store) -> VerifyReport:
         str(subset.path),
         subset.name,
         len(keys),
-        (subset.manifest.get("pool") or {}).get("version"),
+        subset.manifest.pool.version,
         store.pool_version(),
         parent,
     )
@@ -267,23 +216,23 @@ def verify_examples(subset: Subset) -> str:
     keys = [(e["id"], e["hash"]) for e in subset.examples]
     if len(set(keys)) != len(keys):
         raise SubsetError(f"{subset.path}: an example is listed twice")
-    if len(keys) != subset.manifest.get("budget"):
+    if len(keys) != subset.manifest.budget:
         raise SubsetError(
             f"{subset.path}: {len(keys)} examples but the manifest's budget is "
-            f"{subset.manifest.get('budget')}"
+            f"{subset.manifest.budget}"
         )
     return _verify_parent(subset)
 
 
 def _verify_parent(subset: Subset) -> str:
-    parent = subset.manifest.get("parent")
-    if not parent:
+    parent = subset.manifest.parent
+    if parent is None:
         return "none"
-    folder = subset.path.parent / parent["name"]
+    folder = subset.path.parent / parent.name
     if not (folder / MANIFEST_FILE).is_file():
         return "not found"
     actual = load_subset(folder, verify=False)
-    if actual.manifest_sha256 != parent["manifest_sha256"]:
+    if actual.manifest_sha256 != parent.manifest_sha256:
         raise SubsetError(
             f"{subset.path}: parent {folder} changed after this subset was built "
             "(manifest sha256 differs); re-run `curate select` for it"
@@ -402,22 +351,13 @@ def export_subset(path: str | Path, fmt: str, out: str | Path | None = None) -> 
         raise SubsetError(f"unknown export format {fmt!r}; choose from {', '.join(EXPORT_FORMATS)}")
     subset = load_subset(path, verify=True)
     out = Path(out) if out is not None else default_export_path(subset, fmt)
-    out.parent.mkdir(parents=True, exist_ok=True)
     if fmt == "hf":
         import datasets
 
-        tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.tmp-", dir=out.parent))
-        try:
-            datasets.Dataset(_table(subset.examples)).save_to_disk(str(tmp / "data"))
-            replace_dir(tmp / "data", out)
-        finally:
-            shutil.rmtree(tmp, ignore_errors=True)
+        with atomic_dir(out) as tmp:
+            datasets.Dataset(_table(subset.examples)).save_to_disk(str(tmp))
         return out
-    fd, tmp_name = tempfile.mkstemp(prefix=f".{out.name}.tmp-", dir=out.parent)
-    os.close(fd)
-    tmp = Path(tmp_name)
-    tmp.chmod(_default_mode(0o666))
-    try:
+    with atomic_file(out) as tmp:
         if fmt == "parquet":
             import pyarrow.parquet as pq
 
@@ -430,7 +370,4 @@ def export_subset(path: str | Path, fmt: str, out: str | Path | None = None) -> 
             tmp.write_text(
                 json.dumps(records, ensure_ascii=False, indent=1) + "\n", encoding="utf-8"
             )
-        os.replace(tmp, out)
-    finally:
-        tmp.unlink(missing_ok=True)
     return out

@@ -32,8 +32,9 @@ import torch
 from torch.utils.data import Dataset, Sampler
 
 from curate.errors import CurateError, ModelError, SubsetError
+from curate.files import canonical_json, replace_dir
 from curate.prompts import IGNORE_INDEX, TEMPLATE_VERSION, tokenize
-from curate.subsets import canonical_json, load_subset, replace_dir
+from curate.subsets import load_subset
 
 METRICS_FILE = "train_metrics.json"
 RUN_FILE = "run.json"  # in the work folder: the settings a resumed run must match

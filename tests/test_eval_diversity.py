@@ -19,6 +19,7 @@ from curate.evaluation.diversity import (
     vendi_score,
 )
 from curate.ingest import ingest
+from curate.manifest import EmbeddingsRef, Manifest, PoolRef
 from curate.store import Store, embedding_schema
 from curate.subsets import write_subset
 
@@ -79,18 +80,18 @@ def make_subset(
     examples = [
         {k: v for k, v in pool.slice(p, 1).to_pylist()[0].items() if k != "pos"} for p in positions
     ]
-    manifest = {
-        "name": out.name,
-        "strategy": "kcenter" if embeddings else "random",
-        "params": {"metric": metric},
-        "seed": 0,
-        "budget": len(positions),
-        "parent": None,
-        "pool": {"version": store.pool_version(), "rows": pool.num_rows},
-        "embeddings": {"name": embeddings, "fingerprint": "test-0"} if embeddings else None,
-        "picks": [{"id": e["id"], "hash": e["hash"]} for e in examples],
-        "created_by": "tests",
-    }
+    manifest = Manifest(
+        name=out.name,
+        strategy="kcenter" if embeddings else "random",
+        params={"metric": metric},
+        seed=0,
+        budget=len(positions),
+        parent=None,
+        pool=PoolRef(store.pool_version(), pool.num_rows),
+        embeddings=EmbeddingsRef(embeddings, "test-0") if embeddings else None,
+        picks=[{"id": e["id"], "hash": e["hash"]} for e in examples],
+        created_by="tests",
+    )
     write_subset(out, manifest, examples)
     return out
 
@@ -196,7 +197,7 @@ def test_coverage_radius_is_the_distance_of_kcenters_next_pick(pool_store, tmp_p
     metrics = evaluate_subset(store, subset.path)
     assert metrics["metric"] == metric
     assert metrics["coverage_radius"] == pytest.approx(
-        longer.manifest["picks"][7]["distance"], rel=1e-5
+        longer.manifest.picks[7]["distance"], rel=1e-5
     )
 
 

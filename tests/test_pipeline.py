@@ -32,7 +32,7 @@ def test_root_pipeline_is_the_default_template():
     files = pipeline_files("default")
     for name, text in files.items():
         assert (ROOT / name).read_text(encoding="utf-8") == text, (
-            f"{name} at the project root differs from pipelines/; copy the template over it"
+            f"{name} at the project root differs from curate/templates/; copy the template over it"
         )
 
 
@@ -239,7 +239,7 @@ def _ran(output: str) -> set[str]:
 
 
 def _digests(root: Path, folders=ROUND_FILES) -> dict[str, str]:
-    from curate.subsets import sha256_file
+    from curate.files import sha256_file
 
     return {
         str(p.relative_to(root)): sha256_file(p)
@@ -337,10 +337,13 @@ def test_rounds_write_chained_subsets_models_and_metrics(repo, reproduced, dvc_e
     from curate.subsets import load_subset
 
     rd_0, rd_1 = (load_subset(repo / "data/subsets" / name) for name in ("rd_0", "rd_1"))
-    assert rd_0.manifest["parent"] is None and rd_0.manifest["strategy"] == "random"
-    assert rd_1.manifest["parent"] == {"name": "rd_0", "manifest_sha256": rd_0.manifest_sha256}
-    assert rd_1.manifest["strategy"] == "kcenter"
-    assert rd_1.manifest["embeddings"]["name"] == "rd_1"
+    assert rd_0.manifest.parent is None and rd_0.manifest.strategy == "random"
+    assert rd_1.manifest.parent.to_dict() == {
+        "name": "rd_0",
+        "manifest_sha256": rd_0.manifest_sha256,
+    }
+    assert rd_1.manifest.strategy == "kcenter"
+    assert rd_1.manifest.embeddings.name == "rd_1"
     assert len(rd_0.ids) == 4 and len(rd_1.ids) == 4 + 3
     assert rd_1.ids[:4] == rd_0.ids
     for name, subset in (("rd_0", rd_0), ("rd_1", rd_1)):

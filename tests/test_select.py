@@ -96,16 +96,16 @@ def test_kcenter_subset_has_naive_picks_and_a_complete_manifest(pool_db, tmp_pat
     subset = load_subset(tmp_path / "kc")
     assert subset.examples == expected  # canonical pool rows, in pick order
     m = subset.manifest
-    assert [p["id"] for p in m["picks"]] == [r["id"] for r in expected]
-    assert [p["hash"] for p in m["picks"]] == [r["hash"] for r in expected]
-    assert m["picks"][0]["distance"] is None
-    np.testing.assert_array_equal([p["distance"] for p in m["picks"][1:]], np.sqrt(sq))
-    assert m["name"] == "kc" and m["strategy"] == "kcenter" and m["seed"] == 4
-    assert m["params"] == {"metric": "euclidean", "whiten": None, "added": 12}
-    assert m["budget"] == 12 and m["parent"] is None
-    assert m["pool"] == {"version": Store(db).pool_version(), "rows": len(rows)}
-    assert m["embeddings"] == {"name": "e", "fingerprint": "fp-e"}
-    assert m["created_by"].startswith("curate ") and m["format_version"] == 1
+    assert [p["id"] for p in m.picks] == [r["id"] for r in expected]
+    assert [p["hash"] for p in m.picks] == [r["hash"] for r in expected]
+    assert m.picks[0]["distance"] is None
+    np.testing.assert_array_equal([p["distance"] for p in m.picks[1:]], np.sqrt(sq))
+    assert m.name == "kc" and m.strategy == "kcenter" and m.seed == 4
+    assert m.params == {"metric": "euclidean", "whiten": None, "added": 12}
+    assert m.budget == 12 and m.parent is None
+    assert m.pool.to_dict() == {"version": Store(db).pool_version(), "rows": len(rows)}
+    assert m.embeddings.to_dict() == {"name": "e", "fingerprint": "fp-e"}
+    assert m.created_by.startswith("curate ") and m.format_version == 1
     assert result.added == 12 and result.subset.path == tmp_path / "kc"
 
 
@@ -117,9 +117,12 @@ def test_parent_examples_come_first_and_add_equals_budget(pool_db, tmp_path):
     parent_pos = [ids.index(i) for i in rd0.ids]
     picks, _ = naive_kcenter(vectors, parent_pos, 5)
     assert rd1.ids == rd0.ids + [ids[i] for i in picks]
-    assert rd1.manifest["parent"] == {"name": "rd_0", "manifest_sha256": rd0.manifest_sha256}
-    assert all("distance" not in p for p in rd1.manifest["picks"][:10])
-    assert all(p["distance"] > 0 for p in rd1.manifest["picks"][10:])
+    assert rd1.manifest.parent.to_dict() == {
+        "name": "rd_0",
+        "manifest_sha256": rd0.manifest_sha256,
+    }
+    assert all("distance" not in p for p in rd1.manifest.picks[:10])
+    assert all(p["distance"] > 0 for p in rd1.manifest.picks[10:])
     same = run(db, tmp_path / "by_budget", embeddings="e", parent=rd0.path, budget=15, name="rd_1")
     for file in ("examples.jsonl", "manifest.json"):
         assert (same.subset.path / file).read_bytes() == (rd1.path / file).read_bytes()
@@ -161,8 +164,8 @@ def test_random_needs_no_embeddings(tmp_path, sample_pool):
     store = Store(tmp_path / "db")
     ingest(store, [str(sample_pool)])
     subset = run(tmp_path / "db", tmp_path / "r", strategy="random", budget=30, seed=0).subset
-    assert len(set(subset.ids)) == 30 and subset.manifest["embeddings"] is None
-    assert "distance" not in subset.manifest["picks"][0]
+    assert len(set(subset.ids)) == 30 and subset.manifest.embeddings is None
+    assert "distance" not in subset.manifest.picks[0]
 
 
 @pytest.mark.parametrize(
@@ -179,7 +182,7 @@ def test_uncertainty_strategies_rank_stored_scores(pool_db, tmp_path, strategy, 
     open_rows = [i for i in range(len(ids)) if ids[i] not in rd0.ids]
     best = sorted(open_rows, key=lambda i: (sign * scores[column][i], i))[:6]
     assert subset.ids[5:] == [ids[i] for i in best]
-    got = [p["score"] for p in subset.manifest["picks"][5:]]
+    got = [p["score"] for p in subset.manifest.picks[5:]]
     np.testing.assert_allclose(got, scores[column][best])
 
 
@@ -328,8 +331,8 @@ def test_cli_options_reach_the_core(pool_db, tmp_path, capsys):
     summary = json.loads(out)
     assert summary["size"] == 8 and summary["added"] == 3 and summary["parent"]["name"] == "rd_0"
     manifest = load_subset(tmp_path / "x").manifest
-    assert manifest["name"] == "r1" and manifest["seed"] == 9
-    assert manifest["params"] == {"metric": "cosine", "whiten": 4, "added": 3}
+    assert manifest.name == "r1" and manifest.seed == 9
+    assert manifest.params == {"metric": "cosine", "whiten": 4, "added": 3}
     code, out, err = cli(capsys, "select", "--db", db, "--strategy", "vendi", "--budget", "3")
     assert code != 0 and "vendi" in err
 
@@ -360,7 +363,7 @@ def test_a_different_subset_at_out_needs_force_and_a_rerun_does_not(pool_db, tmp
     assert (tmp_path / "s" / "manifest.json").read_bytes() == before
     code, _, err = cli(capsys, *args, str(tmp_path / "s"), "--seed", "2", "--force")
     assert code == 0, err
-    assert load_subset(tmp_path / "s").manifest["seed"] == 2
+    assert load_subset(tmp_path / "s").manifest.seed == 2
 
 
 def test_a_parent_is_verified_as_subsets_verify_does(pool_db, tmp_path):

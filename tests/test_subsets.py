@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import shutil
 from pathlib import Path
 
 import numpy as np
@@ -14,11 +15,12 @@ from cli_helpers import run_in_process as cli
 from test_select import DIM, add_embeddings
 
 from curate.errors import SubsetError
+from curate.files import canonical_json
 from curate.ingest import ingest
+from curate.manifest import Manifest, ParentRef, PoolRef
 from curate.select import SelectRequest, select
 from curate.store import Store
 from curate.subsets import (
-    canonical_json,
     diff_subsets,
     export_subset,
     list_subsets,
@@ -100,18 +102,18 @@ def multi_turn(world, tmp_path_factory) -> Path:
     from curate.subsets import write_subset
 
     examples = [Example.from_dict(rows[r["id"]]).to_dict() for r in RECORDS]
-    manifest = {
-        "name": "hand",
-        "strategy": "manual",
-        "params": {},
-        "seed": 0,
-        "budget": len(examples),
-        "parent": None,
-        "pool": {"version": store.pool_version(), "rows": store.pool_count()},
-        "embeddings": None,
-        "picks": [{"id": e["id"], "hash": e["hash"]} for e in examples],
-        "created_by": "test",
-    }
+    manifest = Manifest(
+        name="hand",
+        strategy="manual",
+        params={},
+        seed=0,
+        budget=len(examples),
+        parent=None,
+        pool=PoolRef(store.pool_version(), store.pool_count()),
+        embeddings=None,
+        picks=[{"id": e["id"], "hash": e["hash"]} for e in examples],
+        created_by="test",
+    )
     return write_subset(tmp_path_factory.mktemp("hand") / "hand", manifest, examples).path
 
 
@@ -191,7 +193,7 @@ def test_list_and_show(world):
     assert rows[1]["manifest_sha256"] == rd1.manifest_sha256
     shown = summarize(rd1)
     assert shown["inherited"] == 6 and shown["coverage"]["picks_with_distance"] == 4
-    distances = [p["distance"] for p in rd1.manifest["picks"][6:]]
+    distances = [p["distance"] for p in rd1.manifest.picks[6:]]
     assert shown["coverage"] == {
         "first": distances[0],
         "last": distances[-1],
@@ -225,7 +227,7 @@ def test_export_alpaca_keeps_history_and_system(multi_turn, tmp_path):
     keep = [e for e in subset.examples if e["id"] != "twice"]
     picks = [{"id": e["id"], "hash": e["hash"]} for e in keep]
     three = write_subset(
-        tmp_path / "three", {**subset.manifest, "budget": 3, "picks": picks}, keep
+        tmp_path / "three", subset.manifest.replace(budget=3, picks=picks), keep
     ).path
     records = json.loads(export_subset(three, "alpaca", tmp_path / "a.json").read_text())
     by_id = {r["id"]: r for r in records}
@@ -320,3 +322,100 @@ def test_cli_subsets_commands(world, tmp_path, capsys):
     assert len(target.read_text().splitlines()) == 6
     code, _, err = cli(capsys, "subsets", "show", "nope", "--dir", folder)
     assert code == 1 and "nope: no subset folder" in err
+
+
+# ----------------------------------------------------------------------------- manifest versions
+
+V1_SUBSETS = Path(__file__).parent / "data" / "subsets_v1"
+
+
+@pytest.fixture(scope="module")
+def v1_pool(tmp_path_factory):
+    """The pool and embeddings the 0.1 subsets in tests/data/subsets_v1 were selected from
+    (the sample pool, random vectors from seed 0, with uncertainty scores)."""
+    from conftest import SAMPLE_POOL
+
+    from curate.store import SCORE_COLUMNS
+
+    store = Store(tmp_path_factory.mktemp("v1") / "db")
+    ingest(store, [str(SAMPLE_POOL)])
+    n = store.pool_count()
+    rng = np.random.default_rng(0)
+    vectors = rng.standard_normal((n, DIM)).astype(np.float32)
+    scores = {c: rng.random(n).astype(np.float32) for c in SCORE_COLUMNS}
+    add_embeddings(store, "e", vectors, scores)
+    return store
+
+
+V1_REQUESTS = {  # how each 0.1 subset was made (`curate select` with these options)
+    "rd_0": dict(strategy="random", budget=6, seed=3),
+    "rd_1": dict(strategy="kcenter", add=4, parent="rd_0", embeddings="e"),
+    "unc": dict(strategy="entropy", add=3, parent="rd_0", embeddings="e"),
+    "kc": dict(strategy="kcenter", budget=5, seed=1, embeddings="e", metric="cosine", whiten=4),
+}
+
+
+@pytest.mark.parametrize("name", sorted(V1_REQUESTS))
+def test_subsets_written_by_0_1_load_verify_and_reserialise_byte_for_byte(name, v1_pool):
+    path = V1_SUBSETS / name
+    report = verify_subset(path, v1_pool)
+    assert report.examples == load_subset(path).manifest.budget
+    assert report.parent == ("ok" if "parent" in V1_REQUESTS[name] else "none")
+    manifest = Manifest.read(path)
+    assert manifest.format_version == 1 and manifest.created_by == "curate 0.1.0"
+    assert manifest.to_json().encode("utf-8") == (path / "manifest.json").read_bytes()
+
+
+@pytest.mark.parametrize("name", sorted(V1_REQUESTS))
+def test_selecting_again_rewrites_the_0_1_bytes(name, v1_pool, tmp_path):
+    """Same pool, vectors and options as 0.1 → the same examples.jsonl and manifest.json
+    (the version string and the LanceDB table version aside, which name the writer)."""
+    fields = dict(V1_REQUESTS[name])
+    if "parent" in fields:
+        fields["parent"] = V1_SUBSETS / fields["parent"]
+    params = {k: fields.pop(k) for k in ("metric", "whiten") if k in fields}
+    request = SelectRequest(params=params, name=name, **fields)
+    new = select(v1_pool, request).write(tmp_path / name)
+    old = Manifest.read(V1_SUBSETS / name)
+    for file in ("examples.jsonl",):
+        assert (new.path / file).read_bytes() == (V1_SUBSETS / name / file).read_bytes()
+    same_writer = new.manifest.replace(created_by=old.created_by, pool=old.pool)
+    assert same_writer.to_json().encode() == (V1_SUBSETS / name / "manifest.json").read_bytes()
+    assert (new.path / "manifest.json").read_text() == new.manifest.to_json()
+
+
+@pytest.mark.parametrize(
+    "change, message",
+    [
+        (lambda m: m.pop("budget"), "field 'budget' is missing"),
+        (lambda m: m.update(seed="0"), "field 'seed' must be an integer"),
+        (lambda m: m.update(seed=True), "field 'seed' must be an integer"),
+        (lambda m: m.update(format_version=2), "unsupported format_version 2"),
+        (lambda m: m.update(colour="red"), "unknown field 'colour' for format_version 1"),
+        (
+            lambda m: m.update(pool={"version": 1}),
+            "pool must have exactly the fields version, rows",
+        ),
+        (lambda m: m["picks"][1].pop("hash"), r"picks\[1\] has no string hash"),
+        (lambda m: m["picks"][0].update(rank=1), r"picks\[0\] has an unknown field 'rank'"),
+    ],
+    ids=["missing", "type", "bool-int", "version", "unknown", "ref", "pick-hash", "pick-field"],
+)
+def test_a_bad_manifest_names_the_file_and_field(change, message, tmp_path):
+    path = tmp_path / "rd_1"
+    shutil.copytree(V1_SUBSETS / "rd_1", path)
+    data = json.loads((path / "manifest.json").read_text())
+    change(data)
+    (path / "manifest.json").write_text(canonical_json(data))
+    with pytest.raises(SubsetError, match=f"manifest.json: {message}"):
+        load_subset(path, verify=False)
+
+
+def test_manifest_dict_round_trip_keeps_absent_and_null_distances():
+    data = json.loads((V1_SUBSETS / "rd_1" / "manifest.json").read_text())
+    manifest = Manifest.from_dict(data)
+    assert manifest.to_dict() == data
+    assert manifest.parent == ParentRef("rd_0", data["parent"]["manifest_sha256"])
+    assert "distance" not in manifest.picks[0] and manifest.picks[-1]["distance"] > 0
+    first_center = Manifest.read(V1_SUBSETS / "kc").picks[0]
+    assert "distance" in first_center and first_center["distance"] is None

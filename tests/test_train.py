@@ -11,6 +11,7 @@ import pytest
 import torch
 
 from curate.errors import SubsetError
+from curate.manifest import Manifest, PoolRef
 from curate.prompts import IGNORE_INDEX
 from curate.records import to_example
 from curate.subsets import MANIFEST_FILE, load_subset, write_subset
@@ -47,18 +48,18 @@ def pool_examples(n: int) -> list[dict]:
 
 
 def make_subset(path: Path, examples: list[dict], name: str = "rd_test") -> Path:
-    manifest = {
-        "name": name,
-        "strategy": "random",
-        "params": {},
-        "seed": 0,
-        "budget": len(examples),
-        "parent": None,
-        "pool": {"version": 1, "rows": 327},
-        "embeddings": None,
-        "picks": [{"id": e["id"], "hash": e["hash"]} for e in examples],
-        "created_by": "tests/test_train.py",
-    }
+    manifest = Manifest(
+        name=name,
+        strategy="random",
+        params={},
+        seed=0,
+        budget=len(examples),
+        parent=None,
+        pool=PoolRef(version=1, rows=327),
+        embeddings=None,
+        picks=[{"id": e["id"], "hash": e["hash"]} for e in examples],
+        created_by="tests/test_train.py",
+    )
     write_subset(path, manifest, examples)
     return path
 
@@ -296,8 +297,8 @@ def _tamper(subset: Path) -> None:
 
 
 def _empty(subset: Path) -> None:
-    manifest = json.loads((subset / MANIFEST_FILE).read_text())
-    write_subset(subset, {**manifest, "picks": [], "budget": 0}, [])
+    manifest = Manifest.read(subset / MANIFEST_FILE)
+    write_subset(subset, manifest.replace(picks=[], budget=0), [])
 
 
 @pytest.mark.parametrize(

@@ -14,6 +14,8 @@ import hashlib
 import json
 from pathlib import Path
 
+from curate.files import sha256_file
+
 # Bump when the embedding code changes a vector for the same model and row.
 EMBED_CODE_VERSION = "1"
 IMPORT_PREFIX = "import-"
@@ -39,8 +41,4 @@ def embedder_fingerprint(
 
 def file_fingerprint(path: str | Path) -> str:
     """Fingerprint of vectors imported from a file: the file's content hash."""
-    digest = hashlib.sha256()
-    with Path(path).open("rb") as fh:
-        for block in iter(lambda: fh.read(1 << 22), b""):
-            digest.update(block)
-    return IMPORT_PREFIX + digest.hexdigest()[:32]
+    return IMPORT_PREFIX + sha256_file(path)[:32]

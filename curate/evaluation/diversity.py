@@ -99,7 +99,7 @@ def length_percentiles(n_chars: list[int]) -> dict[str, int]:
 def pick_rows(vectors: Vectors, subset: Subset, store: Store) -> np.ndarray:
     """Pool positions of a subset's picks (matched on id and content hash), in pick order."""
     row_of = {key: i for i, key in enumerate(zip(vectors.ids, vectors.hashes, strict=True))}
-    picks = [(p["id"], p["hash"]) for p in subset.manifest["picks"]]
+    picks = subset.manifest.keys
     missing = [pid for pid, phash in picks if (pid, phash) not in row_of]
     if missing:
         shown = ", ".join(missing[:5]) + (", ..." if len(missing) > 5 else "")
@@ -122,12 +122,12 @@ def evaluate_subset(
     subset = load_subset(subset_dir)
     manifest = subset.manifest
     if embeddings is None:
-        embeddings = (manifest.get("embeddings") or {}).get("name")
-        if embeddings is None:
+        if manifest.embeddings is None:
             raise EvalError(
                 f"{subset.path}: the subset names no embeddings; pass --embeddings NAME"
             )
-    params = manifest.get("params") or {}
+        embeddings = manifest.embeddings.name
+    params = manifest.params
     metric = metric or params.get("metric") or "euclidean"
     whiten = params.get("whiten") or None
     vectors = store.load_vectors(embeddings)

@@ -15,7 +15,8 @@ import numpy as np
 
 from curate.errors import EvalError
 from curate.evaluation.diversity import pick_rows
-from curate.evaluation.results import read_json, write_bytes_atomic
+from curate.evaluation.results import read_json
+from curate.files import atomic_write_bytes, atomic_write_text
 from curate.store import Store, Vectors
 from curate.subsets import load_subset
 
@@ -65,7 +66,7 @@ def read_rounds(run_dir: str | Path) -> list[tuple[int, dict[str, Any]]]:
 def _save_png(figure: Any, path: Path) -> Path:
     buffer = io.BytesIO()
     figure.savefig(buffer, format="png", dpi=120, metadata={"Software": None})
-    write_bytes_atomic(path, buffer.getvalue())
+    atomic_write_bytes(path, buffer.getvalue())
     return path
 
 
@@ -110,7 +111,7 @@ def plot_rounds(run_dirs: list[str | Path], out_dir: str | Path) -> list[Path]:
             axes.legend(fontsize="small")
         written.append(_save_png(figure, out_dir / f"{key.replace('.', '_')}.png"))
     table = out_dir / "rounds.tsv"
-    write_bytes_atomic(table, round_table(runs).encode("utf-8"))
+    atomic_write_text(table, round_table(runs))
     written.append(table)
     return written
 

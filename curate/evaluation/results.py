@@ -9,13 +9,12 @@ failed run leaves the previous results as they were.
 from __future__ import annotations
 
 import json
-import os
-import tempfile
 from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
 from curate.errors import EvalError
+from curate.files import atomic_write_text
 
 
 def details_path(metrics_file: str | Path) -> Path:
@@ -33,35 +32,13 @@ def judge_cache_path(metrics_file: str | Path) -> Path:
     return path.with_name(f"{path.stem}.judge-cache.jsonl")
 
 
-def write_bytes_atomic(path: str | Path, blob: bytes) -> None:
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.tmp-", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            fh.write(blob)
-        os.chmod(tmp, 0o666 & ~_umask())  # mkstemp makes 0600; give the usual mode
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-
-
-def _umask() -> int:
-    mask = os.umask(0)
-    os.umask(mask)
-    return mask
-
-
 def write_json(path: str | Path, data: Any) -> None:
-    write_bytes_atomic(
-        path, (json.dumps(data, indent=2, ensure_ascii=False) + "\n").encode("utf-8")
-    )
+    atomic_write_text(path, json.dumps(data, indent=2, ensure_ascii=False) + "\n")
 
 
 def write_jsonl(path: str | Path, rows: Iterable[dict[str, Any]]) -> None:
     blob = "".join(json.dumps(r, ensure_ascii=False, sort_keys=True) + "\n" for r in rows)
-    write_bytes_atomic(path, blob.encode("utf-8"))
+    atomic_write_text(path, blob)
 
 
 def read_json(path: str | Path, what: str = "metrics file") -> Any:
