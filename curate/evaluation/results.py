@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -58,3 +59,15 @@ def check_scalars(data: dict[str, Any], where: str = "") -> None:
             check_scalars(value, f"{where}{key}.")
         elif not (value is None or isinstance(value, bool | int | float | str)):
             raise TypeError(f"metrics field {where}{key} is a {type(value).__name__}, not a scalar")
+
+
+@dataclass
+class ModelEvalResult:
+    """A model's scores on an eval set: ``metrics`` (scalars, what ``dvc metrics`` reads)
+    and ``details`` (per-question values, what ``curate eval compare`` pairs)."""
+
+    metrics: dict[str, Any]
+    details: dict[str, Any]
+
+    def to_dict(self) -> dict[str, Any]:
+        return self.metrics
