@@ -68,7 +68,13 @@ def exact_ranking(
         upper[live] *= weight[live]
     threshold = np.partition(lower, len(lower) - count)[len(lower) - count]
     rows = np.flatnonzero(upper >= threshold)
-    values = coverage.exact_min(rows)
+    # the cached exact minima of rows re-checked at the last pick miss one center; rows seen
+    # first now need all of them: apart, the first group costs one column, not |S|
+    recent = coverage._exact_upto[rows] + 1 >= len(coverage.centers)
+    values = np.empty(len(rows))
+    for group in (recent, ~recent):
+        if group.any():
+            values[group] = coverage.exact_min(rows[group])
     if weight is not None:
         values = values * weight[rows]
     order = np.lexsort((rows, -values))[:count]
