@@ -14,8 +14,13 @@ from typing import Any
 
 from curate.plugins import Registry
 from curate.strategies.base import PoolArrays, Selection, Strategy
+from curate.strategies.clusters import ClusterSampleStrategy
+from curate.strategies.density import DensityKCenterStrategy
+from curate.strategies.facility import FacilityLocationStrategy
 from curate.strategies.kcenter import KCenterStrategy
+from curate.strategies.kmeanspp import KMeansPPStrategy
 from curate.strategies.random import RandomStrategy
+from curate.strategies.robust import RobustKCenterStrategy
 from curate.strategies.uncertainty import Entropy, LeastConfidence, Margin
 
 # Option names of `curate select` itself: a strategy parameter may not shadow one.
@@ -27,7 +32,9 @@ SELECT_OPTIONS = (
 STRATEGIES: Registry[Strategy] = Registry(
     "curate.strategies",
     "strategy",
-    (KCenterStrategy, RandomStrategy, LeastConfidence, Margin, Entropy),
+    (KCenterStrategy, RandomStrategy, LeastConfidence, Margin, Entropy)
+    + (RobustKCenterStrategy, DensityKCenterStrategy, FacilityLocationStrategy)
+    + (ClusterSampleStrategy, KMeansPPStrategy),
     reserved=SELECT_OPTIONS,
 )
 
