@@ -143,6 +143,9 @@ def validate_params(params: Any, source: str = PARAMS_FILE) -> list[str]:
         raise ScaffoldError(
             f"{source}: `strategy` is {strategy!r}; choose from {', '.join(STRATEGIES)}"
         )
+    precision = _get(params, "precision")
+    if precision is not _MISSING and precision not in ("auto", "fp32", "bf16"):
+        raise ScaffoldError(f"{source}: `precision` is {precision!r}; choose from auto, fp32, bf16")
     return round_order(_get(params, "rounds"), source)
 
 

@@ -15,3 +15,11 @@ DbOption = Annotated[
 ]
 DEFAULT_DB_PATH = DEFAULT_DB
 JsonOption = Annotated[bool, typer.Option("--json", help="Print a JSON summary for scripts.")]
+PrecisionOption = Annotated[
+    str,
+    typer.Option(
+        "--precision",
+        help="auto (bf16 where the device computes it natively: CUDA with bf16, a CPU with "
+        "AVX512-BF16/AMX; else fp32), fp32 or bf16.",
+    ),
+]

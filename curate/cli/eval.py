@@ -8,7 +8,7 @@ from typing import Annotated, Any
 import typer
 from rich.table import Table
 
-from curate.cli._options import DEFAULT_DB_PATH, DbOption, JsonOption
+from curate.cli._options import DEFAULT_DB_PATH, DbOption, JsonOption, PrecisionOption
 from curate.cli._render import console, print_json, progress_bar
 
 eval_app = typer.Typer(
@@ -118,6 +118,7 @@ def model_command(
     max_length: MaxLengthOption = 1024,
     batch_size: BatchOption = 4,
     device: DeviceOption = "auto",
+    precision: PrecisionOption = "auto",
     generate: Annotated[
         bool, typer.Option("--generate", help="Also generate answers (F.answers.jsonl).")
     ] = False,
@@ -167,6 +168,7 @@ def model_command(
             judge, judge_model, judge_key_env, judge_against, judge_timeout, judge_workers
         )
         generate = True
+    _check_precision(precision)
     settings = ModelEvalSettings(
         limit,
         max_length,
@@ -177,6 +179,7 @@ def model_command(
         temperature,
         seed,
         judge_settings,
+        precision,
     )
     metrics, _ = evaluate_model(model_dir, eval_set, settings, out, _progress)
     _show(f"model {model_dir} on {eval_set}", metrics, out, json_out)
@@ -194,6 +197,7 @@ def round_command(
     max_length: MaxLengthOption = 1024,
     batch_size: BatchOption = 4,
     device: DeviceOption = "auto",
+    precision: PrecisionOption = "auto",
     json_out: JsonOption = False,
 ) -> None:
     """One pipeline round: subset diversity and model NLL in one metrics file for dvc."""
@@ -201,13 +205,25 @@ def round_command(
     from curate.evaluation.rounds import evaluate_round
     from curate.store import Store
 
+    _check_precision(precision)
     settings = ModelEvalSettings(
-        limit=limit, max_length=max_length, batch_size=batch_size, device=device
+        limit=limit,
+        max_length=max_length,
+        batch_size=batch_size,
+        device=device,
+        precision=precision,
     )
     metrics, _ = evaluate_round(
         Store(db), subset, model, embeddings, eval_set, settings, out, _progress
     )
     _show(f"round {subset.name}", metrics, out, json_out)
+
+
+def _check_precision(precision: str) -> None:
+    from curate.models import PRECISIONS
+
+    if precision not in PRECISIONS:
+        raise typer.BadParameter(f"choose from {', '.join(PRECISIONS)}", param_hint="--precision")
 
 
 def _runs(value: str) -> list[Path]:
