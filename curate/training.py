@@ -299,6 +299,19 @@ class _Reporter:
                 self.tokens_at_begin = state.num_input_tokens_seen
                 self._emit(state)
 
+            def on_step_end(self, args, state, control, **kwargs):
+                self._skip_final_checkpoint(state, control)
+
+            def on_epoch_end(self, args, state, control, **kwargs):
+                self._skip_final_checkpoint(state, control)
+
+            @staticmethod
+            def _skip_final_checkpoint(state, control) -> None:
+                # The final model is saved right after the loop; a checkpoint of the last step
+                # (weights + two AdamW moments: ~12 bytes per parameter) would be thrown away.
+                if state.global_step >= state.max_steps:
+                    control.should_save = False
+
             def on_log(self, args, state, control, logs=None, **kwargs):
                 # Trainer logs every step (logging_steps=1), after the step and before saving.
                 if logs and "loss" in logs:

@@ -130,7 +130,10 @@ def test_mixed_precision_training_follows_the_fp32_loss_curve(tiny_lm, tmp_path)
     examples = sorted(sample_rows(40), key=lambda r: r["n_chars"])[:8]
     manifest = {"name": "rd_p", "strategy": "random", "params": {}, "seed": 0}
     manifest |= {"budget": 8, "parent": None, "pool": {"version": 1, "rows": 8}}
-    manifest |= {"embeddings": None, "picks": [{"id": e["id"], "hash": e["hash"]} for e in examples]}
+    manifest |= {
+        "embeddings": None,
+        "picks": [{"id": e["id"], "hash": e["hash"]} for e in examples],
+    }
     write_subset(tmp_path / "rd_p", manifest, examples)
     curves, weights = {}, {}
     for precision in ("fp32", "bf16"):
