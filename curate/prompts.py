@@ -11,6 +11,7 @@ boundary.
 
 from __future__ import annotations
 
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -139,3 +140,61 @@ def tokenize(row: dict[str, Any], tokenizer: Any, max_length: int) -> Tokenized:
         ids.append(eos)
         labels.append(eos)
     return Tokenized(ids[:max_length], labels[:max_length])
+
+
+def pad_batch(
+    rows: Sequence[Tokenized | Mapping[str, Sequence[int]] | Sequence[int]],
+    pad_id: int,
+    multiple_of: int | None = None,
+    left: bool = False,
+) -> dict[str, Any]:
+    """The one padding collator: rows of token ids → ``input_ids``, ``attention_mask`` and
+    ``labels`` tensors, padded to the longest row (rounded up to ``multiple_of``).
+
+    A row is a :class:`Tokenized`, a mapping with ``input_ids`` (and ``labels``), or a bare
+    list of ids (labels then all ignored). Padding gets ``pad_id``, mask 0 and label
+    ``IGNORE_INDEX``; it goes on the right (training, scoring, embedding: causal attention
+    never looks ahead at it) or with ``left`` on the left (generation, so new tokens of every
+    row start in the same column).
+    """
+    import torch
+
+    pairs = [_ids_and_labels(row) for row in rows]
+    width = max((len(ids) for ids, _ in pairs), default=0)
+    if multiple_of:
+        width = -(-width // multiple_of) * multiple_of
+    input_ids = torch.full((len(pairs), width), pad_id, dtype=torch.long)
+    labels = torch.full((len(pairs), width), IGNORE_INDEX, dtype=torch.long)
+    attention_mask = torch.zeros((len(pairs), width), dtype=torch.long)
+    for i, (ids, row_labels) in enumerate(pairs):
+        n = len(ids)
+        span = slice(width - n, width) if left else slice(0, n)
+        input_ids[i, span] = torch.tensor(ids, dtype=torch.long)
+        attention_mask[i, span] = 1
+        if row_labels is not None:
+            labels[i, span] = torch.tensor(row_labels, dtype=torch.long)
+    return {"input_ids": input_ids, "attention_mask": attention_mask, "labels": labels}
+
+
+def _ids_and_labels(row: Any) -> tuple[Sequence[int], Sequence[int] | None]:
+    if isinstance(row, Tokenized):
+        return row.input_ids, row.labels
+    if isinstance(row, Mapping):
+        return row["input_ids"], row.get("labels")
+    return row, None
+
+
+@dataclass
+class PaddingCount:
+    """Real tokens and padded slots over the batches a pass ran (padding = wasted work)."""
+
+    tokens: int = 0
+    slots: int = 0
+
+    def add(self, attention_mask: Any) -> None:
+        self.tokens += int(attention_mask.sum())
+        self.slots += int(attention_mask.numel())
+
+    @property
+    def fraction(self) -> float | None:
+        return round(1 - self.tokens / self.slots, 4) if self.slots else None

@@ -21,6 +21,7 @@ from typing import Any
 
 import yaml
 
+from curate.devices import PRECISIONS
 from curate.errors import CurateError
 from curate.files import atomic_write_bytes, atomic_write_text
 
@@ -139,6 +140,11 @@ def validate_params(params: Any, source: str = PARAMS_FILE) -> list[str]:
     lr = _get(params, "train.lr")
     if isinstance(lr, bool) or not isinstance(lr, int | float) or lr <= 0:
         raise ScaffoldError(f"{source}: `train.lr` must be a positive number, not {lr!r}")
+    precision = _get(params, "precision")  # absent in params files older than the option
+    if precision is not _MISSING and precision not in PRECISIONS:
+        raise ScaffoldError(
+            f"{source}: `precision` is {precision!r}; choose from {', '.join(PRECISIONS)}"
+        )
     _check_strategy(params, source)
     return round_order(_get(params, "rounds"), source)
 

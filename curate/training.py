@@ -20,11 +20,10 @@ and thread count; different hardware reduces floating-point sums in a different 
 from __future__ import annotations
 
 import json
-import math
 import shutil
 import time
 from collections.abc import Callable, Iterator
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -33,7 +32,8 @@ from torch.utils.data import Dataset, Sampler
 
 from curate.errors import CurateError, ModelError, SubsetError
 from curate.files import canonical_json, replace_dir
-from curate.prompts import IGNORE_INDEX, TEMPLATE_VERSION, tokenize
+from curate.models import PRECISIONS
+from curate.prompts import IGNORE_INDEX, TEMPLATE_VERSION, PaddingCount, pad_batch, tokenize
 from curate.subsets import load_subset
 
 METRICS_FILE = "train_metrics.json"
@@ -68,6 +68,7 @@ class TrainConfig:
     max_steps: int | None = None  # stop after this many optimizer steps (quick runs)
     save_steps: int | None = None  # checkpoint every N optimizer steps; None: each epoch
     device: str = "auto"
+    precision: str = "fp32"  # auto, fp32 or bf16 (mixed: autocast over fp32 master weights)
     warmup_ratio: float = 0.03
     scheduler: str = "cosine"
     weight_decay: float = 0.0
@@ -84,6 +85,10 @@ class TrainConfig:
                 raise TrainingError(f"--{name.replace('_', '-')} must be > 0, got {value}")
         if self.max_length < 2:
             raise TrainingError(f"--max-length must be at least 2, got {self.max_length}")
+        if self.precision not in PRECISIONS:
+            raise TrainingError(
+                f"--precision {self.precision!r}: choose from {', '.join(PRECISIONS)}"
+            )
         if self.lora < 0:
             raise TrainingError(f"--lora must be a rank ≥ 1 (0: full training), got {self.lora}")
         for name in ("max_steps", "save_steps"):
@@ -92,9 +97,10 @@ class TrainConfig:
                 raise TrainingError(f"--{name.replace('_', '-')} must be ≥ 1, got {value}")
 
     def run_key(self) -> dict[str, Any]:
-        """The settings that change the trained weights (a resume must match all of them)."""
+        """The settings that change the trained weights (a resume must match all of them,
+        and the resolved precision, which :func:`train` adds)."""
         key = asdict(self)
-        del key["device"], key["save_steps"]
+        del key["device"], key["save_steps"], key["precision"]
         return key | {"epochs": float(self.epochs), "lr": float(self.lr)}
 
 
@@ -161,24 +167,17 @@ def build_dataset(
 
 @dataclass
 class PaddingCollator:
-    """Right-pads a batch to its longest row: pad id in ``input_ids``, -100 in ``labels``."""
+    """Trainer's collator over :func:`curate.prompts.pad_batch` (right padding, -100 labels);
+    counts real tokens and padded slots."""
 
     pad_token_id: int
     pad_to_multiple_of: int | None = None
+    padding: PaddingCount = field(default_factory=PaddingCount)
 
     def __call__(self, features: list[dict[str, list[int]]]) -> dict[str, torch.Tensor]:
-        width = max(len(f["input_ids"]) for f in features)
-        if self.pad_to_multiple_of:
-            width = math.ceil(width / self.pad_to_multiple_of) * self.pad_to_multiple_of
-        input_ids = torch.full((len(features), width), self.pad_token_id, dtype=torch.long)
-        labels = torch.full((len(features), width), IGNORE_INDEX, dtype=torch.long)
-        attention_mask = torch.zeros((len(features), width), dtype=torch.long)
-        for i, f in enumerate(features):
-            n = len(f["input_ids"])
-            input_ids[i, :n] = torch.tensor(f["input_ids"])
-            labels[i, :n] = torch.tensor(f["labels"])
-            attention_mask[i, :n] = 1
-        return {"input_ids": input_ids, "labels": labels, "attention_mask": attention_mask}
+        batch = pad_batch(features, self.pad_token_id, self.pad_to_multiple_of)
+        self.padding.add(batch["attention_mask"])
+        return batch
 
 
 class EpochSeededLengthSampler(Sampler[int]):
@@ -301,6 +300,19 @@ class _Reporter:
                 self.tokens_at_begin = state.num_input_tokens_seen
                 self._emit(state)
 
+            def on_step_end(self, args, state, control, **kwargs):
+                self._skip_final_checkpoint(state, control)
+
+            def on_epoch_end(self, args, state, control, **kwargs):
+                self._skip_final_checkpoint(state, control)
+
+            @staticmethod
+            def _skip_final_checkpoint(state, control) -> None:
+                # The final model is saved right after the loop; a checkpoint of the last step
+                # (weights + two AdamW moments: ~12 bytes per parameter) would be thrown away.
+                if state.global_step >= state.max_steps:
+                    control.should_save = False
+
             def on_log(self, args, state, control, logs=None, **kwargs):
                 # Trainer logs every step (logging_steps=1), after the step and before saving.
                 if logs and "loss" in logs:
@@ -310,10 +322,9 @@ class _Reporter:
         return Reporter()
 
 
-def _training_arguments(config: TrainConfig, checkpoints: Path, device: str) -> Any:
+def _training_arguments(config: TrainConfig, checkpoints: Path, device: str, precision: str) -> Any:
     from transformers import TrainingArguments
 
-    bf16 = device == "cuda" and torch.cuda.is_bf16_supported()
     return TrainingArguments(
         output_dir=str(checkpoints),
         num_train_epochs=config.epochs,
@@ -331,7 +342,7 @@ def _training_arguments(config: TrainConfig, checkpoints: Path, device: str) -> 
         seed=config.seed,
         data_seed=config.seed,
         use_cpu=device == "cpu",
-        bf16=bf16,
+        bf16=precision == "bf16",  # mixed precision: autocast, fp32 weights and AdamW state
         report_to="none",
         disable_tqdm=True,
         remove_unused_columns=False,
@@ -357,7 +368,8 @@ def _make_trainer(model, args, dataset: SFTDataset, tokenizer, reporter) -> Any:
         model=model,
         args=args,
         train_dataset=dataset,
-        data_collator=PaddingCollator(pad_id, 8 if args.bf16 else None),
+        # Multiples of 8 feed tensor cores; on a CPU they would only add padding.
+        data_collator=PaddingCollator(pad_id, 8 if args.bf16 and not args.use_cpu else None),
         processing_class=tokenizer,
         callbacks=[reporter],
     )
@@ -394,7 +406,7 @@ def train(
     Checks the subset, settings and model before any file is written; raises
     :class:`TrainingInterrupted` (checkpoints kept) if the loop stops early.
     """
-    from curate.models import resolve_device
+    from curate.models import resolve_device, resolve_precision
 
     config.check()
     subset = load_subset(subset_dir)
@@ -403,6 +415,7 @@ def train(
     out = Path(out)
     _check_out(out, subset.path)
     device = resolve_device(config.device)
+    precision = resolve_precision(config.precision, device)
     model, tokenizer, base_fingerprint = _load_base(config)
     dataset, stats = build_dataset(subset.examples, tokenizer, config.max_length)
     if not len(dataset):
@@ -415,12 +428,13 @@ def train(
     manifest_sha256 = subset.manifest_sha256
     run = {
         **config.run_key(),
+        "precision": precision,
         "subset_manifest_sha256": manifest_sha256,
         "base_model_fingerprint": base_fingerprint,
         "template_version": TEMPLATE_VERSION,
     }
     work = work_dir_for(out)
-    args = _training_arguments(config, work / "checkpoints", device)
+    args = _training_arguments(config, work / "checkpoints", device, precision)
     with args.main_process_first(desc="prepare the work folder"):
         if args.should_save:
             checkpoint = _prepare_work_dir(work, run, resume)
@@ -459,6 +473,8 @@ def train(
         tokens_at_begin=reporter.tokens_at_begin,
         device=device,
         world_size=args.world_size,
+        precision=precision,
+        padding=trainer.data_collator.padding.fraction,
     )
     trainer.accelerator.wait_for_everyone()
     if args.should_save:
@@ -483,6 +499,8 @@ def _metrics(
     tokens_at_begin,
     device,
     world_size,
+    precision,
+    padding,
 ) -> dict[str, Any]:
     history = [
         {k: entry[k] for k in ("step", "epoch", "loss", "learning_rate", "grad_norm") if k in entry}
@@ -502,6 +520,7 @@ def _metrics(
         "base_model_fingerprint": base_fingerprint,
         "template_version": TEMPLATE_VERSION,
         "config": config.run_key(),
+        "precision": precision,
         "data": asdict(stats),
         "steps": state.global_step,
         "epochs": state.epoch,
@@ -516,5 +535,6 @@ def _metrics(
             "seconds": round(seconds, 3),
             "seconds_per_step": round(seconds / steps_now, 4) if steps_now else None,
             "tokens_per_second": round(tokens_now / seconds, 1) if seconds else None,
+            "padding_fraction": padding,  # padded slots / all slots in the batches run
         },
     }

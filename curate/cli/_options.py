@@ -7,7 +7,7 @@ from typing import Annotated, Literal
 
 import typer
 
-from curate.devices import DEVICES
+from curate.devices import DEVICES, PRECISIONS
 from curate.paths import DEFAULT_DB
 
 DbOption = Annotated[
@@ -21,5 +21,13 @@ DeviceOption = Annotated[
     typer.Option(
         "--device",
         help="Where to compute (auto: CUDA when present, else the CPU).",
+    ),
+]
+PrecisionOption = Annotated[
+    Literal[PRECISIONS],  # type: ignore[valid-type]
+    typer.Option(
+        "--precision",
+        help="auto (bf16 where the device computes it natively: CUDA with bf16, a CPU with "
+        "AVX512-BF16/AMX; else fp32), fp32 or bf16.",
     ),
 ]

@@ -9,10 +9,8 @@ from typing import Annotated
 import typer
 from rich.table import Table
 
-from curate.cli._options import DEFAULT_DB_PATH, DbOption, JsonOption
+from curate.cli._options import DEFAULT_DB_PATH, DbOption, DeviceOption, JsonOption, PrecisionOption
 from curate.cli._render import console, err_console, print_json, progress_bar
-
-DEVICES = ("auto", "cpu", "cuda")
 
 
 def embed_command(
@@ -36,13 +34,17 @@ def embed_command(
     batch_size: Annotated[
         int | None,
         typer.Option(
-            "--batch-size", min=1, help="Rows per forward pass. Default: 32 for st:, 8 for lm:."
+            "--batch-size",
+            min=1,
+            help="Most rows per forward pass. Default: 32 for st:; for lm: up to 64 rows and "
+            "4,096 padded tokens (short rows share big batches).",
         ),
     ] = None,
     max_length: Annotated[
         int, typer.Option("--max-length", min=8, help="Truncate each example to this many tokens.")
     ] = 512,
-    device: Annotated[str, typer.Option("--device", help="auto, cpu or cuda.")] = "auto",
+    device: DeviceOption = "auto",
+    precision: PrecisionOption = "auto",
     import_file: Annotated[
         Path | None,
         typer.Option(
@@ -61,8 +63,6 @@ def embed_command(
     from curate.embedders import DEFAULT_SPEC, load_embedder
     from curate.store import Store
 
-    if device not in DEVICES:
-        raise typer.BadParameter(f"choose from {', '.join(DEVICES)}", param_hint="--device")
     if import_file is not None and embedder is not None:
         raise typer.BadParameter(
             "give either --embedder or --import, not both", param_hint="--import"
@@ -72,7 +72,7 @@ def embed_command(
         _render(import_vectors(store, import_file, name), json_out)
         return
     os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")  # our bar, not transformers'
-    model = load_embedder(embedder or DEFAULT_SPEC, max_length, device)
+    model = load_embedder(embedder or DEFAULT_SPEC, max_length, device, precision)
     plan = plan_embedding(store, model, name, batch_size)
     if not plan.ranks.is_main:  # only rank 0 renders
         run_embedding(store, model, plan)
@@ -101,6 +101,8 @@ def _render(report, json_out: bool) -> None:
     table.add_row("embedder", report.embedder)
     table.add_row("fingerprint", report.fingerprint)
     table.add_row("dimension", str(report.dim))
+    if report.embedded and not report.embedder.startswith("import:"):
+        table.add_row("precision", report.precision)
     table.add_row("pool rows", f"{report.pool_rows:,}")
     table.add_row("embedded", f"{report.embedded:,}")
     table.add_row("reused", f"{report.reused:,}")
@@ -111,6 +113,8 @@ def _render(report, json_out: bool) -> None:
     table.add_row("seconds", f"{report.seconds:.1f}")
     if report.embedded and not report.embedder.startswith("import:"):
         table.add_row("examples/s", f"{report.examples_per_s:,.1f}")
+    if report.padding is not None:
+        table.add_row("padding", f"{report.padding:.1%}")
     console.print(table)
 
 

@@ -8,7 +8,7 @@ from typing import Annotated, Any
 import typer
 from rich.table import Table
 
-from curate.cli._options import DEFAULT_DB_PATH, DbOption, JsonOption
+from curate.cli._options import DEFAULT_DB_PATH, DbOption, DeviceOption, JsonOption, PrecisionOption
 from curate.cli._render import console, print_json, progress_bar
 
 eval_app = typer.Typer(
@@ -52,7 +52,6 @@ MaxLengthOption = Annotated[
 BatchOption = Annotated[
     int, typer.Option("--batch-size", min=1, help="Questions per forward pass.")
 ]
-DeviceOption = Annotated[str, typer.Option("--device", help="auto, cpu or cuda.")]
 
 
 def _progress(description: str, total: int | None = None, unit: str = "rows"):
@@ -120,6 +119,7 @@ def model_command(
     max_length: MaxLengthOption = 1024,
     batch_size: BatchOption = 4,
     device: DeviceOption = "auto",
+    precision: PrecisionOption = "auto",
     generate: Annotated[
         bool, typer.Option("--generate", help="Also generate answers (F.answers.jsonl).")
     ] = False,
@@ -179,6 +179,7 @@ def model_command(
         temperature,
         seed,
         judge_settings,
+        precision,
     )
     metrics, _ = evaluate_model(model_dir, eval_set, settings, out, _progress)
     _show(f"model {model_dir} on {eval_set}", metrics, out, json_out)
@@ -196,6 +197,7 @@ def round_command(
     max_length: MaxLengthOption = 1024,
     batch_size: BatchOption = 4,
     device: DeviceOption = "auto",
+    precision: PrecisionOption = "auto",
     json_out: JsonOption = False,
 ) -> None:
     """One pipeline round: subset diversity and model NLL in one metrics file for dvc."""
@@ -204,7 +206,11 @@ def round_command(
     from curate.store import Store
 
     settings = ModelEvalSettings(
-        limit=limit, max_length=max_length, batch_size=batch_size, device=device
+        limit=limit,
+        max_length=max_length,
+        batch_size=batch_size,
+        device=device,
+        precision=precision,
     )
     metrics, _ = evaluate_round(
         Store(db), subset, model, embeddings, eval_set, settings, out, _progress

@@ -18,7 +18,7 @@ from rich.progress import (
 )
 from rich.table import Table
 
-from curate.cli._options import JsonOption
+from curate.cli._options import DeviceOption, JsonOption, PrecisionOption
 from curate.cli._render import console, err_console, print_json
 
 
@@ -56,7 +56,8 @@ def train_command(
     resume: Annotated[
         bool, typer.Option("--resume", help="Continue an interrupted run from its last checkpoint.")
     ] = False,
-    device: Annotated[str, typer.Option("--device", help="auto, cpu or cuda.")] = "auto",
+    device: DeviceOption = "auto",
+    precision: PrecisionOption = "auto",
     max_steps: Annotated[
         int | None, typer.Option("--max-steps", min=1, help="Stop after N optimizer steps.")
     ] = None,
@@ -74,8 +75,6 @@ def train_command(
 
     from curate.training import TrainConfig, train
 
-    if device not in ("auto", "cpu", "cuda"):
-        raise typer.BadParameter("choose auto, cpu or cuda", param_hint="--device")
     hf_logging.set_verbosity_error()
     hf_logging.disable_progress_bar()
     config = TrainConfig(
@@ -90,6 +89,7 @@ def train_command(
         max_steps=max_steps,
         save_steps=save_steps,
         device=device,
+        precision=precision,
     )
     with _step_progress() as on_progress:
         result = train(subset_dir, out, config, resume=resume, on_progress=on_progress)
@@ -146,7 +146,9 @@ def _summary(metrics: dict[str, Any], out: Path) -> Table:
         ("tokens seen", f"{metrics['tokens_seen']:,}"),
         ("cut at --max-length", f"{data['at_max_length']:,}"),
         ("seconds / step", f"{timing['seconds_per_step']}"),
+        ("precision", metrics["precision"]),
         ("tokens / s", f"{timing['tokens_per_second']}"),
+        ("padding", f"{timing['padding_fraction']:.1%}"),
     ]
     if timing["resumed_from_step"]:
         rows.append(("resumed from step", str(timing["resumed_from_step"])))

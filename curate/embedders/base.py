@@ -12,6 +12,7 @@ That is what lets a fully cached ``curate embed`` finish without importing torch
 
 from __future__ import annotations
 
+import math
 import os
 from abc import ABC, abstractmethod
 from collections.abc import Iterator
@@ -22,7 +23,12 @@ from typing import Any, ClassVar
 import numpy as np
 
 from curate.embedders.fingerprints import embedder_fingerprint
+from curate.prompts import PaddingCount
 
+# Characters per token when planning batches before any tokenizer is loaded (English BPE
+# averages about 4; a low guess only makes batches smaller), and the tokens a template adds.
+CHARS_PER_TOKEN = 3.5
+TEMPLATE_TOKENS = 48
 # A stand-in example, used only to learn the vector size of an embedder that cannot tell it.
 PROBE_ROW = {"instruction": "Say hello.", "input": "", "output": "Hello.", "messages": None}
 
@@ -47,13 +53,28 @@ class Embedder(ABC):
     pooling: ClassVar[str]  # how token states become one vector (part of the fingerprint)
     text_format: ClassVar[str]  # how a row becomes text/tokens (part of the fingerprint)
     with_scores: ClassVar[bool] = False  # whether batches carry uncertainty scores
-    default_batch_size: ClassVar[int] = 32
+    default_batch_size: ClassVar[int] = 32  # most rows in one batch
+    # Most padded tokens (rows × longest row) in one batch; None: rows only.
+    batch_tokens: ClassVar[int | None] = None
 
-    def __init__(self, spec: str, model_path: str, max_length: int = 512, device: str = "auto"):
+    def __init__(
+        self,
+        spec: str,
+        model_path: str,
+        max_length: int = 512,
+        device: str = "auto",
+        precision: str = "fp32",
+    ):
+        from curate.models import PRECISIONS
+
+        if precision not in PRECISIONS:
+            raise ValueError(f"precision must be one of {', '.join(PRECISIONS)}, not {precision!r}")
         self.spec = spec
         self.model_path = model_path
         self.max_length = max_length
         self.device = device
+        self.requested_precision = precision
+        self.padding = PaddingCount()  # over every batch this embedder ran
         self._model: Any = None
 
     @abstractmethod
@@ -68,10 +89,23 @@ class Embedder(ABC):
         return self._model is not None
 
     @cached_property
+    def precision(self) -> str:
+        """The compute precision, ``fp32`` or ``bf16`` (``auto`` resolved for the device)."""
+        from curate.models import resolve_device, resolve_precision
+
+        return resolve_precision(self.requested_precision, resolve_device(self.device))
+
+    @cached_property
     def fingerprint(self) -> str:
-        """Identity of every vector this embedder makes (weights, pooling, text, length)."""
+        """Identity of every vector this embedder makes (weights, pooling, text, length,
+        precision)."""
         return embedder_fingerprint(
-            self.kind, self.model_path, self.pooling, self.text_format, self.max_length
+            self.kind,
+            self.model_path,
+            self.pooling,
+            self.text_format,
+            self.max_length,
+            self.precision,
         )
 
     @cached_property
@@ -82,8 +116,17 @@ class Embedder(ABC):
         self, rows: list[dict[str, Any]], batch_size: int | None = None
     ) -> Iterator[tuple[list[int], BatchResult]]:
         """Yield ``(row indices, BatchResult)`` over length-sorted batches of ``rows``."""
-        for indices in length_sorted_batches(rows, batch_size or self.default_batch_size):
+        for indices in self.plan_batches(rows, batch_size):
             yield indices, self.embed_batch([rows[i] for i in indices])
+
+    def plan_batches(
+        self, rows: list[dict[str, Any]], batch_size: int | None = None
+    ) -> list[list[int]]:
+        """Length-sorted batches of at most ``batch_size`` rows and :attr:`batch_tokens`
+        estimated padded tokens (from ``n_chars``, no tokenizer needed)."""
+        return length_sorted_batches(
+            rows, batch_size or self.default_batch_size, self.batch_tokens, self.max_length
+        )
 
     def torch_device(self) -> str:
         """The device to load on; under a multi-GPU launch, this rank's own GPU."""
@@ -104,13 +147,40 @@ def row_length(row: dict[str, Any]) -> int:
     return sum(len(row.get(k) or "") for k in ("instruction", "input", "output"))
 
 
-def length_sorted_batches(rows: list[dict[str, Any]], batch_size: int) -> list[list[int]]:
+def estimated_tokens(row: dict[str, Any], max_length: int | None = None) -> int:
+    """A row's tokens as planned before tokenizing: content characters over
+    :data:`CHARS_PER_TOKEN` plus the template's, capped at ``max_length``."""
+    tokens = math.ceil(row_length(row) / CHARS_PER_TOKEN) + TEMPLATE_TOKENS
+    return min(tokens, max_length) if max_length else tokens
+
+
+def length_sorted_batches(
+    rows: list[dict[str, Any]],
+    batch_size: int,
+    max_tokens: int | None = None,
+    max_length: int | None = None,
+) -> list[list[int]]:
     """Row indices grouped into batches of similar length, so padding stays small.
 
-    Sorted by (length, index), so the batches are deterministic: every rank of a
-    data-parallel run cuts the same ones.
+    A batch holds at most ``batch_size`` rows and, with ``max_tokens``, at most that many
+    padded tokens (rows × its longest row's :func:`estimated_tokens`; a row longer than the
+    budget goes alone): short rows share big batches, long ones small ones, so every
+    forward pass does about the same work. Sorted by (length, index), so the batches are
+    deterministic: every rank of a data-parallel run cuts the same ones.
     """
     if batch_size < 1:
         raise ValueError("batch_size must be at least 1")
     order = sorted(range(len(rows)), key=lambda i: (row_length(rows[i]), i))
-    return [order[i : i + batch_size] for i in range(0, len(order), batch_size)]
+    if not max_tokens:
+        return [order[i : i + batch_size] for i in range(0, len(order), batch_size)]
+    batches: list[list[int]] = []
+    current: list[int] = []
+    for i in order:  # ascending length: the row being added is the batch's longest
+        width = estimated_tokens(rows[i], max_length)
+        if current and (len(current) >= batch_size or (len(current) + 1) * width > max_tokens):
+            batches.append(current)
+            current = []
+        current.append(i)
+    if current:
+        batches.append(current)
+    return batches

@@ -26,7 +26,7 @@ from typing import Any
 import numpy as np
 
 from curate.embedders.base import BatchResult, Embedder
-from curate.prompts import TEMPLATE_VERSION, tokenize
+from curate.prompts import IGNORE_INDEX, TEMPLATE_VERSION, pad_batch, tokenize
 from curate.store import SCORE_COLUMNS
 
 LOGIT_CHUNK_TOKENS = 512
@@ -37,17 +37,16 @@ class CausalLMEmbedder(Embedder):
     pooling = "mean-last-hidden-state-masked"
     text_format = f"curate.prompts.tokenize/{TEMPLATE_VERSION}"
     with_scores = True
-    default_batch_size = 8
+    default_batch_size = 64
+    batch_tokens = 4096
 
     def load(self) -> None:
         if self._model is not None:
             return
-        import torch
-
-        from curate.models import load_causal_lm
+        from curate.models import load_causal_lm, torch_dtype
 
         self._model, self.tokenizer = load_causal_lm(
-            self.model_path, self.torch_device(), torch.float32
+            self.model_path, self.torch_device(), torch_dtype(self.precision)
         )
 
     @cached_property
@@ -64,14 +63,16 @@ class CausalLMEmbedder(Embedder):
         input_ids, attention, predicts = self._pad(
             [tokenize(r, self.tokenizer, self.max_length) for r in rows]
         )
+        self.padding.add(attention)
         device = model.device
         with torch.inference_mode():
-            hidden = model.base_model(
+            states = model.base_model(
                 input_ids=input_ids.to(device), attention_mask=attention.to(device), use_cache=False
-            ).last_hidden_state.float()
+            ).last_hidden_state
+            hidden = states.float()  # pooled in fp32 whatever the compute precision
             mask = attention.to(device).unsqueeze(-1).to(hidden.dtype)
             vectors = (hidden * mask).sum(dim=1) / mask.sum(dim=1)
-            scores = self._uncertainty(hidden, predicts.to(device))
+            scores = self._uncertainty(states, predicts.to(device))
         return BatchResult(
             vectors.cpu().numpy().astype(np.float32),
             {name: values.cpu().numpy().astype(np.float32) for name, values in scores.items()},
@@ -79,21 +80,18 @@ class CausalLMEmbedder(Embedder):
 
     def _pad(self, encoded: list[Any]) -> tuple[Any, Any, Any]:
         """Right-padded ids, attention mask, and the mask of positions that predict a
-        response token (position t-1 predicts token t)."""
+        response token (position t-1 predicts token t; every real position when truncation
+        left no response token)."""
         import torch
 
-        width = max(len(e.input_ids) for e in encoded)
         pad_id = self.tokenizer.pad_token_id if self.tokenizer.pad_token_id is not None else 0
-        input_ids = torch.full((len(encoded), width), pad_id, dtype=torch.long)
-        attention = torch.zeros((len(encoded), width), dtype=torch.long)
-        predicts = torch.zeros((len(encoded), width), dtype=torch.bool)
-        for b, enc in enumerate(encoded):
-            n = len(enc.input_ids)
-            input_ids[b, :n] = torch.tensor(enc.input_ids)
-            attention[b, :n] = 1
-            response = torch.tensor(enc.response_mask[1:], dtype=torch.bool)
-            predicts[b, : n - 1] = response if response.any() else True
-        return input_ids, attention, predicts
+        batch = pad_batch(encoded, pad_id)
+        attention = batch["attention_mask"]
+        predicts = batch["labels"][:, 1:] != IGNORE_INDEX
+        no_response = ~predicts.any(dim=1)
+        predicts[no_response] = attention[no_response, 1:].bool()
+        predicts = torch.nn.functional.pad(predicts, (0, 1))  # the last position predicts nothing
+        return batch["input_ids"], attention, predicts
 
     def _uncertainty(self, hidden: Any, predicts: Any) -> dict[str, Any]:
         import torch

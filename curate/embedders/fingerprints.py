@@ -22,8 +22,16 @@ IMPORT_PREFIX = "import-"
 
 
 def embedder_fingerprint(
-    kind: str, model_path: str, pooling: str, text_format: str, max_length: int
+    kind: str,
+    model_path: str,
+    pooling: str,
+    text_format: str,
+    max_length: int,
+    precision: str = "fp32",
 ) -> str:
+    """``precision`` is the resolved compute precision (``fp32`` or ``bf16``): vectors from
+    the two differ in the last digits, so they never share a table. Stored vectors are
+    float32 either way; an fp32 fingerprint is the one this package always made."""
     from curate.models import weights_fingerprint
 
     identity = {
@@ -35,6 +43,8 @@ def embedder_fingerprint(
         "max_length": max_length,
         "dtype": "float32",
     }
+    if precision != "fp32":
+        identity["compute"] = precision
     blob = json.dumps(identity, sort_keys=True).encode()
     return hashlib.sha256(blob).hexdigest()[:32]
 

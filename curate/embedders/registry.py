@@ -75,13 +75,18 @@ def resolve_model_path(kind: str, target: str) -> str:
 
 
 def load_embedder(
-    spec: str = DEFAULT_SPEC, max_length: int = 512, device: str = "auto"
+    spec: str = DEFAULT_SPEC, max_length: int = 512, device: str = "auto", precision: str = "fp32"
 ) -> Embedder:
-    """The embedder a spec names (cheap: weights load on first use)."""
+    """The embedder a spec names (cheap: weights load on first use); ``precision`` is
+    ``auto``, ``fp32`` or ``bf16``."""
+    from curate.models import PRECISIONS
+
     if max_length < 2:
         raise EmbeddingError(f"max_length must be at least 2, got {max_length}")
+    if precision not in PRECISIONS:
+        raise EmbeddingError(f"precision {precision!r}: choose from {', '.join(PRECISIONS)}")
     kind, target = parse_spec(spec)
-    return EMBEDDERS[kind](spec, resolve_model_path(kind, target), max_length, device)
+    return EMBEDDERS[kind](spec, resolve_model_path(kind, target), max_length, device, precision)
 
 
 def default_name(spec: str) -> str:

@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
-from curate.prompts import prompt_text
+from curate.prompts import pad_batch, prompt_text
 
 
 def generate_answers(
@@ -47,13 +47,9 @@ def generate_answers(
         torch.manual_seed(seed)
     for start in range(0, len(order), batch_size):
         batch = order[start : start + batch_size]
-        width = max(len(prompts[i]) for i in batch)
-        ids = torch.full((len(batch), width), pad_id, dtype=torch.long)
-        mask = torch.zeros((len(batch), width), dtype=torch.long)
-        for row, i in enumerate(batch):
-            n = len(prompts[i])
-            ids[row, width - n :] = torch.tensor(prompts[i])
-            mask[row, width - n :] = 1
+        padded = pad_batch([prompts[i] for i in batch], pad_id, left=True)
+        ids, mask = padded["input_ids"], padded["attention_mask"]
+        width = ids.shape[1]
         with torch.inference_mode():
             out = model.generate(
                 input_ids=ids.to(device), attention_mask=mask.to(device), generation_config=config

@@ -62,6 +62,7 @@ class ModelEvalSettings:
     temperature: float = 0.0
     seed: int = 0
     judge: JudgeSettings | None = None
+    precision: str = "fp32"  # auto, fp32 or bf16 (bf16: the model's weights loaded in bf16)
 
 
 def check_model_folder(spec: str) -> None:
@@ -104,7 +105,8 @@ def evaluate_model(
     """Score a model on an eval set; returns (metrics, details) and writes them to ``out``."""
     from curate.evaluation.generate import generate_answers
     from curate.evaluation.nll import answer_nll
-    from curate.models import load_causal_lm, resolve_device
+    from curate.models import load_causal_lm, resolve_device, resolve_precision, torch_dtype
+    from curate.prompts import PaddingCount
 
     eval_set = load_eval_set(eval_set_path, settings.limit, need_reference=not settings.generate)
     has_references = all(item.reference for item in eval_set.items)
@@ -121,12 +123,15 @@ def evaluate_model(
         )
     check_model_folder(model_spec)
 
-    model, tokenizer = load_causal_lm(model_spec, resolve_device(settings.device))
+    device = resolve_device(settings.device)
+    precision = resolve_precision(settings.precision, device)
+    model, tokenizer = load_causal_lm(model_spec, device, torch_dtype(precision))
+    padding = PaddingCount()
     rows = [item.as_row(item.reference) for item in eval_set.items]
     questions: list[dict[str, Any]] = [
         {"id": item.id, "category": item.category} for item in eval_set.items
     ]
-    metrics: dict[str, Any] = {"questions": len(eval_set.items)}
+    metrics: dict[str, Any] = {"questions": len(eval_set.items), "precision": precision}
     if has_references:
         with progress("nll", len(rows), "questions") as advance:
             scored = answer_nll(
@@ -137,6 +142,7 @@ def evaluate_model(
                 settings.batch_size,
                 on_batch=advance,
                 names=eval_set.ids,
+                padding=padding,
             )
         for row, score in zip(questions, scored, strict=True):
             row.update(nll=score.nll, tokens=score.tokens, truncated=score.truncated)
@@ -157,6 +163,7 @@ def evaluate_model(
             answer_tokens=tokens,
             truncated=sum(s.truncated for s in scored),
             skipped=len(scored) - len(kept),
+            padding_fraction=padding.fraction,
         )
     answers: list[str] = []
     if settings.generate:
@@ -189,6 +196,7 @@ def evaluate_model(
         "eval_set_sha256": eval_set.sha256,
         "template": TEMPLATE_VERSION,
         "max_length": settings.max_length,
+        "precision": precision,
         "generation": (
             {
                 "max_new_tokens": settings.max_new_tokens,

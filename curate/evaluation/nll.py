@@ -12,7 +12,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from curate.prompts import IGNORE_INDEX, Tokenized, tokenize
+from curate.prompts import IGNORE_INDEX, PaddingCount, Tokenized, pad_batch, tokenize
 
 UNLIMITED = 1 << 30
 
@@ -49,8 +49,10 @@ def answer_nll(
     batch_size: int = 4,
     on_batch: Callable[[int], None] | None = None,
     names: list[str] | None = None,
+    padding: PaddingCount | None = None,
 ) -> list[AnswerNLL]:
-    """Mean answer-token NLL of each row's ``output`` given its prompt, batched by length."""
+    """Mean answer-token NLL of each row's ``output`` given its prompt, batched by length
+    (``padding``, when given, counts the padded slots)."""
     import torch
 
     encoded = encode(rows, tokenizer, max_length)
@@ -70,16 +72,10 @@ def answer_nll(
     order = sorted(scored, key=lambda i: -len(encoded[i][0].input_ids))  # longest first
     for start in range(0, len(order), batch_size):
         batch = order[start : start + batch_size]
-        width = max(len(encoded[i][0].input_ids) for i in batch)
-        ids = torch.full((len(batch), width), pad_id, dtype=torch.long)
-        labels = torch.full((len(batch), width), IGNORE_INDEX, dtype=torch.long)
-        mask = torch.zeros((len(batch), width), dtype=torch.long)
-        for row, i in enumerate(batch):
-            enc = encoded[i][0]
-            n = len(enc.input_ids)
-            ids[row, :n] = torch.tensor(enc.input_ids)
-            labels[row, :n] = torch.tensor(enc.labels)
-            mask[row, :n] = 1
+        padded = pad_batch([encoded[i][0] for i in batch], pad_id)
+        ids, labels, mask = padded["input_ids"], padded["labels"], padded["attention_mask"]
+        if padding is not None:
+            padding.add(mask)
         with torch.inference_mode():
             logits = model(input_ids=ids.to(device), attention_mask=mask.to(device)).logits
             targets = labels[:, 1:].to(device)

@@ -1,0 +1,260 @@
+"""One DiverseEvol round's phases with SmolLM2 in fp32 and in `auto`, against the machine's peak.
+
+Phases, each timed without model loading: embed the pool (``lm:smollm2``, vectors +
+uncertainty scores), select (K-center, the first ``--picks`` picks), train (a subset of
+the picks, ``--train-examples`` examples, one epoch) and eval (held-out NLL of the base
+model on ``--eval-rows`` questions). Every phase runs at ``fp32`` and at ``auto`` (bf16
+where the CPU computes it natively) in the same process, next to a GEMM micro-benchmark
+that measures this machine's fp32 and bf16 FLOP/s right now (other processes share
+these cores, so the peak and the phases are measured under the same load).
+
+Model FLOPs are estimated as 2·params per real (non-padding) token for a forward pass and
+6·params for a training step (attention's own FLOPs are left out: short sequences).
+
+Accuracy of ``auto`` against fp32 (the contract that decides ``auto``): per-row min cosine
+of the vectors, overlap of the first ``--picks`` K-center picks, mean held-out NLL
+difference, and the training loss curves.
+
+    nice -n 10 .venv/bin/python benchmarks/round.py          # ≈12 min on 2 busy shared cores
+
+Targets: embed ≥ 2.5× and train ≥ 1.5× the fp32 tokens/s; no phase below 40% of the
+GEMM peak of its precision (or the README says where the rest goes).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
+os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+
+import numpy as np  # noqa: E402
+import torch  # noqa: E402
+
+
+def spread(rows: list[dict], limit: int) -> list[dict]:
+    """``limit`` rows evenly spaced over the file, so lengths are representative."""
+    if not limit or limit >= len(rows):
+        return rows
+    step = len(rows) / limit
+    return [rows[int(i * step)] for i in range(limit)]
+
+
+def gemm_peak(dtype: torch.dtype, n: int = 1024, seconds: float = 3.0) -> float:
+    """FLOP/s of an n×n×n matmul in ``dtype`` (best of repeated runs)."""
+    a, b = torch.randn(n, n).to(dtype), torch.randn(n, n).to(dtype)
+    torch.matmul(a, b)
+    best, deadline = 0.0, time.perf_counter() + seconds
+    while time.perf_counter() < deadline:
+        t = time.perf_counter()
+        for _ in range(4):
+            torch.matmul(a, b)
+        best = max(best, 4 * 2 * n**3 / (time.perf_counter() - t))
+    return best
+
+
+def embed_phase(rows, precision, max_length):
+    from curate.embedders import load_embedder
+
+    embedder = load_embedder("lm:smollm2", max_length, "cpu", precision)
+    embedder.load()
+    embedder.embed_batch(rows[:2])  # warm-up
+    embedder.padding.tokens = embedder.padding.slots = 0
+    vectors = np.zeros((len(rows), embedder.dim), dtype=np.float32)
+    started = time.perf_counter()
+    for indices, result in embedder.embed(rows):
+        vectors[indices] = result.vectors
+    seconds = time.perf_counter() - started
+    params = sum(p.numel() for p in embedder._model.parameters())
+    return {
+        "precision": embedder.precision,
+        "seconds": seconds,
+        "tokens": embedder.padding.tokens,
+        "flops": 2 * params * embedder.padding.tokens,
+        "padding": embedder.padding.fraction,
+        "params": params,
+    }, vectors
+
+
+def select_phase(vectors, picks):
+    from curate.strategies.kcenter import kcenter_greedy
+
+    started = time.perf_counter()
+    selection = kcenter_greedy(vectors, None, picks, seed=0, device="cpu")
+    return {"seconds": time.perf_counter() - started}, selection.indices.tolist()
+
+
+def train_phase(examples, precision, max_length, out: Path, params: int):
+    from curate.subsets import write_subset
+    from curate.training import TrainConfig, train
+
+    manifest = {"name": "bench", "strategy": "kcenter", "params": {}, "seed": 0}
+    manifest |= {"budget": len(examples), "parent": None, "pool": {"version": 1, "rows": 0}}
+    manifest |= {
+        "embeddings": None,
+        "picks": [{"id": e["id"], "hash": e["hash"]} for e in examples],
+    }
+    subset = out / "subset"
+    if not subset.exists():
+        write_subset(subset, manifest, examples)
+    config = TrainConfig(
+        "smollm2", epochs=1, lr=1e-4, max_length=max_length, batch_size=4, precision=precision
+    )
+    metrics = train(subset, out / f"model-{precision}", config).metrics
+    timing = metrics["timing"]
+    tokens = metrics["tokens_seen"]
+    return {
+        "precision": metrics["precision"],
+        "seconds": timing["seconds"],
+        "tokens": tokens,
+        "flops": 6 * params * tokens,
+        "padding": timing["padding_fraction"],
+        "losses": [h["loss"] for h in metrics["loss_history"]],
+    }
+
+
+def eval_phase(rows, precision, max_length, params: int):
+    from curate.evaluation.nll import answer_nll
+    from curate.models import load_causal_lm, resolve_precision, torch_dtype
+    from curate.prompts import PaddingCount
+
+    resolved = resolve_precision(precision, "cpu")
+    model, tokenizer = load_causal_lm("smollm2", "cpu", torch_dtype(resolved))
+    answer_nll(model, tokenizer, rows[:2], max_length)  # warm-up
+    padding = PaddingCount()
+    started = time.perf_counter()
+    scored = answer_nll(model, tokenizer, rows, max_length, batch_size=4, padding=padding)
+    seconds = time.perf_counter() - started
+    return {
+        "precision": resolved,
+        "seconds": seconds,
+        "tokens": padding.tokens,
+        "flops": 2 * params * padding.tokens,
+        "padding": padding.fraction,
+        "nll": [s.nll for s in scored],
+    }
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--pool", type=Path, default=ROOT / "data" / "sample" / "pool.jsonl")
+    parser.add_argument("--eval-set", type=Path, default=ROOT / "data" / "sample" / "eval.jsonl")
+    parser.add_argument("--rows", type=int, default=48, help="pool rows embedded (0: all)")
+    parser.add_argument("--eval-rows", type=int, default=8, help="questions scored (0: all)")
+    parser.add_argument("--picks", type=int, default=24, help="K-center picks compared")
+    parser.add_argument("--train-examples", type=int, default=8, help="picks trained on")
+    parser.add_argument("--max-length", type=int, default=256)
+    parser.add_argument("--json", type=Path, help="also write every figure here")
+    args = parser.parse_args()
+
+    from curate.models import resolve_precision
+    from curate.records import to_example
+
+    lines = args.pool.read_text(encoding="utf-8").splitlines()
+    pool = spread([to_example(json.loads(line), "sample").to_dict() for line in lines], args.rows)
+    eval_rows = [json.loads(line) for line in args.eval_set.read_text().splitlines()]
+    eval_rows = [
+        {"instruction": r["instruction"], "input": r.get("input", ""), "output": r["output"]}
+        for r in spread(eval_rows, args.eval_rows)
+    ]
+    auto = resolve_precision("auto", "cpu")
+    print(
+        f"{torch.get_num_threads()} threads, {torch.cpu.get_capabilities().get('cpu_name')}; "
+        f"auto = {auto}; {len(pool)} pool rows, {len(eval_rows)} eval questions, "
+        f"max length {args.max_length}",
+        flush=True,
+    )
+    peak = {"fp32": gemm_peak(torch.float32), "bf16": gemm_peak(torch.bfloat16)}
+    print(f"GEMM peak: fp32 {peak['fp32'] / 1e9:.1f}, bf16 {peak['bf16'] / 1e9:.1f} GFLOP/s")
+
+    results: dict[str, dict] = {}
+    vectors, picks = {}, {}
+    with tempfile.TemporaryDirectory(prefix="bench-round-") as tmp:
+        for label in ("fp32", "auto"):
+            phases: dict[str, dict] = {}
+            phases["embed"], vectors[label] = embed_phase(pool, label, args.max_length)
+            params = phases["embed"]["params"]
+            print(f"  {label} embed {phases['embed']['seconds']:.1f}s", flush=True)
+            phases["select"], picks[label] = select_phase(vectors[label], args.picks)
+            chosen = [pool[i] for i in picks[label][: args.train_examples]]
+            phases["train"] = train_phase(chosen, label, args.max_length, Path(tmp), params)
+            print(f"  {label} train {phases['train']['seconds']:.1f}s", flush=True)
+            phases["eval"] = eval_phase(eval_rows, label, 512, params)
+            print(f"  {label} eval {phases['eval']['seconds']:.1f}s", flush=True)
+            results[label] = phases
+
+    print()
+    header = f"{'phase':<7}{'precision':<11}{'seconds':>9}{'tokens':>9}{'tokens/s':>10}"
+    header += f"{'× fp32':>8}{'GFLOP/s':>9}{'of peak':>9}{'padding':>9}"
+    print(header)
+    print("-" * len(header))
+    for phase in ("embed", "select", "train", "eval"):
+        for label in ("fp32", "auto"):
+            r = results[label][phase]
+            precision = r.get("precision", "-" if phase == "select" else label)
+            line = f"{phase:<7}{label + ('=' + precision if label == 'auto' else ''):<11}"
+            line += f"{r['seconds']:>9.2f}"
+            if "tokens" in r:
+                rate = r["tokens"] / r["seconds"]
+                base = results["fp32"][phase]
+                speedup = rate / (base["tokens"] / base["seconds"])
+                flops = r["flops"] / r["seconds"]
+                line += f"{r['tokens']:>9,}{rate:>10,.0f}{speedup:>7.2f}×{flops / 1e9:>9.1f}"
+                line += f"{flops / peak[precision]:>9.0%}{r['padding']:>9.1%}"
+            else:
+                speedup = results["fp32"][phase]["seconds"] / r["seconds"]
+                line += f"{'':>9}{'':>10}{speedup:>7.2f}×"
+            print(line)
+
+    a, b = vectors["fp32"], vectors["auto"]
+    cosine = (a * b).sum(1) / (np.linalg.norm(a, axis=1) * np.linalg.norm(b, axis=1))
+    overlap = len(set(picks["fp32"]) & set(picks["auto"]))
+    same_prefix = next(
+        (i for i, (x, y) in enumerate(zip(picks["fp32"], picks["auto"], strict=True)) if x != y),
+        len(picks["fp32"]),
+    )
+    nll = {k: np.array(results[k]["eval"]["nll"]) for k in results}
+    losses = {k: np.array(results[k]["train"]["losses"]) for k in results}
+    n = min(len(losses["fp32"]), len(losses["auto"]))
+    print()
+    print(f"accuracy of auto ({auto}) against fp32:")
+    print(f"  vectors: min cosine {cosine.min():.6f}, mean {cosine.mean():.6f} ({len(a)} rows)")
+    print(
+        f"  K-center: {overlap}/{args.picks} of the first picks shared; "
+        f"identical for the first {same_prefix}"
+    )
+    print(
+        f"  held-out NLL: fp32 {nll['fp32'].mean():.4f}, auto {nll['auto'].mean():.4f}, "
+        f"difference {nll['auto'].mean() - nll['fp32'].mean():+.4f} nats "
+        f"(max per question {np.abs(nll['auto'] - nll['fp32']).max():.4f})"
+    )
+    print(
+        f"  train loss per step: fp32 {np.round(losses['fp32'], 3).tolist()}\n"
+        f"                       auto {np.round(losses['auto'], 3).tolist()}\n"
+        f"                       max |diff| {np.abs(losses['fp32'][:n] - losses['auto'][:n]).max():.4f}"
+    )
+    if args.json:
+        figures = {
+            "peak_flops": peak,
+            "phases": {
+                k: {p: {f: v for f, v in r.items() if f not in ("nll",)} for p, r in ph.items()}
+                for k, ph in results.items()
+            },
+            "min_cosine": float(cosine.min()),
+            "kcenter_overlap": overlap,
+            "nll_difference": float(nll["auto"].mean() - nll["fp32"].mean()),
+        }
+        args.json.write_text(json.dumps(figures, indent=2, default=float))
+
+
+if __name__ == "__main__":
+    main()
