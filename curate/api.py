@@ -171,17 +171,12 @@ def evaluate(
     eval_set: str | Path,
     *,
     out: str | Path | None = None,
+    progress: Progress = NO_PROGRESS,
     **settings: Any,
 ) -> ModelEvalResult:
     """Held-out answer NLL (and generation, judging) of a model on an eval set; ``settings``
     are :class:`curate.evaluation.model_eval.ModelEvalSettings` fields."""
     from curate.evaluation.model_eval import ModelEvalSettings, evaluate_model
-    from curate.evaluation.results import ModelEvalResult
 
-    metrics, details = evaluate_model(
-        str(model),
-        eval_set,
-        ModelEvalSettings(**settings),
-        Path(out) if out is not None else None,
-    )
-    return ModelEvalResult(metrics, details)
+    out = Path(out) if out is not None else None
+    return evaluate_model(str(model), eval_set, ModelEvalSettings(**settings), out, progress)

@@ -22,7 +22,7 @@ from __future__ import annotations
 import json
 import shutil
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -33,6 +33,7 @@ from torch.utils.data import Dataset, Sampler
 from curate.errors import CurateError, ModelError, SubsetError
 from curate.files import canonical_json, replace_dir
 from curate.models import PRECISIONS
+from curate.progress import NO_PROGRESS, Progress
 from curate.prompts import IGNORE_INDEX, TEMPLATE_VERSION, PaddingCount, pad_batch, tokenize
 from curate.subsets import load_subset
 
@@ -102,14 +103,6 @@ class TrainConfig:
         key = asdict(self)
         del key["device"], key["save_steps"], key["precision"]
         return key | {"epochs": float(self.epochs), "lr": float(self.lr)}
-
-
-@dataclass(frozen=True)
-class TrainProgress:
-    step: int
-    total_steps: int
-    epoch: float
-    loss: float | None  # the latest logged training loss
 
 
 @dataclass
@@ -281,24 +274,29 @@ def _with_lora(model: Any, rank: int, seed: int) -> Any:
 
 
 class _Reporter:
-    """A Trainer callback that reports each step and its loss to ``on_progress`` (the class is
-    built on first use so importing this module does not import transformers)."""
+    """A Trainer callback that reports optimizer steps to ``progress`` and keeps the latest
+    loss (the class is built on first use so importing this module does not import
+    transformers). Only the main process reports."""
 
-    def __new__(cls, on_progress: Callable[[TrainProgress], None] | None):
+    def __new__(cls, progress: Progress):
         from transformers import TrainerCallback
 
         class Reporter(TrainerCallback):
             loss: float | None = None
             tokens_at_begin = 0  # restored from the checkpoint when resuming
 
+            reported = 0  # steps already passed to progress.advance
+
             def _emit(self, state) -> None:
-                if on_progress is not None and state.is_world_process_zero:
-                    epoch = state.epoch or 0.0
-                    on_progress(TrainProgress(state.global_step, state.max_steps, epoch, self.loss))
+                if state.is_world_process_zero and state.global_step > self.reported:
+                    progress.advance(state.global_step - self.reported)
+                    self.reported = state.global_step
 
             def on_train_begin(self, args, state, control, **kwargs):
                 self.tokens_at_begin = state.num_input_tokens_seen
-                self._emit(state)
+                if state.is_world_process_zero:
+                    progress.start(state.max_steps, "steps", "train")
+                    self._emit(state)  # a resumed run starts at its checkpoint's step
 
             def on_step_end(self, args, state, control, **kwargs):
                 self._skip_final_checkpoint(state, control)
@@ -399,7 +397,7 @@ def train(
     out: str | Path,
     config: TrainConfig,
     resume: bool = False,
-    on_progress: Callable[[TrainProgress], None] | None = None,
+    progress: Progress = NO_PROGRESS,
 ) -> TrainResult:
     """Fine-tune ``config.base_model`` on the subset and write the model folder to ``out``.
 
@@ -441,7 +439,7 @@ def train(
         else:
             checkpoint = last_complete_checkpoint(work / "checkpoints") if resume else None
 
-    reporter = _Reporter(on_progress)
+    reporter = _Reporter(progress)
     trainer = _make_trainer(model, args, dataset, tokenizer, reporter)
     if config.lora and trainer.is_fsdp_enabled:
         raise TrainingError("--lora cannot be merged from FSDP shards; use DDP or one GPU")

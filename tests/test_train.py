@@ -12,6 +12,7 @@ import torch
 
 from curate.errors import SubsetError
 from curate.manifest import Manifest, PoolRef
+from curate.progress import NoProgress
 from curate.prompts import IGNORE_INDEX
 from curate.records import to_example
 from curate.subsets import MANIFEST_FILE, load_subset, write_subset
@@ -224,12 +225,16 @@ def test_resume_after_interruption_gives_the_same_weights(reference, subset_dir,
     out.mkdir()
     (out / "older-model.txt").write_text("an earlier model lives here")
 
-    def crash_at_step_7(progress):  # epoch 2, one step after the checkpoint at step 6
-        if progress.step == 7:
-            raise KeyboardInterrupt
+    class CrashAtStep7(NoProgress):  # epoch 2, one step after the checkpoint at step 6
+        steps = 0
+
+        def advance(self, n: int = 1) -> None:
+            self.steps += n
+            if self.steps == 7:
+                raise KeyboardInterrupt
 
     with pytest.raises(TrainingInterrupted, match="checkpoint-6"):
-        train(subset_dir, out, config, on_progress=crash_at_step_7)
+        train(subset_dir, out, config, progress=CrashAtStep7())
     assert [p.name for p in out.iterdir()] == ["older-model.txt"]  # --out untouched
     checkpoints = work_dir_for(out) / "checkpoints"
     assert [p.name for p in checkpoints.iterdir()] == ["checkpoint-6"]

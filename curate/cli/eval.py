@@ -9,7 +9,7 @@ import typer
 from rich.table import Table
 
 from curate.cli._options import DEFAULT_DB_PATH, DbOption, DeviceOption, JsonOption, PrecisionOption
-from curate.cli._render import console, print_json, progress_bar
+from curate.cli._render import RichProgress, console, print_json
 
 eval_app = typer.Typer(
     help="Evaluate subsets (Vendi, coverage) and models (held-out NLL, answers, LLM judge).",
@@ -52,10 +52,6 @@ MaxLengthOption = Annotated[
 BatchOption = Annotated[
     int, typer.Option("--batch-size", min=1, help="Questions per forward pass.")
 ]
-
-
-def _progress(description: str, total: int | None = None, unit: str = "rows"):
-    return progress_bar(description, total, unit)
 
 
 def _metrics_table(metrics: dict[str, Any]) -> Table:
@@ -170,18 +166,19 @@ def model_command(
         )
         generate = True
     settings = ModelEvalSettings(
-        limit,
-        max_length,
-        batch_size,
-        device,
-        generate,
-        max_new_tokens,
-        temperature,
-        seed,
-        judge_settings,
-        precision,
+        limit=limit,
+        max_length=max_length,
+        batch_size=batch_size,
+        device=device,
+        generate=generate,
+        max_new_tokens=max_new_tokens,
+        temperature=temperature,
+        seed=seed,
+        judge=judge_settings,
+        precision=precision,
     )
-    metrics, _ = evaluate_model(model_dir, eval_set, settings, out, _progress)
+    with RichProgress() as progress:
+        metrics, _ = evaluate_model(model_dir, eval_set, settings, out, progress)
     _show(f"model {model_dir} on {eval_set}", metrics, out, json_out)
 
 
@@ -212,9 +209,10 @@ def round_command(
         device=device,
         precision=precision,
     )
-    metrics, _ = evaluate_round(
-        Store(db), subset, model, embeddings, eval_set, settings, out, _progress
-    )
+    with RichProgress() as progress:
+        metrics, _ = evaluate_round(
+            Store(db), subset, model, embeddings, eval_set, settings, out, progress
+        )
     _show(f"round {subset.name}", metrics, out, json_out)
 
 

@@ -2,24 +2,14 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
 from typing import Annotated, Any
 
 import typer
-from rich.progress import (
-    BarColumn,
-    MofNCompleteColumn,
-    Progress,
-    TextColumn,
-    TimeElapsedColumn,
-    TimeRemainingColumn,
-)
 from rich.table import Table
 
 from curate.cli._options import DeviceOption, JsonOption, PrecisionOption
-from curate.cli._render import console, err_console, print_json
+from curate.cli._render import RichProgress, console, print_json
 
 
 def train_command(
@@ -91,8 +81,8 @@ def train_command(
         device=device,
         precision=precision,
     )
-    with _step_progress() as on_progress:
-        result = train(subset_dir, out, config, resume=resume, on_progress=on_progress)
+    with RichProgress() as progress:
+        result = train(subset_dir, out, config, resume=resume, progress=progress)
     metrics = result.metrics
     if not result.is_main_process:
         return
@@ -100,34 +90,6 @@ def train_command(
         print_json({k: v for k, v in metrics.items() if k != "loss_history"} | {"out": str(out)})
         return
     console.print(_summary(metrics, out))
-
-
-@contextmanager
-def _step_progress() -> Iterator[Any]:
-    """A rich bar over optimizer steps, showing the latest loss; it appears once training
-    starts, so an input error prints its one line alone."""
-    columns = [
-        TextColumn("[bold]{task.description}"),
-        BarColumn(),
-        MofNCompleteColumn(),
-        TimeElapsedColumn(),
-        TimeRemainingColumn(),
-    ]
-    progress = Progress(*columns, console=err_console, transient=False)
-    task = progress.add_task("train", total=None, start=False)
-
-    def on_progress(p) -> None:
-        if not progress.live.is_started:
-            progress.start()
-            progress.start_task(task)
-        loss = "" if p.loss is None else f" loss {p.loss:.4f}"
-        progress.update(task, total=p.total_steps, completed=p.step, description=f"train{loss}")
-
-    try:
-        yield on_progress
-    finally:
-        if progress.live.is_started:
-            progress.stop()
 
 
 def _summary(metrics: dict[str, Any], out: Path) -> Table:

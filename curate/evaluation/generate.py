@@ -7,9 +7,9 @@ and returned in input order. Greedy unless ``temperature`` > 0.
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from typing import Any
 
+from curate.progress import NO_PROGRESS, Progress
 from curate.prompts import pad_batch, prompt_text
 
 
@@ -21,7 +21,7 @@ def generate_answers(
     temperature: float = 0.0,
     batch_size: int = 8,
     seed: int = 0,
-    on_batch: Callable[[int], None] | None = None,
+    progress: Progress = NO_PROGRESS,
 ) -> list[str]:
     import torch
     from transformers import GenerationConfig
@@ -56,6 +56,5 @@ def generate_answers(
             )
         for row, i in enumerate(batch):
             answers[i] = tokenizer.decode(out[row, width:], skip_special_tokens=True).strip()
-        if on_batch is not None:
-            on_batch(len(batch))
+        progress.advance(len(batch))
     return answers

@@ -29,6 +29,7 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from curate.errors import EvalError
+from curate.progress import NO_PROGRESS, Progress
 
 JUDGE_SYSTEM = "You are a helpful and precise assistant for checking the quality of the answer."
 JUDGE_TEMPLATE = """[Question]
@@ -269,7 +270,7 @@ def judge_pairs(
     pairs: list[Pair],
     cache_path: Path | None = None,
     workers: int = 4,
-    on_reply: Callable[[int], None] | None = None,
+    progress: Progress = NO_PROGRESS,
 ) -> JudgeReport:
     """Judge every pair in both orders, asking the endpoint only for uncached prompts."""
     cache = ReplyCache(cache_path)
@@ -279,8 +280,8 @@ def judge_pairs(
             jobs.append((index, order, prompt, ReplyCache.key(client.model, prompt)))
     replies: dict[str, str] = {}
     todo = [job for job in jobs if job[3] not in cache.entries]
-    if on_reply is not None and len(jobs) > len(todo):
-        on_reply(len(jobs) - len(todo))
+    if len(jobs) > len(todo):
+        progress.advance(len(jobs) - len(todo))
 
     failed = threading.Event()  # after one hard failure, queued prompts are not sent
 
@@ -296,8 +297,7 @@ def judge_pairs(
         scores = parse_scores(reply)
         if scores is not None:
             cache.add({"key": job[3], "scores": list(scores), "reply": reply})
-        if on_reply is not None:
-            on_reply(1)
+        progress.advance(1)
 
     with ThreadPoolExecutor(max_workers=max(1, workers)) as pool:
         futures = [pool.submit(ask, job) for job in todo]

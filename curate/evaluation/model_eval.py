@@ -10,8 +10,6 @@ from __future__ import annotations
 
 import math
 import os
-from collections.abc import Callable, Iterator
-from contextlib import AbstractContextManager, contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -20,15 +18,11 @@ from curate.errors import EvalError, ModelError
 from curate.evaluation import results
 from curate.evaluation.eval_sets import EvalSet, load_eval_set
 from curate.evaluation.judge import ChatClient, Pair, judge_pairs
+from curate.evaluation.results import ModelEvalResult
+from curate.progress import NO_PROGRESS, Progress
 from curate.prompts import TEMPLATE_VERSION
 
-Progress = Callable[[str, int | None, str], AbstractContextManager[Callable[[int], None]]]
 WEIGHT_FILES = ("*.safetensors", "*.bin", "*.pt", "*.gguf")
-
-
-@contextmanager
-def no_progress(description: str, total: int | None = None, unit: str = "rows") -> Iterator[Any]:
-    yield lambda n=1: None
 
 
 @dataclass
@@ -100,8 +94,8 @@ def evaluate_model(
     eval_set_path: str | Path,
     settings: ModelEvalSettings,
     out: Path | None = None,
-    progress: Progress = no_progress,
-) -> tuple[dict[str, Any], dict[str, Any]]:
+    progress: Progress = NO_PROGRESS,
+) -> ModelEvalResult:
     """Score a model on an eval set; returns (metrics, details) and writes them to ``out``."""
     from curate.evaluation.generate import generate_answers
     from curate.evaluation.nll import answer_nll
@@ -133,17 +127,17 @@ def evaluate_model(
     ]
     metrics: dict[str, Any] = {"questions": len(eval_set.items), "precision": precision}
     if has_references:
-        with progress("nll", len(rows), "questions") as advance:
-            scored = answer_nll(
-                model,
-                tokenizer,
-                rows,
-                settings.max_length,
-                settings.batch_size,
-                on_batch=advance,
-                names=eval_set.ids,
-                padding=padding,
-            )
+        progress.start(len(rows), "questions", "nll")
+        scored = answer_nll(
+            model,
+            tokenizer,
+            rows,
+            settings.max_length,
+            settings.batch_size,
+            progress=progress,
+            names=eval_set.ids,
+            padding=padding,
+        )
         for row, score in zip(questions, scored, strict=True):
             row.update(nll=score.nll, tokens=score.tokens, truncated=score.truncated)
             if not score.tokens:  # the prompt alone fills --max-length: skipped, counted
@@ -167,26 +161,24 @@ def evaluate_model(
         )
     answers: list[str] = []
     if settings.generate:
-        with progress("generate", len(rows), "questions") as advance:
-            answers = generate_answers(
-                model,
-                tokenizer,
-                rows,
-                settings.max_new_tokens,
-                settings.temperature,
-                settings.batch_size,
-                settings.seed,
-                on_batch=advance,
-            )
+        progress.start(len(rows), "questions", "generate")
+        answers = generate_answers(
+            model,
+            tokenizer,
+            rows,
+            settings.max_new_tokens,
+            settings.temperature,
+            settings.batch_size,
+            settings.seed,
+            progress=progress,
+        )
     if client is not None and out is not None:
         pairs = [
             Pair(item.id, item.question, answer, opponent)
             for item, answer, opponent in zip(eval_set.items, answers, opponents, strict=True)
         ]
-        with progress("judge", 2 * len(pairs), "replies") as advance:
-            report = judge_pairs(
-                client, pairs, results.judge_cache_path(out), judge.workers, advance
-            )
+        progress.start(2 * len(pairs), "replies", "judge")
+        report = judge_pairs(client, pairs, results.judge_cache_path(out), judge.workers, progress)
         for row, verdict in zip(questions, report.questions, strict=True):
             row["judge"] = {k: v for k, v in verdict.items() if k != "id"}
         metrics["judge"] = {**report.metrics(), "asked": report.asked, "cached": report.cached}
@@ -224,7 +216,7 @@ def evaluate_model(
                 ),
             )
         write_metrics(out, metrics, details)
-    return metrics, details
+    return ModelEvalResult(metrics, details)
 
 
 def write_metrics(out: Path, metrics: dict[str, Any], details: dict[str, Any]) -> None:

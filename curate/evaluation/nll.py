@@ -8,10 +8,10 @@ Per-question means are kept so two models can be compared question by question.
 from __future__ import annotations
 
 import math
-from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
+from curate.progress import NO_PROGRESS, Progress
 from curate.prompts import IGNORE_INDEX, PaddingCount, Tokenized, pad_batch, tokenize
 
 UNLIMITED = 1 << 30
@@ -47,7 +47,7 @@ def answer_nll(
     rows: list[dict[str, Any]],
     max_length: int = 1024,
     batch_size: int = 4,
-    on_batch: Callable[[int], None] | None = None,
+    progress: Progress = NO_PROGRESS,
     names: list[str] | None = None,
     padding: PaddingCount | None = None,
 ) -> list[AnswerNLL]:
@@ -62,8 +62,8 @@ def answer_nll(
         if not any(label != IGNORE_INDEX for label in enc.labels[1:]):
             results[i] = AnswerNLL(math.nan, 0, True)
     skipped = sum(r is not None for r in results)
-    if skipped and on_batch is not None:
-        on_batch(skipped)
+    if skipped:
+        progress.advance(skipped)
     pad_id = (
         tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
     )
@@ -91,6 +91,5 @@ def answer_nll(
         for row, i in enumerate(batch):
             count = int(counts[row])
             results[i] = AnswerNLL(float(sums[row]) / count, count, encoded[i][1])
-        if on_batch is not None:
-            on_batch(len(batch))
+        progress.advance(len(batch))
     return [r for r in results if r is not None]

@@ -10,9 +10,8 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterable
-from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 from curate.errors import EvalError
 from curate.files import atomic_write_text
@@ -61,8 +60,7 @@ def check_scalars(data: dict[str, Any], where: str = "") -> None:
             raise TypeError(f"metrics field {where}{key} is a {type(value).__name__}, not a scalar")
 
 
-@dataclass
-class ModelEvalResult:
+class ModelEvalResult(NamedTuple):
     """A model's scores on an eval set: ``metrics`` (scalars, what ``dvc metrics`` reads)
     and ``details`` (per-question values, what ``curate eval compare`` pairs)."""
 

@@ -9,16 +9,11 @@ compared with ``curate eval compare``.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
 
 from curate.evaluation.diversity import evaluate_subset
-from curate.evaluation.model_eval import (
-    ModelEvalSettings,
-    Progress,
-    evaluate_model,
-    no_progress,
-    write_metrics,
-)
+from curate.evaluation.model_eval import ModelEvalSettings, evaluate_model, write_metrics
+from curate.evaluation.results import ModelEvalResult
+from curate.progress import NO_PROGRESS, Progress
 from curate.store import Store
 from curate.subsets import load_subset
 
@@ -31,8 +26,8 @@ def evaluate_round(
     eval_set_path: str | Path,
     settings: ModelEvalSettings,
     out: Path | None = None,
-    progress: Progress = no_progress,
-) -> tuple[dict[str, Any], dict[str, Any]]:
+    progress: Progress = NO_PROGRESS,
+) -> ModelEvalResult:
     subset = load_subset(subset_dir)
     diversity = evaluate_subset(store, subset_dir, embeddings)  # cheap: fail before the model
     model_metrics, details = evaluate_model(model_spec, eval_set_path, settings, None, progress)
@@ -45,4 +40,4 @@ def evaluate_round(
     }
     if out is not None:
         write_metrics(out, metrics, details)
-    return metrics, details
+    return ModelEvalResult(metrics, details)
