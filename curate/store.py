@@ -61,7 +61,7 @@ LOCK_FILE = ".curate-writer.lock"
 PENDING_LOG_FILE = ".curate-ingest-pending.json"
 LOCK_TIMEOUT_ENV = "CURATE_LOCK_TIMEOUT"
 DEFAULT_LOCK_TIMEOUT = 10.0
-LOAD_BATCH_BYTES = 16 << 20  # vectors per record batch while loading: small next to the result
+LOAD_CHUNK_BYTES = 4 << 20  # vectors read per take while loading (a scan reads far ahead)
 
 MESSAGE_TYPE = pa.list_(pa.struct([("role", pa.string()), ("content", pa.string())]))
 POOL_SCHEMA = pa.schema(
@@ -403,9 +403,10 @@ class Store:
     def load_vectors(self, name: str, with_scores: bool = False) -> Vectors:
         """Vectors for every pool row, in pool order, checked for completeness and NaN/inf.
 
-        The (N, d) float32 result is allocated once and filled from small record batches,
-        each row written straight to its pool position, so the peak is the result plus a
-        batch. A row stored twice for one (id, hash) is read as the last one stored."""
+        The (N, d) float32 result is allocated once and filled from small chunks of rows
+        (taken by offset from one table version: a streamed scan reads hundreds of MB
+        ahead), each row written straight to its pool position, so the peak is the result
+        plus a chunk. A row stored twice for one (id, hash) is read as the last one stored."""
         table_name = self.embedding_table(name)
         if not self.has_table(table_name):
             known = ", ".join(self.embedding_names()) or "none"
@@ -426,16 +427,19 @@ class Store:
         scores = {c: np.zeros(n, dtype=np.float32) for c in score_cols}
         fingerprints: set[str] = set()
         columns = ["id", "hash", "fingerprint", "vector", *score_cols]
-        batch_rows = max(256, LOAD_BATCH_BYTES // (4 * max(dim, 1)))
-        reader = table.search().select(columns).to_batches(batch_rows)
-        for batch in reader:
+        table.checkout(table.version)  # one snapshot for every chunk, whatever commits meanwhile
+        stored = table.count_rows()
+        step = max(64, LOAD_CHUNK_BYTES // (4 * max(dim, 1)))
+        for start in range(0, stored, step):
+            offsets = list(range(start, min(start + step, stored)))
+            batch = table.take_offsets(offsets).select(columns).to_arrow()
             fingerprints.update(pc.unique(batch["fingerprint"]).to_pylist())
             where = pc.index_in(_row_keys(batch["id"], batch["hash"]), value_set=pool_keys)
             rows = np.flatnonzero(pc.is_valid(where).to_numpy(zero_copy_only=False))
             if rows.size == 0:
                 continue
             positions = where.to_numpy(zero_copy_only=False)[rows].astype(np.int64)
-            flat = batch["vector"].flatten().to_numpy(zero_copy_only=False)
+            flat = batch["vector"].combine_chunks().flatten().to_numpy(zero_copy_only=False)
             vectors = flat.reshape(batch.num_rows, dim)[rows]
             matrix[positions] = vectors
             finite[positions] = np.isfinite(vectors).all(axis=1)
