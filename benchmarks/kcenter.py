@@ -7,6 +7,11 @@
       N=200k and N=1M, d=384;
 for random Gaussian and clustered data, k=1,000 picks from the same seeded first row.
 
+The ``select`` suite measures the whole ``curate select --strategy kcenter`` process reading
+its vectors from a LanceDB table (built once per size in --workdir, deleted afterwards):
+its peak RSS against the target of 1.3x the float32 vectors + 0.5 GB, and against a bare
+``curate pool`` on the same database (imports and pool columns).
+
 Every measurement runs in its own subprocess, so "peak RSS" is that process's high-water
 mark (vectors included); "×vec" divides it by the size of the float32 vectors. "GB/s" is
 the bytes of vectors read per second by the distance passes (rows read × d × 4): a
@@ -18,6 +23,7 @@ exact against float64).
     .venv/bin/python benchmarks/kcenter.py                      # everything (~10-15 min)
     .venv/bin/python benchmarks/kcenter.py --suite plain --sizes 200000 --data gaussian
     .venv/bin/python benchmarks/kcenter.py --suite full --dims 384 --k 200
+    .venv/bin/python benchmarks/kcenter.py --suite select --select-sizes 200000x384,400000x4096
 """
 
 from __future__ import annotations
@@ -27,8 +33,10 @@ import hashlib
 import json
 import os
 import resource
+import shutil
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -207,12 +215,145 @@ def best_of(repeat: int, *case) -> dict:
     return min(ok, key=lambda r: r["seconds"]) if ok else runs[0]
 
 
+# ----------------------------------------------------------------------------- select
+def build_db(db: Path, n: int, d: int) -> None:
+    """A pool of ``n`` short rows and ``n`` Gaussian vectors under the name ``bench``,
+    each written in one streamed commit (so the builder never holds all the vectors)."""
+    sys.path.insert(0, str(ROOT))
+    import pyarrow as pa
+
+    from curate.store import POOL_SCHEMA, Store, embedding_schema
+
+    store = Store(db)
+    step = max(1, (64 << 20) // (4 * d))
+
+    def pool_batches():
+        for s in range(0, n, step):
+            i = np.arange(s, min(s + step, n))
+            text = [f"question {j}" for j in i]
+            columns = {
+                "pos": i,
+                "id": [f"{j:016x}" for j in i],
+                "instruction": text,
+                "input": [""] * len(i),
+                "output": [f"answer {j}" for j in i],
+                "messages": None,
+                "category": None,
+                "source": ["bench"] * len(i),
+                "hash": [f"{j:064x}" for j in i],
+                "n_chars": [len(t) + 10 for t in text],
+            }
+            arrays = [
+                pa.nulls(len(i), f.type)
+                if columns[f.name] is None
+                else pa.array(columns[f.name], f.type)
+                for f in POOL_SCHEMA
+            ]
+            yield pa.RecordBatch.from_arrays(arrays, schema=POOL_SCHEMA)
+
+    store.append_pool(pa.RecordBatchReader.from_batches(POOL_SCHEMA, pool_batches()))
+    schema = embedding_schema(d, with_scores=False)
+    rng = np.random.default_rng(SEED)
+
+    def vector_batches():
+        for s in range(0, n, step):
+            i = np.arange(s, min(s + step, n))
+            x = rng.standard_normal((len(i), d), dtype=np.float32)
+            yield pa.RecordBatch.from_arrays(
+                [
+                    pa.array([f"{j:016x}" for j in i]),
+                    pa.array([f"{j:064x}" for j in i]),
+                    pa.array(["bench"] * len(i)),
+                    pa.FixedSizeListArray.from_arrays(pa.array(x.ravel()), d),
+                ],
+                schema=schema,
+            )
+
+    store.create_embeddings(
+        "bench", schema, pa.RecordBatchReader.from_batches(schema, vector_batches())
+    )
+
+
+def peak_of(args: list[str], cwd: Path, timeout: float) -> dict:
+    """Run ``curate ARGS`` under ``/usr/bin/time``: its own peak RSS and wall time. (A
+    child's rusage from this process would start from this process's RSS at the fork.)"""
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    report = cwd / "time.txt"
+    cmd = ["/usr/bin/time", "-f", "%M", "-o", str(report), sys.executable, "-m", "curate", *args]
+    started = time.perf_counter()
+    try:
+        done = subprocess.run(
+            cmd, cwd=cwd, env=env, capture_output=True, text=True, timeout=timeout
+        )
+    except subprocess.TimeoutExpired:
+        return {"error": f"timeout {timeout:.0f}s"}
+    seconds = time.perf_counter() - started
+    if done.returncode != 0:
+        last = (done.stderr.strip().splitlines() or ["?"])[-1]
+        return {"error": "out of memory" if done.returncode in (-9, 137) else last[:80]}
+    kib = int(report.read_text().split()[-1])
+    return {"seconds": seconds, "peak_rss": kib * 1024}
+
+
+def select_suite(sizes: str, k: int, workdir: str, timeout: float) -> None:
+    print(
+        f"{'curate select --strategy kcenter from LanceDB':<44} {'vectors GB':>10} "
+        f"{'peak GB':>8} {'×vec':>5} {'target GB':>9} {'ok':>3} {'pool GB':>8} {'wall s':>7}"
+    )
+    for size in sizes.split(","):
+        n, d = (int(v) for v in size.lower().split("x"))
+        picks = min(k, n) if d <= 1024 else min(k, 100)
+        tmp = Path(tempfile.mkdtemp(prefix="kcenter-select-", dir=workdir))
+        try:
+            subprocess.run(  # in a child, so this process stays small
+                [sys.executable, __file__, "--build", str(tmp / "db"), str(n), str(d)],
+                check=True,
+                env={**os.environ, "PYTHONPATH": str(ROOT)},
+            )
+            vectors = n * d * 4
+            bare = peak_of(["pool", "--db", "db"], tmp, timeout)
+            run = peak_of(
+                [
+                    "select",
+                    "--db",
+                    "db",
+                    "--embeddings",
+                    "bench",
+                    "--strategy",
+                    "kcenter",
+                    "--budget",
+                    str(picks),
+                    "--device",
+                    "cpu",
+                    "--out",
+                    "subset",
+                ],
+                tmp,
+                timeout,
+            )
+        finally:
+            shutil.rmtree(tmp, ignore_errors=True)
+        label = f"N={n:,} d={d} k={picks}"
+        if "error" in run:
+            print(f"{label:<44} {run['error']}")
+            continue
+        target = 1.3 * vectors + 0.5e9
+        print(
+            f"{label:<44} {vectors / 1e9:10.2f} {run['peak_rss'] / 1e9:8.2f} "
+            f"{run['peak_rss'] / vectors:5.2f} {target / 1e9:9.2f} "
+            f"{'yes' if run['peak_rss'] <= target else 'NO':>3} "
+            f"{bare.get('peak_rss', float('nan')) / 1e9:8.2f} {run['seconds']:7.1f}"
+        )
+        sys.stdout.flush()
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
     parser.add_argument("--worker", nargs=5, help=argparse.SUPPRESS)
-    parser.add_argument("--suite", choices=("all", "full", "plain"), default="all")
+    parser.add_argument("--build", nargs=3, help=argparse.SUPPRESS)
+    parser.add_argument("--suite", choices=("all", "full", "plain", "select"), default="all")
     parser.add_argument("--data", default="gaussian,clustered")
     parser.add_argument("--dims", default="384,4096", help="dims for the full-matrix suite")
     parser.add_argument("--sizes", default="200000,1000000", help="N for the plain-loop suite")
@@ -228,7 +369,18 @@ def main() -> None:
         "--exact-check", action="store_true", help="also run a float64 loop: picks must equal ours"
     )
     parser.add_argument("--timeout", type=float, default=1800)
+    parser.add_argument(
+        "--select-sizes",
+        default="200000x384,400000x4096",
+        help="NxD tables for the select suite (k is capped at 100 above d=1024)",
+    )
+    parser.add_argument(
+        "--workdir", default=tempfile.gettempdir(), help="where the select suite builds tables"
+    )
     args = parser.parse_args()
+    if args.build:
+        build_db(Path(args.build[0]), int(args.build[1]), int(args.build[2]))
+        return
     if args.worker:
         method, kind, n, d, k = args.worker
         print(json.dumps(worker(method, kind, int(n), int(d), int(k))))
@@ -246,7 +398,8 @@ def main() -> None:
     print(
         f"K-center, k={args.k}, {os.cpu_count()} CPUs, load average {load}; best of {args.repeat}"
     )
-    print(HEADER)
+    if cases:
+        print(HEADER)
     for baseline_method, kind, n, d in cases:
         title = f"{kind} N={n:,} d={d}"
         base = best_of(args.repeat, baseline_method, kind, n, d, args.k, args.timeout)
@@ -268,6 +421,8 @@ def main() -> None:
                 variant = best_of(args.repeat, method, kind, n, d, args.k, args.timeout)
                 print(row(f"{title}: ours, {label}", variant, mine, base))
         sys.stdout.flush()
+    if args.suite in ("all", "select"):
+        select_suite(args.select_sizes, args.k, args.workdir, args.timeout)
     load = "/".join(f"{x:.1f}" for x in os.getloadavg())
     print(f"load average at the end {load}")
 

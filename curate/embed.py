@@ -25,7 +25,8 @@ batch mates, so the result equals a single-process run.
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import ExitStack, contextmanager
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -37,7 +38,7 @@ from curate.embedders.fingerprints import file_fingerprint
 from curate.embedders.ranks import Ranks
 from curate.embedders.registry import check_name, default_name, slug
 from curate.embedders.vector_file import read_vector_file
-from curate.errors import EmbeddingError, InvalidInputError, PoolError
+from curate.errors import ConflictError, EmbeddingError, InvalidInputError, PoolError
 from curate.store import SCORE_COLUMNS, Store, embedding_schema
 
 ROW_COLUMNS = ["id", "hash", "instruction", "input", "output", "messages", "n_chars"]
@@ -100,10 +101,9 @@ def plan_embedding(
         raise PoolError(f"the pool in {store.path} is empty; add rows with `curate ingest SOURCE`")
     keys = list(zip(pool["id"].to_pylist(), pool["hash"].to_pylist(), strict=True))
     table = store.embedding_table(name)
-    schema, stored_rows, valid = None, 0, set()
-    if store.has_table(table):
-        schema = store.open(table).schema
-        stored = store.scan(table, ["id", "hash", "fingerprint"])
+    schema, stored_rows, valid = store.embeddings_schema(name), 0, set()
+    if schema is not None:
+        stored = store.read_embeddings(name, ["id", "hash", "fingerprint"])
         stored_rows = stored.num_rows
         valid = {
             (i, h)
@@ -145,17 +145,23 @@ def run_embedding(
             schema = check_compatible(store, plan, embedder)
             report.dim = embedder.dim
             ranks.barrier()  # every rank has read the table before rank 0 (re)creates it
-            if ranks.is_main and plan.stored_schema != schema:
-                mode = "create" if plan.stored_schema is None else "overwrite"
-                store.db.create_table(plan.table, schema=schema, mode=mode)
+            with _writer_lock(store, ranks, plan.name):
+                if ranks.is_main and plan.stored_schema != schema:
+                    store.create_embeddings(plan.name, schema)
+                ranks.barrier()
+                done = _embed_batches(
+                    store, embedder, plan, schema, on_progress, checkpoint_seconds
+                )
+                ranks.barrier()
+                report.embedded_per_rank = ranks.gather(done)
+                report.embedded = sum(report.embedded_per_rank)
+                if ranks.is_main:
+                    report.removed = _finalise(store, plan, appended=True)
+                ranks.barrier()
+        else:
+            if ranks.is_main:
+                report.removed = _finalise(store, plan, appended=False)
             ranks.barrier()
-            done = _embed_batches(store, embedder, plan, schema, on_progress, checkpoint_seconds)
-            ranks.barrier()
-            report.embedded_per_rank = ranks.gather(done)
-            report.embedded = sum(report.embedded_per_rank)
-        if ranks.is_main:
-            report.removed = _finalise(store, plan, appended=bool(plan.todo))
-        ranks.barrier()
     finally:
         ranks.close()
     report.seconds = time.perf_counter() - plan.started
@@ -213,17 +219,16 @@ def import_vectors(store: Store, path: str | Path, name: str | None = None) -> E
     dim = data.matrix.shape[1]
     table = store.embedding_table(name)
     schema = embedding_schema(dim, with_scores=False)
-    if store.has_table(table):
-        stored_schema = store.open(table).schema
-        if store.open(table).count_rows() and stored_schema != schema:
-            raise EmbeddingError(_mismatch(name, stored_schema, dim, False, store.path))
+    stored_schema = store.embeddings_schema(name)
+    if stored_schema is not None and store.embeddings_count(name) and stored_schema != schema:
+        raise EmbeddingError(_mismatch(name, stored_schema, dim, False, store.path))
     ids = pool["id"].to_pylist()
     order = [row_of[i] for i in ids]
     fingerprint = file_fingerprint(path)
     arrow = _arrow_rows(schema, ids, pool["hash"].to_pylist(), fingerprint, data.matrix[order], {})
-    previous = store.open(table).count_rows() if store.has_table(table) else 0
-    mode = "overwrite" if store.has_table(table) else "create"
-    store.db.create_table(table, data=arrow, schema=schema, mode=mode)  # one atomic commit
+    with store.writing(f"import embeddings {name!r}"):
+        previous = store.embeddings_count(name)
+        store.create_embeddings(name, schema, arrow)  # one atomic commit
     return EmbedReport(
         name,
         table,
@@ -238,6 +243,27 @@ def import_vectors(store: Store, path: str | Path, name: str | None = None) -> E
 
 
 # ---------------------------------------------------------------------------- helpers
+@contextmanager
+def _writer_lock(store: Store, ranks: Ranks, name: str) -> Iterator[None]:
+    """Hold the database's writer lock for a run's writes. Under torchrun only rank 0 takes
+    it; the other ranks write under it and learn from rank 0 whether it was granted."""
+    with ExitStack() as stack:
+        refused: ConflictError | None = None
+        if ranks.is_main:
+            try:
+                stack.enter_context(store.writing(f"embed {name!r}"))
+            except ConflictError as err:
+                refused = err
+        else:
+            stack.enter_context(store.covered())
+        granted = ranks.gather(int(refused is None))[0]
+        if refused is not None:
+            raise refused
+        if not granted:
+            raise ConflictError(f"{store.path}: rank 0 could not take the writer lock")
+        yield
+
+
 def _embed_batches(store, embedder, plan, schema, on_progress, checkpoint_seconds) -> int:
     """Embed this rank's batches, appending at checkpoints; returns rows embedded."""
     positions = sorted({p for batch in plan.batches for p in batch})
@@ -245,7 +271,6 @@ def _embed_batches(store, embedder, plan, schema, on_progress, checkpoint_second
         return 0
     pool = store.read_pool(ROW_COLUMNS).take(pa.array(positions, pa.int64())).to_pylist()
     row_at = dict(zip(positions, pool, strict=True))
-    table = store.open(plan.table)
     pending: list[pa.Table] = []
     last_commit = time.monotonic()
     done = 0
@@ -274,31 +299,42 @@ def _embed_batches(store, embedder, plan, schema, on_progress, checkpoint_second
         )
         done += len(rows)
         if time.monotonic() - last_commit >= checkpoint_seconds:
-            table.add(pa.concat_tables(pending))
+            store.append_embeddings(plan.name, pa.concat_tables(pending))
             pending, last_commit = [], time.monotonic()
         if on_progress is not None:
             on_progress(len(rows))
     if pending:
-        table.add(pa.concat_tables(pending))
+        store.append_embeddings(plan.name, pa.concat_tables(pending))
     return done
 
 
 def _finalise(store: Store, plan: EmbedPlan, appended: bool) -> int:
-    """Leave exactly one current vector per pool row; returns the rows dropped."""
-    table = store.open(plan.table)
-    stored = store.scan(plan.table, ["id", "hash", "fingerprint"])
+    """Leave exactly one current vector per pool row; returns the rows dropped. Reads and
+    rewrites under the writer lock only when something is to be written, so a rerun that
+    finds every vector current never waits for another writer."""
+    if not appended and _current(store, plan):
+        return 0
+    with store.writing(f"embed {plan.name!r}"):
+        return _rewrite(store, plan, appended)
+
+
+def _current(store: Store, plan: EmbedPlan) -> bool:
+    """Whether the table holds exactly one current vector per pool row and nothing else."""
+    stored = store.read_embeddings(plan.name, ["id", "hash", "fingerprint"])
     keys = list(zip(stored["id"].to_pylist(), stored["hash"].to_pylist(), strict=True))
-    fingerprints = stored["fingerprint"].to_pylist()
-    clean = (
+    return (
         len(keys) == len(plan.keys)
-        and all(fp == plan.fingerprint for fp in fingerprints)
+        and all(fp == plan.fingerprint for fp in stored["fingerprint"].to_pylist())
         and set(keys) == set(plan.keys)
     )
-    if clean:
+
+
+def _rewrite(store: Store, plan: EmbedPlan, appended: bool) -> int:
+    if _current(store, plan):
         if appended:
-            table.optimize()  # merge the checkpoint fragments into a few files
+            store.compact_embeddings(plan.name)  # merge the checkpoint fragments
         return 0
-    full = store.scan(plan.table)
+    full = store.read_embeddings(plan.name)
     first: dict[tuple[str, str], int] = {}  # (id, hash) -> first current row holding it
     columns = (full[c].to_pylist() for c in ("id", "hash", "fingerprint"))
     for row, (id_, hash_, fp) in enumerate(zip(*columns, strict=True)):
@@ -311,8 +347,7 @@ def _finalise(store: Store, plan: EmbedPlan, appended: bool) -> int:
             "was the pool changed during the run? rerun `curate embed`"
         )
     order = pa.array([first[k] for k in plan.keys], pa.int64())
-    table.add(full.take(order), mode="overwrite")
-    table.optimize()
+    store.replace_embeddings(plan.name, full.take(order))
     return full.num_rows - len(plan.keys)
 
 

@@ -29,18 +29,6 @@ from curate.records import (
 )
 from curate.store import POOL_SCHEMA, Store
 
-INGEST_LOG_TABLE = "ingest_log"
-INGEST_LOG_SCHEMA = pa.schema(
-    [
-        ("version", pa.int64()),
-        ("sources", pa.string()),
-        ("read", pa.int64()),
-        ("added", pa.int64()),
-        ("duplicates", pa.int64()),
-        ("rejected", pa.int64()),
-    ]
-)
-
 
 @dataclass
 class IngestReport:
@@ -119,13 +107,14 @@ class _Staging:
             self.rows += len(rows)
         self.pool_duplicates += len(batch) - len(fresh)
 
-    def commit(self) -> int | None:
-        """Append all staged rows to the pool in one version; None if nothing was staged."""
+    def commit(self, log: dict) -> int | None:
+        """Append all staged rows to the pool in one version, logged with ``log``; None if
+        nothing was staged."""
         if self.writer is None:
             return None
         self.writer.close()
         with pa.OSFile(str(self.path)) as source:  # not mmap: mapped pages count as RSS
-            return self.store.append_pool(pa.ipc.open_stream(source))
+            return self.store.append_pool(pa.ipc.open_stream(source), ingest_log=log)
 
 
 def ingest(
@@ -140,54 +129,60 @@ def ingest(
 ) -> IngestReport:
     """Read every source, then append the new unique rows to the pool in one version."""
     sources = list(sources)
-    report = IngestReport(sources=sources, version_before=store.pool_version())
     started = time.perf_counter()
-    rejects: list[dict] = []
-    store.path.mkdir(parents=True, exist_ok=True)
-    with tempfile.TemporaryDirectory(prefix="curate-ingest-") as tmp:
-        staging = _Staging(store, Path(tmp) / "rows.arrow", store.next_pos(), batch_size)
-        shape = record_shape_for(fmt)
-        for source in sources:
-            label = source_name or _default_source_name(source)
-            counts = report.per_source.setdefault(
-                source, {"read": 0, "duplicates": 0, "rejected": 0}
+    # The writer lock spans next_pos, every dedup lookup and the commit: a concurrent
+    # ingest could otherwise store the same rows twice or reuse positions.
+    with store.writing("ingest"):
+        report = IngestReport(sources=sources, version_before=store.pool_version())
+        rejects: list[dict] = []
+        with tempfile.TemporaryDirectory(prefix="curate-ingest-") as tmp:
+            staging = _Staging(store, Path(tmp) / "rows.arrow", store.next_pos(), batch_size)
+            shape = record_shape_for(fmt)
+            for source in sources:
+                label = source_name or _default_source_name(source)
+                counts = report.per_source.setdefault(
+                    source, {"read": 0, "duplicates": 0, "rejected": 0}
+                )
+                pool_duplicates_before = staging.pool_duplicates
+                for line, record in read_records(source, fmt):
+                    counts["read"] += 1
+                    if on_record is not None:
+                        on_record(1)
+                    try:
+                        if isinstance(record, BadLine):
+                            raise ValueError(record.reason)
+                        example = to_example(record, label, shape)
+                    except ValueError as err:
+                        if not skip_invalid:
+                            raise InvalidInputError(source, line, str(err)) from None
+                        counts["rejected"] += 1
+                        rejects.append(
+                            {
+                                "source": source,
+                                "line": line,
+                                "reason": str(err),
+                                "record": _jsonable(record),
+                            }
+                        )
+                        continue
+                    if not staging.offer(source, line, example, has_explicit_id(record)):
+                        counts["duplicates"] += 1
+                staging.flush()
+                counts["duplicates"] += staging.pool_duplicates - pool_duplicates_before
+            report.read = sum(c["read"] for c in report.per_source.values())
+            report.rejected = sum(c["rejected"] for c in report.per_source.values())
+            report.duplicates = sum(c["duplicates"] for c in report.per_source.values())
+            report.added = staging.rows
+            if rejects:
+                report.rejects_path = str(_write_rejects(rejects, rejects_path, sources[0]))
+            # Duplicates are not stored, so the ingest log is where their count lives.
+            version = staging.commit(
+                {
+                    "sources": json.dumps(report.sources),
+                    **{k: getattr(report, k) for k in ("read", "added", "duplicates", "rejected")},
+                }
             )
-            pool_duplicates_before = staging.pool_duplicates
-            for line, record in read_records(source, fmt):
-                counts["read"] += 1
-                if on_record is not None:
-                    on_record(1)
-                try:
-                    if isinstance(record, BadLine):
-                        raise ValueError(record.reason)
-                    example = to_example(record, label, shape)
-                except ValueError as err:
-                    if not skip_invalid:
-                        raise InvalidInputError(source, line, str(err)) from None
-                    counts["rejected"] += 1
-                    rejects.append(
-                        {
-                            "source": source,
-                            "line": line,
-                            "reason": str(err),
-                            "record": _jsonable(record),
-                        }
-                    )
-                    continue
-                if not staging.offer(source, line, example, has_explicit_id(record)):
-                    counts["duplicates"] += 1
-            staging.flush()
-            counts["duplicates"] += staging.pool_duplicates - pool_duplicates_before
-        report.read = sum(c["read"] for c in report.per_source.values())
-        report.rejected = sum(c["rejected"] for c in report.per_source.values())
-        report.duplicates = sum(c["duplicates"] for c in report.per_source.values())
-        report.added = staging.rows
-        if rejects:
-            report.rejects_path = str(_write_rejects(rejects, rejects_path, sources[0]))
-        version = staging.commit()
     report.version_after = version if version is not None else report.version_before
-    if version is not None:
-        _log(store, report)
     report.seconds = time.perf_counter() - started
     return report
 
@@ -212,24 +207,3 @@ def _write_rejects(rejects: list[dict], path: str | Path | None, first_source: s
     target = Path(path) if path else Path(f"{_default_source_name(first_source)}.rejects.jsonl")
     text = "".join(json.dumps(item, ensure_ascii=False) + "\n" for item in rejects)
     return atomic_write_text(target, text)
-
-
-def _log(store: Store, report: IngestReport) -> None:
-    """Record the ingest (duplicates are not stored, so the log is where their count lives)."""
-    row = pa.Table.from_pylist(
-        [
-            {
-                "version": report.version_after,
-                "sources": json.dumps(report.sources),
-                "read": report.read,
-                "added": report.added,
-                "duplicates": report.duplicates,
-                "rejected": report.rejected,
-            }
-        ],
-        schema=INGEST_LOG_SCHEMA,
-    )
-    if store.has_table(INGEST_LOG_TABLE):
-        store.open(INGEST_LOG_TABLE).add(row)
-    else:
-        store.db.create_table(INGEST_LOG_TABLE, data=row, schema=INGEST_LOG_SCHEMA)

@@ -7,7 +7,6 @@ from typing import Any
 
 import numpy as np
 
-from curate.ingest import INGEST_LOG_TABLE
 from curate.store import Store
 
 PERCENTILES = (5, 25, 50, 75, 95, 100)
@@ -17,11 +16,7 @@ def summarize(store: Store) -> dict[str, Any]:
     """Rows, sources, categories, duplicates dropped at ingest, length percentiles, version."""
     table = store.read_pool(["source", "category", "n_chars", "messages"])
     n_chars = np.asarray(table["n_chars"].to_pylist() or [0])
-    duplicates = 0
-    if store.has_table(INGEST_LOG_TABLE):
-        duplicates = int(
-            sum(store.scan(INGEST_LOG_TABLE, ["duplicates"])["duplicates"].to_pylist())
-        )
+    duplicates = store.ingest_log_totals()["duplicates"]
     categories = Counter(c for c in table["category"].to_pylist() if c is not None)
     return {
         "db": str(store.path),

@@ -1,13 +1,48 @@
-"""LanceDB access: the ``pool`` table of examples and one ``emb_<name>`` table per embedder.
+"""LanceDB access: the ``pool`` table of examples, one ``emb_<name>`` table per embedder and
+the ``ingest_log``. This is the only module that opens the database; every write goes
+through a :class:`Store` method, under the database's writer lock.
 
 The pool keeps an explicit ``pos`` column (insertion order). Every reader returns rows
 sorted by it, so "pool position" (K-center's tie-break) never depends on how Lance
 lays out fragments.
+
+Writer lock. Lance commits are atomic and versioned, and its optimistic concurrency
+(``rust/lance/src/dataset/transaction.rs``, "Conflict Resolution") rebases an Append onto
+a concurrent Append or Rewrite and lets it through, while an Overwrite/Create is
+compatible with everything that came before it (and makes a later Append fail). So two
+processes that each read the pool, deduplicate and append both commit: their rows are
+stored twice and their ``pos`` ranges overlap; an overwrite racing an append silently
+drops the append; two creates of the same table fail with "Commit conflict". Lance cannot
+see our invariants (unique hash, unique pos, one vector per row), so the store adds one
+writer lock per database folder: an exclusive ``fcntl.flock`` on ``.curate-writer.lock``
+inside it, whose content names the holder (pid, command, start time). Every write method
+takes it (re-entrantly); a command whose read-then-write must be atomic holds it across
+both with :meth:`Store.writing` (a whole ingest, an embed run's writes). Readers never take
+it: Lance gives them a consistent snapshot. A writer that finds the lock held waits up to
+``CURATE_LOCK_TIMEOUT`` seconds (default 10), then raises :class:`ConflictError` naming the
+holder (exit code 3). The kernel drops a flock when its process dies, so kill -9 never
+leaves a stale lock. Ranks of one ``torchrun`` job write together under rank 0's lock
+(:meth:`Store.covered`).
+
+Ingest log. An ingest's log row is written beside the lock as ``.curate-ingest-pending.json``
+before the pool append and moved into ``ingest_log`` after it. A writer that takes the lock
+and finds the file finishes the job: if the pool moved past the version recorded in it, the
+append committed and the row is logged with that version; otherwise it is dropped. So an
+ingest killed between its commit and its log write is logged by the next writer.
 """
 
 from __future__ import annotations
 
+import fcntl
+import json
+import os
+import socket
+import sys
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
+from datetime import datetime
 from pathlib import Path
 
 import lancedb
@@ -15,12 +50,18 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from curate.errors import EmbeddingError, PoolError
+from curate.errors import ConflictError, EmbeddingError, PoolError
 from curate.paths import DEFAULT_DB
 
 POOL_TABLE = "pool"
 EMBEDDING_PREFIX = "emb_"
+INGEST_LOG_TABLE = "ingest_log"
 SCORE_COLUMNS = ("least_confidence", "margin", "entropy")
+LOCK_FILE = ".curate-writer.lock"
+PENDING_LOG_FILE = ".curate-ingest-pending.json"
+LOCK_TIMEOUT_ENV = "CURATE_LOCK_TIMEOUT"
+DEFAULT_LOCK_TIMEOUT = 10.0
+LOAD_CHUNK_BYTES = 4 << 20  # vectors read per take while loading (a scan reads far ahead)
 
 MESSAGE_TYPE = pa.list_(pa.struct([("role", pa.string()), ("content", pa.string())]))
 POOL_SCHEMA = pa.schema(
@@ -38,6 +79,17 @@ POOL_SCHEMA = pa.schema(
     ]
 )
 EXAMPLE_COLUMNS = [f.name for f in POOL_SCHEMA if f.name != "pos"]
+INGEST_LOG_SCHEMA = pa.schema(
+    [
+        ("version", pa.int64()),
+        ("sources", pa.string()),
+        ("read", pa.int64()),
+        ("added", pa.int64()),
+        ("duplicates", pa.int64()),
+        ("rejected", pa.int64()),
+    ]
+)
+INGEST_LOG_COUNTS = ("read", "added", "duplicates", "rejected")
 
 
 def embedding_schema(dim: int, with_scores: bool) -> pa.Schema:
@@ -71,9 +123,107 @@ class Vectors:
 class Store:
     """One LanceDB database folder."""
 
-    def __init__(self, path: str | Path = DEFAULT_DB):
+    def __init__(self, path: str | Path = DEFAULT_DB, lock_timeout: float | None = None):
         self.path = Path(path)
         self.db = lancedb.connect(str(self.path))
+        if lock_timeout is None:
+            lock_timeout = float(os.environ.get(LOCK_TIMEOUT_ENV, DEFAULT_LOCK_TIMEOUT))
+        self.lock_timeout = lock_timeout
+        self._lock_fd: int | None = None
+        self._lock_depth = 0
+        self._covered = False
+
+    # ------------------------------------------------------------------ writer lock
+    @contextmanager
+    def writing(self, what: str = "write") -> Iterator[None]:
+        """Hold the database's writer lock for the block (re-entrant within this Store).
+
+        Waits up to ``lock_timeout`` seconds for another writer, then raises
+        :class:`ConflictError` naming it. ``what`` goes into the lock file for that message."""
+        if self._covered or self._lock_depth:
+            self._lock_depth += 1
+            try:
+                yield
+            finally:
+                self._lock_depth -= 1
+            return
+        self._acquire(what)
+        self._lock_depth = 1
+        try:
+            self._recover_pending_log()
+            yield
+        finally:
+            self._lock_depth = 0
+            self._release()
+
+    @contextmanager
+    def covered(self) -> Iterator[None]:
+        """Write without taking the lock, because another process of the same job holds it
+        for us (rank 0 of a ``torchrun`` embed run, for the other ranks)."""
+        self._covered = True
+        try:
+            yield
+        finally:
+            self._covered = False
+
+    def lock_holder(self) -> str | None:
+        """Who holds the writer lock, as the conflict message names it; None when free."""
+        path = self.path / LOCK_FILE
+        if not path.exists():
+            return None
+        fd = os.open(path, os.O_RDWR)
+        try:
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                return _describe_holder(path)
+            fcntl.flock(fd, fcntl.LOCK_UN)
+            return None
+        finally:
+            os.close(fd)
+
+    def _acquire(self, what: str) -> None:
+        self.path.mkdir(parents=True, exist_ok=True)
+        path = self.path / LOCK_FILE
+        fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+        deadline = time.monotonic() + max(self.lock_timeout, 0.0)
+        while True:
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                break
+            except BlockingIOError:
+                if time.monotonic() >= deadline:
+                    holder = _describe_holder(path)
+                    os.close(fd)
+                    raise ConflictError(
+                        f"{self.path} is being written by {holder}; waited "
+                        f"{self.lock_timeout:g}s for its writer lock (set {LOCK_TIMEOUT_ENV} to "
+                        "wait longer), nothing was changed: rerun when it has finished"
+                    ) from None
+                time.sleep(0.05)
+            except BaseException:
+                os.close(fd)
+                raise
+        holder = {
+            "pid": os.getpid(),
+            "host": socket.gethostname(),
+            "what": what,
+            "command": _command_line(),
+            "since": datetime.now().astimezone().isoformat(timespec="seconds"),
+        }
+        os.ftruncate(fd, 0)
+        os.pwrite(fd, json.dumps(holder).encode(), 0)
+        self._lock_fd = fd
+
+    def _release(self) -> None:
+        fd, self._lock_fd = self._lock_fd, None
+        if fd is None:
+            return
+        try:
+            os.ftruncate(fd, 0)  # a reader of the file never sees a holder that left
+        finally:
+            fcntl.flock(fd, fcntl.LOCK_UN)
+            os.close(fd)
 
     # ------------------------------------------------------------------ tables
     def table_names(self) -> list[str]:
@@ -146,14 +296,58 @@ class Store:
             parts.append(self.scan(POOL_TABLE, out, where))
         return pa.concat_tables(parts)
 
-    def append_pool(self, data: pa.RecordBatchReader) -> int:
-        """Append rows in one commit (one new table version) and return that version."""
-        if self.has_pool():
-            table = self.pool()
-            table.add(data)
+    def append_pool(self, data: pa.RecordBatchReader, ingest_log: dict | None = None) -> int:
+        """Append rows in one commit (one new table version) and return that version.
+
+        ``ingest_log`` (sources, read, added, duplicates, rejected) is recorded in the
+        ingest log with that version; see the module doc for how it survives a kill."""
+        with self.writing("append to the pool"):
+            pending = self.path / PENDING_LOG_FILE
+            if ingest_log is not None:
+                _write_json(pending, {"version_before": self.pool_version(), "row": ingest_log})
+            if self.has_pool():
+                table = self.pool()
+                table.add(data)
+            else:
+                table = self.db.create_table(POOL_TABLE, data=data, schema=POOL_SCHEMA)
+            version = table.version
+            if ingest_log is not None:
+                self._log_ingest({**ingest_log, "version": version})
+                pending.unlink(missing_ok=True)
+            return version
+
+    # ------------------------------------------------------------------ ingest log
+    def _log_ingest(self, row: dict) -> None:
+        data = pa.Table.from_pylist([row], schema=INGEST_LOG_SCHEMA)
+        if self.has_table(INGEST_LOG_TABLE):
+            self.open(INGEST_LOG_TABLE).add(data)
         else:
-            table = self.db.create_table(POOL_TABLE, data=data, schema=POOL_SCHEMA)
-        return table.version
+            self.db.create_table(INGEST_LOG_TABLE, data=data, schema=INGEST_LOG_SCHEMA)
+
+    def _recover_pending_log(self) -> None:
+        """Log (or drop) the row of an ingest killed between its pool commit and its log."""
+        pending = self.path / PENDING_LOG_FILE
+        if not pending.exists():
+            return
+        try:
+            state = json.loads(pending.read_text(encoding="utf-8"))
+        except (OSError, ValueError):
+            state = None  # torn by a kill while it was written: its append never started
+        if state is not None:
+            version = self.pool_version()
+            logged = set()
+            if self.has_table(INGEST_LOG_TABLE):
+                logged = set(self.scan(INGEST_LOG_TABLE, ["version"])["version"].to_pylist())
+            if version is not None and version != state["version_before"] and version not in logged:
+                self._log_ingest({**state["row"], "version": version})
+        pending.unlink(missing_ok=True)
+
+    def ingest_log_totals(self) -> dict[str, int]:
+        """Sums over every logged ingest of rows read, added, duplicates and rejected."""
+        if not self.has_table(INGEST_LOG_TABLE):
+            return dict.fromkeys(INGEST_LOG_COUNTS, 0)
+        log = self.scan(INGEST_LOG_TABLE, list(INGEST_LOG_COUNTS))
+        return {c: int(sum(v or 0 for v in log[c].to_pylist())) for c in INGEST_LOG_COUNTS}
 
     # ------------------------------------------------------------------ embeddings
     @staticmethod
@@ -165,8 +359,54 @@ class Store:
             n[len(EMBEDDING_PREFIX) :] for n in self.table_names() if n.startswith(EMBEDDING_PREFIX)
         )
 
+    def has_embeddings(self, name: str) -> bool:
+        return self.has_table(self.embedding_table(name))
+
+    def embeddings_schema(self, name: str) -> pa.Schema | None:
+        """The schema of the ``name`` embeddings table; None when there is none."""
+        return self.open(self.embedding_table(name)).schema if self.has_embeddings(name) else None
+
+    def embeddings_count(self, name: str) -> int:
+        return (
+            self.open(self.embedding_table(name)).count_rows() if self.has_embeddings(name) else 0
+        )
+
+    def read_embeddings(self, name: str, columns: list[str] | None = None) -> pa.Table:
+        """Every stored row of the ``name`` embeddings (some columns), in storage order."""
+        return self.scan(self.embedding_table(name), columns)
+
+    def create_embeddings(self, name: str, schema: pa.Schema, data: pa.Table | None = None) -> None:
+        """Create the ``name`` table, or replace it whatever its schema, in one commit."""
+        table = self.embedding_table(name)
+        with self.writing(f"write embeddings {name!r}"):
+            mode = "overwrite" if self.has_table(table) else "create"
+            self.db.create_table(table, data=data, schema=schema, mode=mode)
+
+    def append_embeddings(self, name: str, data: pa.Table) -> None:
+        """Append rows to the ``name`` embeddings (one commit)."""
+        with self.writing(f"write embeddings {name!r}"):
+            self.open(self.embedding_table(name)).add(data)
+
+    def replace_embeddings(self, name: str, data: pa.Table) -> None:
+        """Replace every row of the ``name`` embeddings with ``data`` (same schema) in one
+        commit, then compact the table."""
+        with self.writing(f"write embeddings {name!r}"):
+            table = self.open(self.embedding_table(name))
+            table.add(data, mode="overwrite")
+            table.optimize()
+
+    def compact_embeddings(self, name: str) -> None:
+        """Merge the ``name`` table's small fragments (checkpoint appends) into a few files."""
+        with self.writing(f"write embeddings {name!r}"):
+            self.open(self.embedding_table(name)).optimize()
+
     def load_vectors(self, name: str, with_scores: bool = False) -> Vectors:
-        """Vectors for every pool row, in pool order, checked for completeness and NaN/inf."""
+        """Vectors for every pool row, in pool order, checked for completeness and NaN/inf.
+
+        The (N, d) float32 result is allocated once and filled from small chunks of rows
+        (taken by offset from one table version: a streamed scan reads hundreds of MB
+        ahead), each row written straight to its pool position, so the peak is the result
+        plus a chunk. A row stored twice for one (id, hash) is read as the last one stored."""
         table_name = self.embedding_table(name)
         if not self.has_table(table_name):
             known = ", ".join(self.embedding_names()) or "none"
@@ -174,49 +414,110 @@ class Store:
                 f"no embeddings named {name!r} in {self.path} (known: {known}); "
                 f"run `curate embed --name {name}`"
             )
-        emb = self.scan(table_name)
-        fingerprints = set(emb["fingerprint"].to_pylist())
+        table = self.open(table_name)
+        dim = table.schema.field("vector").type.list_size
+        score_cols = [c for c in SCORE_COLUMNS if c in table.schema.names] if with_scores else []
+        pool = self.read_pool(["id", "hash"])
+        ids, hashes = pool["id"].to_pylist(), pool["hash"].to_pylist()
+        n = len(ids)
+        pool_keys = _row_keys(pool["id"], pool["hash"])
+        matrix = np.empty((n, dim), dtype=np.float32)
+        filled = np.zeros(n, dtype=bool)
+        finite = np.ones(n, dtype=bool)
+        scores = {c: np.zeros(n, dtype=np.float32) for c in score_cols}
+        fingerprints: set[str] = set()
+        columns = ["id", "hash", "fingerprint", "vector", *score_cols]
+        table.checkout(table.version)  # one snapshot for every chunk, whatever commits meanwhile
+        stored = table.count_rows()
+        step = max(64, LOAD_CHUNK_BYTES // (4 * max(dim, 1)))
+        for start in range(0, stored, step):
+            offsets = list(range(start, min(start + step, stored)))
+            batch = table.take_offsets(offsets).select(columns).to_arrow()
+            fingerprints.update(pc.unique(batch["fingerprint"]).to_pylist())
+            where = pc.index_in(_row_keys(batch["id"], batch["hash"]), value_set=pool_keys)
+            rows = np.flatnonzero(pc.is_valid(where).to_numpy(zero_copy_only=False))
+            if rows.size == 0:
+                continue
+            positions = where.to_numpy(zero_copy_only=False)[rows].astype(np.int64)
+            flat = batch["vector"].combine_chunks().flatten().to_numpy(zero_copy_only=False)
+            vectors = flat.reshape(batch.num_rows, dim)[rows]
+            matrix[positions] = vectors
+            finite[positions] = np.isfinite(vectors).all(axis=1)
+            filled[positions] = True
+            for col in score_cols:
+                values = batch[col].to_numpy(zero_copy_only=False)[rows]
+                scores[col][positions] = values
+        first = pc.index_in(pool_keys, value_set=pool_keys).to_numpy(zero_copy_only=False)
+        twins = np.flatnonzero(first != np.arange(n))
+        if twins.size:  # the pool holds an (id, hash) twice: both rows get its vector
+            source = first[twins].astype(np.int64)
+            matrix[twins], finite[twins], filled[twins] = (
+                matrix[source],
+                finite[source],
+                filled[source],
+            )
+            for col in score_cols:
+                scores[col][twins] = scores[col][source]
         if len(fingerprints) > 1:
             raise EmbeddingError(
                 f"embeddings {name!r} mix {len(fingerprints)} embedder fingerprints; "
                 f"rerun `curate embed --name {name}` to refresh them"
             )
-        pool = self.read_pool(["id", "hash"])
-        ids, hashes = pool["id"].to_pylist(), pool["hash"].to_pylist()
-        row_of = {
-            (i, h): r
-            for r, (i, h) in enumerate(
-                zip(emb["id"].to_pylist(), emb["hash"].to_pylist(), strict=True)
-            )
-        }
-        order = [row_of.get(key) for key in zip(ids, hashes, strict=True)]
-        missing = [ids[i] for i, r in enumerate(order) if r is None]
+        missing = [ids[i] for i in np.flatnonzero(~filled)]
         if missing:
             shown = ", ".join(missing[:5]) + (", ..." if len(missing) > 5 else "")
             raise EmbeddingError(
                 f"{len(missing)} of {len(ids)} pool rows have no vector in embeddings {name!r} "
                 f"({shown}); run `curate embed --name {name}` to embed them"
             )
-        take = pa.array(order, pa.int64())
-        vec_col = emb["vector"].combine_chunks().take(take)
-        dim = vec_col.type.list_size
-        matrix = vec_col.flatten().to_numpy(zero_copy_only=False).reshape(len(ids), dim)
-        matrix = np.ascontiguousarray(matrix, dtype=np.float32)
-        bad = ~np.isfinite(matrix).all(axis=1)
+        bad = ~finite
         if bad.any():
             rows = [ids[i] for i in np.flatnonzero(bad)[:5]]
             raise EmbeddingError(
                 f"embeddings {name!r} have NaN/inf vectors for {int(bad.sum())} rows ({', '.join(rows)})"
             )
-        scores: dict[str, np.ndarray] = {}
-        if with_scores:
-            absent = [c for c in SCORE_COLUMNS if c not in emb.column_names]
-            if absent:
-                raise EmbeddingError(
-                    f"embeddings {name!r} have no uncertainty scores; embed with an `lm:` embedder"
-                )
-            for col in SCORE_COLUMNS:
-                scores[col] = emb[col].take(take).to_numpy(zero_copy_only=False).astype(np.float32)
+        if with_scores and len(score_cols) < len(SCORE_COLUMNS):
+            raise EmbeddingError(
+                f"embeddings {name!r} have no uncertainty scores; embed with an `lm:` embedder"
+            )
         return Vectors(
             name, fingerprints.pop() if fingerprints else "", ids, hashes, matrix, scores
         )
+
+
+def _row_keys(ids: pa.Array | pa.ChunkedArray, hashes: pa.Array | pa.ChunkedArray) -> pa.Array:
+    """One string per row that is equal exactly when (id, hash) is."""
+    keys = pc.binary_join_element_wise(ids, hashes, "\x00")
+    return keys.combine_chunks() if isinstance(keys, pa.ChunkedArray) else keys
+
+
+def _describe_holder(path: Path) -> str:
+    """The lock file's holder in words: pid, host when not this one, command, what, since."""
+    try:
+        info = json.loads(path.read_text(encoding="utf-8") or "null")
+    except (OSError, ValueError):
+        info = None
+    if not isinstance(info, dict):
+        return "another process"
+    host = "" if info.get("host") == socket.gethostname() else f" on {info.get('host')}"
+    return (
+        f"pid {info.get('pid')}{host} running `{info.get('command')}` "
+        f"({info.get('what')}, since {info.get('since')})"
+    )
+
+
+def _command_line() -> str:
+    """This process's command as a user typed it (``python -m curate`` shows as curate)."""
+    program = Path(sys.argv[0])
+    name = program.parent.name if program.name == "__main__.py" else program.name
+    return " ".join([name, *sys.argv[1:]])[:300]
+
+
+def _write_json(path: Path, value: object) -> None:
+    """Write ``value`` to ``path`` atomically and durably."""
+    tmp = path.with_name(f"{path.name}.tmp")
+    with tmp.open("w", encoding="utf-8") as fh:
+        json.dump(value, fh)
+        fh.flush()
+        os.fsync(fh.fileno())
+    os.replace(tmp, path)
