@@ -65,15 +65,9 @@ class Pool:
         in one all-or-nothing append."""
         from curate.ingest import ingest
 
-        progress.start(None, "records", "ingest")
+        sources_ = [str(s) for s in sources]
         return ingest(
-            self.store,
-            [str(s) for s in sources],
-            format,
-            source_name,
-            skip_invalid,
-            rejects,
-            on_record=progress.advance,
+            self.store, sources_, format, source_name, skip_invalid, rejects, progress=progress
         )
 
     def embed(
@@ -83,18 +77,19 @@ class Pool:
         *,
         max_length: int = 512,
         device: str = "auto",
+        precision: str = "auto",
         batch_size: int | None = None,
         progress: Progress = NO_PROGRESS,
     ) -> EmbedReport:
         """Give every row a vector from ``embedder`` (default: all-MiniLM-L6-v2; ``lm:PATH``
-        is DiverseEvol's mean last hidden state), cached by model and row."""
+        is DiverseEvol's mean last hidden state), cached by model and row. ``precision``
+        ``auto`` computes ``lm:`` vectors in bf16 where the device does so natively."""
         from curate.embed import plan_embedding, run_embedding
         from curate.embedders import DEFAULT_SPEC, load_embedder
 
-        model = load_embedder(embedder or DEFAULT_SPEC, max_length, device)
+        model = load_embedder(embedder or DEFAULT_SPEC, max_length, device, precision)
         plan = plan_embedding(self.store, model, name, batch_size)
-        progress.start(plan.rows_here, "rows", f"embed {plan.name}")
-        return run_embedding(self.store, model, plan, progress.advance)
+        return run_embedding(self.store, model, plan, progress)
 
     def select(
         self,
@@ -155,15 +150,18 @@ def train(
     out: str | Path,
     *,
     resume: bool = False,
+    progress: Progress = NO_PROGRESS,
     **options: Any,
 ) -> TrainResult:
     """Fine-tune ``base_model`` (``smollm2``, a folder or a Hub id) on a subset from the base
-    weights; ``options`` are :class:`curate.training.TrainConfig` fields (epochs, lr, ...)."""
+    weights; ``options`` are :class:`curate.training.TrainConfig` fields (epochs, lr, ...),
+    with ``precision="auto"`` as on the command line."""
     from curate.training import TrainConfig
     from curate.training import train as run
 
     path = getattr(subset, "path", subset)
-    return run(path, out, TrainConfig(base_model=base_model, **options), resume=resume)
+    config = TrainConfig(base_model=base_model, **{"precision": "auto", **options})
+    return run(path, out, config, resume=resume, progress=progress)
 
 
 def evaluate(
@@ -179,4 +177,5 @@ def evaluate(
     from curate.evaluation.model_eval import ModelEvalSettings, evaluate_model
 
     out = Path(out) if out is not None else None
-    return evaluate_model(str(model), eval_set, ModelEvalSettings(**settings), out, progress)
+    settings = ModelEvalSettings(**{"precision": "auto", **settings})
+    return evaluate_model(str(model), eval_set, settings, out, progress)

@@ -25,7 +25,7 @@ batch mates, so the result equals a single-process run.
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from contextlib import ExitStack, contextmanager
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -39,6 +39,7 @@ from curate.embedders.ranks import Ranks
 from curate.embedders.registry import check_name, default_name, slug
 from curate.embedders.vector_file import read_vector_file
 from curate.errors import ConflictError, EmbeddingError, InvalidInputError, PoolError
+from curate.progress import NO_PROGRESS, Progress
 from curate.store import SCORE_COLUMNS, Store, embedding_schema
 
 ROW_COLUMNS = ["id", "hash", "instruction", "input", "output", "messages", "n_chars"]
@@ -126,9 +127,11 @@ def run_embedding(
     store: Store,
     embedder: Embedder,
     plan: EmbedPlan,
-    on_progress: Callable[[int], None] | None = None,
+    progress: Progress = NO_PROGRESS,
     checkpoint_seconds: float = 5.0,
 ) -> EmbedReport:
+    """Embed the rows ``plan`` lists (``progress`` counts them, once the model is loaded and
+    the table's shape checked) and leave one current vector per pool row."""
     ranks = plan.ranks
     report = EmbedReport(
         plan.name,
@@ -144,14 +147,13 @@ def run_embedding(
         if plan.todo:
             schema = check_compatible(store, plan, embedder)
             report.dim = embedder.dim
+            progress.start(plan.rows_here, "rows", f"embed {plan.name}")
             ranks.barrier()  # every rank has read the table before rank 0 (re)creates it
             with _writer_lock(store, ranks, plan.name):
                 if ranks.is_main and plan.stored_schema != schema:
                     store.create_embeddings(plan.name, schema)
                 ranks.barrier()
-                done = _embed_batches(
-                    store, embedder, plan, schema, on_progress, checkpoint_seconds
-                )
+                done = _embed_batches(store, embedder, plan, schema, progress, checkpoint_seconds)
                 ranks.barrier()
                 report.embedded_per_rank = ranks.gather(done)
                 report.embedded = sum(report.embedded_per_rank)
@@ -174,12 +176,12 @@ def embed_pool(
     embedder: Embedder,
     name: str | None = None,
     batch_size: int | None = None,
-    on_progress: Callable[[int], None] | None = None,
+    progress: Progress = NO_PROGRESS,
     checkpoint_seconds: float = 5.0,
 ) -> EmbedReport:
     """Make sure every pool row has a current vector under ``name``; see the module doc."""
     plan = plan_embedding(store, embedder, name, batch_size)
-    return run_embedding(store, embedder, plan, on_progress, checkpoint_seconds)
+    return run_embedding(store, embedder, plan, progress, checkpoint_seconds)
 
 
 def import_vectors(store: Store, path: str | Path, name: str | None = None) -> EmbedReport:
@@ -264,7 +266,7 @@ def _writer_lock(store: Store, ranks: Ranks, name: str) -> Iterator[None]:
         yield
 
 
-def _embed_batches(store, embedder, plan, schema, on_progress, checkpoint_seconds) -> int:
+def _embed_batches(store, embedder, plan, schema, progress, checkpoint_seconds) -> int:
     """Embed this rank's batches, appending at checkpoints; returns rows embedded."""
     positions = sorted({p for batch in plan.batches for p in batch})
     if not positions:
@@ -301,8 +303,7 @@ def _embed_batches(store, embedder, plan, schema, on_progress, checkpoint_second
         if time.monotonic() - last_commit >= checkpoint_seconds:
             store.append_embeddings(plan.name, pa.concat_tables(pending))
             pending, last_commit = [], time.monotonic()
-        if on_progress is not None:
-            on_progress(len(rows))
+        progress.advance(len(rows))
     if pending:
         store.append_embeddings(plan.name, pa.concat_tables(pending))
     return done

@@ -11,7 +11,7 @@ from __future__ import annotations
 import json
 import tempfile
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -19,6 +19,7 @@ import pyarrow as pa
 
 from curate.errors import InvalidInputError
 from curate.files import atomic_write_text
+from curate.progress import NO_PROGRESS, Progress
 from curate.records import (
     BadLine,
     Example,
@@ -125,7 +126,7 @@ def ingest(
     skip_invalid: bool = False,
     rejects_path: str | Path | None = None,
     batch_size: int = 2048,
-    on_record: Callable[[int], None] | None = None,
+    progress: Progress = NO_PROGRESS,
 ) -> IngestReport:
     """Read every source, then append the new unique rows to the pool in one version."""
     sources = list(sources)
@@ -133,6 +134,7 @@ def ingest(
     # The writer lock spans next_pos, every dedup lookup and the commit: a concurrent
     # ingest could otherwise store the same rows twice or reuse positions.
     with store.writing("ingest"):
+        progress.start(None, "records", "ingest")
         report = IngestReport(sources=sources, version_before=store.pool_version())
         rejects: list[dict] = []
         with tempfile.TemporaryDirectory(prefix="curate-ingest-") as tmp:
@@ -146,8 +148,7 @@ def ingest(
                 pool_duplicates_before = staging.pool_duplicates
                 for line, record in read_records(source, fmt):
                     counts["read"] += 1
-                    if on_record is not None:
-                        on_record(1)
+                    progress.advance(1)
                     try:
                         if isinstance(record, BadLine):
                             raise ValueError(record.reason)

@@ -179,9 +179,7 @@ def _embed_default(store: Store, progress: Progress) -> int:
     from curate.embedders import DEFAULT_SPEC, load_embedder
 
     embedder = load_embedder(DEFAULT_SPEC)
-    plan = plan_embedding(store, embedder)
-    progress.start(plan.rows_here, "rows", f"embed {plan.name}")
-    return run_embedding(store, embedder, plan, progress.advance).embedded
+    return run_embedding(store, embedder, plan_embedding(store, embedder), progress).embedded
 
 
 LOOKUP_LIMIT = 20_000  # above this many picks, one scan of the pool beats id lookups

@@ -22,6 +22,7 @@ from curate.embedders.base import length_sorted_batches
 from curate.embedders.registry import default_name, parse_spec
 from curate.errors import CurateError, EmbeddingError, InvalidInputError, ModelError, PoolError
 from curate.ingest import ingest
+from curate.progress import NoProgress
 from curate.prompts import IGNORE_INDEX, tokenize
 from curate.store import POOL_SCHEMA, SCORE_COLUMNS, Store
 
@@ -217,8 +218,9 @@ def test_new_model_replaces_old_vectors_only_after_it_succeeds(tiny_lm, tiny_b, 
     old = embed_pool(pool16, load_embedder(f"lm:{tiny_lm}"), "rd", batch_size=4)
     newer = load_embedder(f"lm:{tiny_b}")
 
-    def crash_after_first_batch(n):
-        raise RuntimeError("simulated crash")
+    class CrashAfterFirstBatch(NoProgress):
+        def advance(self, n: int = 1) -> None:
+            raise RuntimeError("simulated crash")
 
     with pytest.raises(RuntimeError):
         embed_pool(
@@ -226,7 +228,7 @@ def test_new_model_replaces_old_vectors_only_after_it_succeeds(tiny_lm, tiny_b, 
             newer,
             "rd",
             batch_size=4,
-            on_progress=crash_after_first_batch,
+            progress=CrashAfterFirstBatch(),
             checkpoint_seconds=0,
         )
     stored = pool16.scan("emb_rd", ["fingerprint"])["fingerprint"].to_pylist()
@@ -250,17 +252,18 @@ def test_kill_9_mid_run_resumes_from_the_written_batches(tiny_lm, pool16):
         import os, signal
         from curate.embed import embed_pool
         from curate.embedders import load_embedder
+        from curate.progress import NoProgress
         from curate.store import Store
 
-        batches = 0
-        def die_after_two_batches(n):
-            global batches
-            batches += 1
-            if batches == 2:
-                os.kill(os.getpid(), signal.SIGKILL)
+        class DieAfterTwoBatches(NoProgress):
+            batches = 0
+            def advance(self, n=1):
+                self.batches += 1
+                if self.batches == 2:
+                    os.kill(os.getpid(), signal.SIGKILL)
 
         embed_pool(Store({str(pool16.path)!r}), load_embedder({f"lm:{tiny_lm}"!r}, device="cpu"),
-                   "resume", batch_size=4, on_progress=die_after_two_batches, checkpoint_seconds=0)
+                   "resume", batch_size=4, progress=DieAfterTwoBatches(), checkpoint_seconds=0)
         """
     )
     env = {**os.environ, "PYTHONPATH": str(ROOT)}

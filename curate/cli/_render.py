@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
-from contextlib import contextmanager
 from typing import Any
 
 from rich.console import Console
@@ -79,20 +77,3 @@ def _columns(total: int | None, unit: str) -> list[Any]:
     if total is not None:
         columns.append(TimeRemainingColumn())
     return columns
-
-
-@contextmanager
-def progress_bar(description: str, total: int | None = None, unit: str = "rows") -> Iterator[Any]:
-    """A rich progress bar on stderr; yields ``advance(n)``."""
-    columns = [
-        TextColumn("[bold]{task.description}"),
-        BarColumn(),
-        MofNCompleteColumn() if total is not None else TaskProgressColumn(),
-        _RateColumn(unit),
-        TimeElapsedColumn(),
-    ]
-    if total is not None:
-        columns.append(TimeRemainingColumn())
-    with Progress(*columns, console=err_console, transient=False) as progress:
-        task = progress.add_task(description, total=total)
-        yield lambda n=1: progress.advance(task, n)

@@ -10,7 +10,7 @@ import typer
 from rich.table import Table
 
 from curate.cli._options import DEFAULT_DB_PATH, DbOption, DeviceOption, JsonOption, PrecisionOption
-from curate.cli._render import console, err_console, print_json, progress_bar
+from curate.cli._render import RichProgress, console, err_console, print_json
 
 
 def embed_command(
@@ -81,11 +81,8 @@ def embed_command(
         with err_console.status(f"loading {model.spec}"):
             model.load()
         check_compatible(store, plan, model)  # fail before the progress bar starts
-        label = f"embed {plan.name}" + (
-            f" (rank 0 of {plan.ranks.world})" if plan.ranks.world > 1 else ""
-        )
-        with progress_bar(label, total=plan.rows_here, unit="examples") as advance:
-            report = run_embedding(store, model, plan, on_progress=advance)
+        with RichProgress() as progress:
+            report = run_embedding(store, model, plan, progress)
     else:
         report = run_embedding(store, model, plan)
     _render(report, json_out)

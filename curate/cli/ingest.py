@@ -61,9 +61,8 @@ def ingest_command(
         )
     store = Store(db)
     with RichProgress() as progress:
-        progress.start(None, "records", "ingest")
         report = ingest(
-            store, sources, format, source_name, skip_invalid, rejects, on_record=progress.advance
+            store, sources, format, source_name, skip_invalid, rejects, progress=progress
         )
     if json_out:
         print_json(report.__dict__)
