@@ -155,7 +155,7 @@ def test_both_kinds_embed_real_multi_turn_and_long_rows_of_the_shared_pools(
         assert result.vectors.shape == (8, embedder.dim)
         assert np.isfinite(result.vectors).all()
         assert all(np.isfinite(v).all() for v in result.scores.values())
-        assert set(result.scores) == (set(SCORE_COLUMNS) if embedder.kind == "lm" else set())
+        assert set(result.scores) == (set(SCORE_COLUMNS) if embedder.name == "lm" else set())
 
 
 def test_length_sorted_batches_cover_every_row_once_in_length_order():

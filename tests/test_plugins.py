@@ -165,3 +165,39 @@ def test_plugin_picks_are_the_declared_rule_for_any_parent(installed):
     strategy = make_strategy("stride", {"step": 2})
     picks = strategy.select(PoolArrays(10), np.array([0, 3], np.int64), 3, seed=0).indices
     assert picks.tolist() == [1, 4, 6]
+
+
+def test_an_installed_embedder_plugin_embeds_and_selects_from_the_cli(
+    installed, pool_db, tmp_path, capsys
+):
+    from curate.store import Store
+
+    db = str(pool_db)
+    code, out, err = cli(
+        capsys, "embed", "--db", db, "--embedder", "chars:2", "--name", "c", "--json"
+    )
+    assert code == 0, err
+    report = json.loads(out)
+    assert report["embedder"] == "chars:2" and report["dim"] == 26
+    vectors = Store(pool_db).load_vectors("c")
+    first = Store(pool_db).read_pool(["instruction"])["instruction"][0].as_py().lower()
+    assert vectors.matrix[0, 0] == 2 * first.count("a") and vectors.matrix[
+        0, 25
+    ] == 2 * first.count("z")
+    code, out, err = cli(
+        capsys,
+        "select",
+        "--db",
+        db,
+        "--embeddings",
+        "c",
+        "--budget",
+        "4",
+        "--json",
+        "--out",
+        str(tmp_path / "k"),
+    )
+    assert code == 0, err
+    assert json.loads(out)["embeddings"] == {"name": "c", "fingerprint": vectors.fingerprint}
+    code, out, _ = cli(capsys, "embed", "--help")
+    assert "chars: letter counts of the instruction (a test plugin)" in " ".join(out.split())

@@ -116,4 +116,12 @@ def _render(report, json_out: bool) -> None:
 
 
 def register(app: typer.Typer) -> None:
-    app.command("embed")(embed_command)
+    from curate.cli.plugin_options import PluginHelpCommand
+
+    def embedders():
+        from curate.embedders.registry import EMBEDDERS
+
+        return EMBEDDERS
+
+    help_command = PluginHelpCommand.for_registry(embedders, "Embedders (the spec's prefix)")
+    app.command("embed", cls=help_command)(embed_command)

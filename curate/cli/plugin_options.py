@@ -9,6 +9,7 @@ itself are the chosen plugin's parameters, checked against its declaration
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 import click
@@ -50,21 +51,24 @@ def parse_plugin_options(args: list[str], plugin: type[Plugin]) -> dict[str, Any
 
 
 class PluginHelpCommand(TyperCommand):
-    """A command whose help ends with every plugin of a registry and its parameters."""
+    """A command whose help ends with every plugin of a registry and its parameters. The
+    registry is named by a function, called only when help is shown, so neither the
+    registry's modules nor any plugin are imported when the command line starts."""
 
-    registry: Registry
+    registry: Callable[[], Registry]
     title: str
 
     @classmethod
-    def for_registry(cls, registry: Registry, title: str) -> type[PluginHelpCommand]:
-        return type("PluginHelp", (cls,), {"registry": registry, "title": title})
+    def for_registry(cls, registry: Callable[[], Registry], title: str) -> type[PluginHelpCommand]:
+        return type("PluginHelp", (cls,), {"registry": staticmethod(registry), "title": title})
 
     @property
-    def epilog(self) -> str:  # built when help is shown, so plugins load only then
-        paragraphs = [f"{self.title} (options of the chosen one):"]
-        for name in self.registry.names():
+    def epilog(self) -> str:
+        registry = self.registry()
+        paragraphs = [f"{self.title}:"]
+        for name in registry.names():
             try:
-                plugin = self.registry.get(name)
+                plugin = registry.get(name)
             except Exception as err:  # a broken plugin is listed, not fatal to --help
                 paragraphs.append(f"{name}: cannot load ({err})")
                 continue

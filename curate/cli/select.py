@@ -11,7 +11,6 @@ from rich.table import Table
 from curate.cli._options import DEFAULT_DB_PATH, DbOption, DeviceOption, JsonOption
 from curate.cli._render import RichProgress, console, print_json
 from curate.cli.plugin_options import PluginHelpCommand, parse_plugin_options
-from curate.strategies import STRATEGIES
 
 
 def select_command(
@@ -26,7 +25,7 @@ def select_command(
     ] = None,
     strategy: Annotated[
         str,
-        typer.Option("--strategy", help=f"How to choose: {', '.join(STRATEGIES.names())}."),
+        typer.Option("--strategy", help="How to choose (the strategies are listed below)."),
     ] = "kcenter",
     embeddings: Annotated[
         str | None,
@@ -70,7 +69,7 @@ def select_command(
 
     request = SelectRequest(
         strategy=strategy,
-        params=parse_plugin_options(ctx.args, STRATEGIES.get(strategy)),
+        params=parse_plugin_options(ctx.args, _strategies().get(strategy)),
         budget=budget,
         add=add,
         embeddings=embeddings,
@@ -115,9 +114,16 @@ def _table(summary: dict[str, Any]) -> Table:
     return table
 
 
+def _strategies():
+    from curate.strategies import STRATEGIES
+
+    return STRATEGIES
+
+
 def register(app: typer.Typer) -> None:
+    title = "Strategies and their parameters (options of the chosen one)"
     app.command(
         "select",
-        cls=PluginHelpCommand.for_registry(STRATEGIES, "Strategies and their parameters"),
+        cls=PluginHelpCommand.for_registry(_strategies, title),
         context_settings={"allow_extra_args": True, "ignore_unknown_options": True},
     )(select_command)

@@ -23,6 +23,7 @@ from typing import Any, ClassVar
 import numpy as np
 
 from curate.embedders.fingerprints import embedder_fingerprint
+from curate.plugins import Plugin
 from curate.prompts import PaddingCount
 
 # Characters per token when planning batches before any tokenizer is loaded (English BPE
@@ -41,21 +42,27 @@ class BatchResult:
     scores: dict[str, np.ndarray] = field(default_factory=dict)  # column -> (B,) float32
 
 
-class Embedder(ABC):
+class Embedder(Plugin, ABC):
     """Turns pool rows into fixed-size float32 vectors.
 
     Subclasses set the class attributes and implement :meth:`embed_batch`; they may
     override :meth:`load` (to load weights eagerly) and :attr:`dim` (when the size is known
     without a forward pass). A row's vector must not depend on the other rows in its batch.
+    ``name`` is the spec prefix (``st`` in ``st:minilm``); another package registers an
+    embedder through the ``curate.embedders`` entry-point group, and its spec's target
+    (after the colon) reaches it as ``model_path`` unchanged.
     """
 
-    kind: ClassVar[str]  # spec prefix: "st", "lm"
     pooling: ClassVar[str]  # how token states become one vector (part of the fingerprint)
     text_format: ClassVar[str]  # how a row becomes text/tokens (part of the fingerprint)
     with_scores: ClassVar[bool] = False  # whether batches carry uncertainty scores
     default_batch_size: ClassVar[int] = 32  # most rows in one batch
     # Most padded tokens (rows × longest row) in one batch; None: rows only.
     batch_tokens: ClassVar[int | None] = None
+
+    @classmethod
+    def kind_label(cls) -> str:
+        return "embedder"
 
     def __init__(
         self,
@@ -100,7 +107,7 @@ class Embedder(ABC):
         """Identity of every vector this embedder makes (weights, pooling, text, length,
         precision)."""
         return embedder_fingerprint(
-            self.kind,
+            self.name,
             self.model_path,
             self.pooling,
             self.text_format,

@@ -33,7 +33,8 @@ LOGIT_CHUNK_TOKENS = 512
 
 
 class CausalLMEmbedder(Embedder):
-    kind = "lm"
+    name = "lm"
+    summary = "a causal LM's mean last hidden state (DiverseEvol) and uncertainty scores"
     pooling = "mean-last-hidden-state-masked"
     text_format = f"curate.prompts.tokenize/{TEMPLATE_VERSION}"
     with_scores = True

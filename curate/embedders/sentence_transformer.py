@@ -31,7 +31,8 @@ def example_text(row: dict[str, Any]) -> str:
 
 
 class SentenceTransformerEmbedder(Embedder):
-    kind = "st"
+    name = "st"
+    summary = "a sentence-transformers model (default: all-MiniLM-L6-v2, offline)"
     pooling = "sentence-transformers-modules"
     text_format = "st-text-v1"
     default_batch_size = 32

@@ -1,7 +1,9 @@
-"""A test-only strategy plugin: every ``step``-th unchosen pool position from ``offset``."""
+"""Test-only plugins: a strategy (every ``step``-th unchosen pool position from ``offset``)
+and an embedder (letter counts)."""
 
 import numpy as np
 
+from curate.embedders import BatchResult, Embedder
 from curate.plugins import Param
 from curate.strategies import PoolArrays, Selection, Strategy
 from curate.strategies.base import unchosen_mask
@@ -23,3 +25,22 @@ class StrideStrategy(Strategy):
         if progress is not None:
             progress.advance(k)
         return Selection(picks.astype(np.int64))
+
+
+class CharCountEmbedder(Embedder):
+    """A test-only embedder plugin: letter counts a..z of the instruction, scaled by the
+    spec's target (``chars:2`` doubles them)."""
+
+    name = "chars"
+    summary = "letter counts of the instruction (a test plugin)"
+    pooling = "letter-counts"
+    text_format = "instruction"
+
+    def embed_batch(self, rows):
+        scale = float(self.model_path)
+        vectors = np.zeros((len(rows), 26), np.float32)
+        for i, row in enumerate(rows):
+            for ch in row["instruction"].lower():
+                if "a" <= ch <= "z":
+                    vectors[i, ord(ch) - 97] += scale
+        return BatchResult(vectors)
