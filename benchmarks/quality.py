@@ -46,14 +46,14 @@ os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 ROOT = Path(__file__).resolve().parents[1]
 SHARED = ROOT.parent / "shared" / "data"
 RESULTS = ROOT / "benchmarks" / "results"
-STRATEGIES = (
+STRATEGIES = (  # in run order: a finished strategy is a finished row of the table
     "random",
     "kcenter",
-    "kcenter-robust",
-    "kcenter-density",
-    "facility-location",
     "cluster-sample",
+    "facility-location",
+    "kcenter-robust",
     "kmeans-pp",
+    "kcenter-density",
 )
 
 
@@ -330,9 +330,9 @@ def markdown(result: dict, args: argparse.Namespace, seconds: dict[str, float]) 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--work", default=str(ROOT.parent / "quality-work"))
-    parser.add_argument("--pool-rows", type=int, default=600)
-    parser.add_argument("--init", type=int, default=20)
-    parser.add_argument("--add", type=int, default=20)
+    parser.add_argument("--pool-rows", type=int, default=400)
+    parser.add_argument("--init", type=int, default=16)
+    parser.add_argument("--add", type=int, default=12)
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     parser.add_argument("--strategies", nargs="+", default=list(STRATEGIES))
@@ -343,9 +343,9 @@ def main() -> None:
     parser.add_argument("--embed-max-length", type=int, default=128)
     parser.add_argument("--eval-max-length", type=int, default=256)
     parser.add_argument("--vicuna", type=int, default=80)
-    parser.add_argument("--wizardlm", type=int, default=100)
-    parser.add_argument("--alpaca-eval", type=int, default=60)
-    parser.add_argument("--precision", default=None, help="auto|fp32|bf16 (default: curate's)")
+    parser.add_argument("--wizardlm", type=int, default=70)
+    parser.add_argument("--alpaca-eval", type=int, default=50)
+    parser.add_argument("--precision", default="auto", help="auto|fp32|bf16")
     args = parser.parse_args()
     if not (SHARED / "pools" / "lima.json").exists():
         sys.exit(f"needs the shared data at {SHARED}")
@@ -354,14 +354,15 @@ def main() -> None:
     runner = Runner(args)
     started = time.perf_counter()
     scores: dict[str, dict[int, Path]] = {}
-    for seed in args.seeds:
-        for strategy in args.strategies:
+    for strategy in args.strategies:
+        for seed in args.seeds:
             log(f"{strategy} seed {seed}")
             scores.setdefault(strategy, {})[seed] = runner.run(strategy, seed)
             write_results(runner, scores, args, started)
-    if args.full:
-        scores["full"] = {0: runner.run_full()}
-        write_results(runner, scores, args, started)
+        if strategy == "kcenter" and args.full:  # the upper line, before the new strategies
+            log("full pool")
+            scores["full"] = {0: runner.run_full()}
+            write_results(runner, scores, args, started)
 
 
 def write_results(runner: Runner, scores, args, started: float) -> None:
