@@ -14,7 +14,7 @@ import re
 import subprocess
 import sys
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from importlib.resources import files
 from pathlib import Path
 from typing import Any
@@ -64,6 +64,9 @@ class ScaffoldResult:
     git_initialised: bool = False
     dvc_initialised: bool = False
     rounds: list[str] = field(default_factory=list)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {**asdict(self), "root": str(self.root)}
 
 
 def template_text(name: str) -> str:

@@ -8,7 +8,7 @@ trained model can name as its parent.
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
@@ -170,6 +170,9 @@ class VerifyReport:
     pool_version: int | None  # the version the subset was built on ...
     pool_version_now: int | None  # ... and the pool's version now
     parent: str  # "ok", "not found" or "none"
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
 
 
 def verify_subset(path: str | Path, store) -> VerifyReport:

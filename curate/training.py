@@ -111,6 +111,9 @@ class TrainResult:
     metrics: dict[str, Any]
     is_main_process: bool = True  # under accelerate/torchrun only the main process reports
 
+    def to_dict(self) -> dict[str, Any]:
+        return {"out": str(self.out), **self.metrics}
+
 
 # ----------------------------------------------------------------------------- data
 

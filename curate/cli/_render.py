@@ -21,7 +21,10 @@ err_console = Console(stderr=True)
 
 
 def print_json(data: Any) -> None:
-    """Machine-readable output on stdout (progress bars go to stderr)."""
+    """Machine-readable output on stdout (progress bars go to stderr): a result object's
+    ``to_dict()``, or plain data."""
+    if hasattr(data, "to_dict"):
+        data = data.to_dict()
     console.file.write(json.dumps(data, indent=2, sort_keys=False, default=str) + "\n")
     console.file.flush()
 

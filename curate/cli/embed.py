@@ -90,7 +90,7 @@ def embed_command(
 
 def _render(report, json_out: bool) -> None:
     if json_out:
-        print_json(report.to_dict())
+        print_json(report)
         return
     table = Table(title=f"embeddings {report.name!r} (table {report.table})", show_header=False)
     table.add_column(style="bold")

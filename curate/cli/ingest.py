@@ -65,7 +65,7 @@ def ingest_command(
             store, sources, format, source_name, skip_invalid, rejects, progress=progress
         )
     if json_out:
-        print_json(report.__dict__)
+        print_json(report)
         return
     table = Table(
         title=f"ingest → {db} (pool version {report.version_before} → {report.version_after})"

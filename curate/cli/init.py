@@ -51,7 +51,7 @@ def init_command(
         )
     result = scaffold(directory, profile, force, samples=not no_samples)
     if json_out:
-        print_json({**result.__dict__, "root": str(result.root)})
+        print_json(result)
         return
     if result.git_initialised:
         console.print(f"initialised a git repository in {directory}")

@@ -150,7 +150,7 @@ def verify_command(
 
     report = verify_subset(resolve_subset_dir(subset, dir), Store(db))
     if json_out:
-        print_json(report.__dict__)
+        print_json(report)
         return
     console.print(
         f"[green]ok[/] {report.name}: {report.examples:,} examples match their hashes and the pool "

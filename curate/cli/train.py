@@ -87,7 +87,7 @@ def train_command(
     if not result.is_main_process:
         return
     if json_out:
-        print_json({k: v for k, v in metrics.items() if k != "loss_history"} | {"out": str(out)})
+        print_json(result)
         return
     console.print(_summary(metrics, out))
 
