@@ -110,10 +110,14 @@ def plugin_site(tmp_path_factory) -> Path:
     import subprocess
     import sys
 
+    import shutil
+
+    source = tmp_path_factory.mktemp("plugin-source") / "package"
+    shutil.copytree(PLUGIN_PACKAGE, source)  # setuptools builds in the source folder
     target = tmp_path_factory.mktemp("plugin-site")
     done = subprocess.run(
         [sys.executable, "-m", "pip", "install", "--quiet", "--no-deps", "--no-build-isolation"]
-        + ["--no-index", "--target", str(target), str(PLUGIN_PACKAGE)],
+        + ["--no-index", "--target", str(target), str(source)],
         capture_output=True,
         text=True,
     )
