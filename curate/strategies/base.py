@@ -14,6 +14,7 @@ from typing import Any, ClassVar
 
 import numpy as np
 
+from curate.errors import SelectionError
 from curate.plugins import Plugin
 from curate.progress import NO_PROGRESS, Progress
 
@@ -88,3 +89,28 @@ def unchosen_mask(size: int, chosen: np.ndarray) -> np.ndarray:
     mask = np.ones(size, dtype=bool)
     mask[chosen] = False
     return mask
+
+
+class VectorStrategy(Strategy):
+    """A strategy that reads the pool's vectors: :meth:`pick` gets the (N, d) float32
+    matrix, checked present, instead of :class:`PoolArrays`."""
+
+    needs_vectors = True
+
+    def select(
+        self,
+        pool: PoolArrays,
+        chosen: np.ndarray,
+        k: int,
+        seed: int,
+        progress: Progress = NO_PROGRESS,
+    ) -> Selection:
+        if pool.vectors is None:
+            raise SelectionError(f"{self.name} needs embeddings; run `curate embed` first")
+        return self.pick(pool.vectors, chosen, k, seed, progress)
+
+    @abstractmethod
+    def pick(
+        self, vectors: np.ndarray, chosen: np.ndarray, k: int, seed: int, progress: Progress
+    ) -> Selection:
+        """Pick ``k`` rows of ``vectors`` not in ``chosen``, as :meth:`Strategy.select`."""

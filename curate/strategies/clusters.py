@@ -34,14 +34,14 @@ import numpy as np
 from curate.errors import SelectionError
 from curate.plugins import Param
 from curate.progress import NO_PROGRESS, Progress
-from curate.strategies.base import PoolArrays, Selection, Strategy, unchosen_mask
+from curate.strategies.base import Selection, VectorStrategy, unchosen_mask
 from curate.strategies.coverage import (
     block_rows,
     expansion_sq_distances,
     paired_sq_distances,
     row_sq_norms,
 )
-from curate.strategies.kcenter import METRICS, check_request, features
+from curate.strategies.kcenter import METRIC_PARAM, WHITEN_PARAM, check_request, features
 from curate.strategies.neighbors import pick_sq_distances, reported_distances
 
 PICKS = ("random", "central")
@@ -183,13 +183,12 @@ def cluster_sample(
     return Selection(picks, distances=reported_distances(sq, metric, whiten_to))
 
 
-class ClusterSampleStrategy(Strategy):
+class ClusterSampleStrategy(VectorStrategy):
     name = "cluster-sample"
     summary = (
         "k-means, then picks in each cluster in proportion to its size, random or central "
         "(Yu et al. 2024)"
     )
-    needs_vectors = True
     parameters = (
         Param("clusters", int, None, "k-means clusters (none: √N, at most the subset)", minimum=1),
         Param(
@@ -200,28 +199,15 @@ class ClusterSampleStrategy(Strategy):
             choices=PICKS,
         ),
         Param("iterations", int, 25, "most Lloyd iterations of k-means", minimum=1),
-        Param("metric", str, "euclidean", "distance between vectors", choices=METRICS),
-        Param(
-            "whiten",
-            int,
-            None,
-            "measure on PCA-whitened, normalised vectors with this many components",
-            minimum=1,
-        ),
+        METRIC_PARAM,
+        WHITEN_PARAM,
     )
 
-    def select(
-        self,
-        pool: PoolArrays,
-        chosen: np.ndarray,
-        k: int,
-        seed: int,
-        progress: Progress = NO_PROGRESS,
+    def pick(
+        self, vectors: np.ndarray, chosen: np.ndarray, k: int, seed: int, progress: Progress
     ) -> Selection:
-        if pool.vectors is None:
-            raise SelectionError(f"{self.name} needs embeddings; run `curate embed` first")
         return cluster_sample(
-            pool.vectors,
+            vectors,
             chosen,
             k,
             seed,

@@ -32,11 +32,16 @@ from __future__ import annotations
 
 import numpy as np
 
-from curate.errors import SelectionError
 from curate.plugins import Param
 from curate.progress import NO_PROGRESS, Progress
-from curate.strategies.base import PoolArrays, Selection, Strategy
-from curate.strategies.kcenter import METRICS, check_request, features, make_coverage
+from curate.strategies.base import Selection, VectorStrategy
+from curate.strategies.kcenter import (
+    METRIC_PARAM,
+    WHITEN_PARAM,
+    check_request,
+    features,
+    make_coverage,
+)
 from curate.strategies.neighbors import knn_graph, reported_distances
 from curate.strategies.robust import coverage_picks, exact_ranking
 
@@ -89,13 +94,12 @@ def density_kcenter(
     return Selection(picks, distances=reported_distances(sq, metric, whiten_to))
 
 
-class DensityKCenterStrategy(Strategy):
+class DensityKCenterStrategy(VectorStrategy):
     name = "kcenter-density"
     summary = (
         "K-center with distances weighted by local density from the nearest neighbours "
         "(NovelSelect, Yang et al. 2025): far rows in populated regions first"
     )
-    needs_vectors = True
     parameters = (
         Param("neighbors", int, 10, "nearest neighbours that measure local density", minimum=1),
         Param(
@@ -105,28 +109,15 @@ class DensityKCenterStrategy(Strategy):
             "β in weight = (mean radius / radius)^β; 0 is plain K-center",
             minimum=0,
         ),
-        Param("metric", str, "euclidean", "distance between vectors", choices=METRICS),
-        Param(
-            "whiten",
-            int,
-            None,
-            "measure on PCA-whitened, normalised vectors with this many components",
-            minimum=1,
-        ),
+        METRIC_PARAM,
+        WHITEN_PARAM,
     )
 
-    def select(
-        self,
-        pool: PoolArrays,
-        chosen: np.ndarray,
-        k: int,
-        seed: int,
-        progress: Progress = NO_PROGRESS,
+    def pick(
+        self, vectors: np.ndarray, chosen: np.ndarray, k: int, seed: int, progress: Progress
     ) -> Selection:
-        if pool.vectors is None:
-            raise SelectionError(f"{self.name} needs embeddings; run `curate embed` first")
         return density_kcenter(
-            pool.vectors,
+            vectors,
             chosen,
             k,
             seed,

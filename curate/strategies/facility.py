@@ -31,11 +31,10 @@ import heapq
 
 import numpy as np
 
-from curate.errors import SelectionError
 from curate.plugins import Param
 from curate.progress import NO_PROGRESS, Progress
-from curate.strategies.base import PoolArrays, Selection, Strategy
-from curate.strategies.kcenter import check_request, features
+from curate.strategies.base import Selection, VectorStrategy
+from curate.strategies.kcenter import WHITEN_PARAM, check_request, features
 from curate.strategies.neighbors import knn_graph, pick_sq_distances, reported_distances
 
 
@@ -130,13 +129,12 @@ def facility_location(
     return Selection(picks, distances=distances, scores=gains)
 
 
-class FacilityLocationStrategy(Strategy):
+class FacilityLocationStrategy(VectorStrategy):
     name = "facility-location"
     summary = (
         "facility location by lazy greedy on a kNN cosine-similarity graph (as in QDIT): "
         "every row well represented, not just the farthest"
     )
-    needs_vectors = True
     parameters = (
         Param(
             "neighbors",
@@ -145,27 +143,14 @@ class FacilityLocationStrategy(Strategy):
             "neighbours per row in the similarity graph (N − 1: the dense objective)",
             minimum=1,
         ),
-        Param(
-            "whiten",
-            int,
-            None,
-            "measure on PCA-whitened, normalised vectors with this many components",
-            minimum=1,
-        ),
+        WHITEN_PARAM,
     )
 
-    def select(
-        self,
-        pool: PoolArrays,
-        chosen: np.ndarray,
-        k: int,
-        seed: int,
-        progress: Progress = NO_PROGRESS,
+    def pick(
+        self, vectors: np.ndarray, chosen: np.ndarray, k: int, seed: int, progress: Progress
     ) -> Selection:
-        if pool.vectors is None:
-            raise SelectionError(f"{self.name} needs embeddings; run `curate embed` first")
         return facility_location(
-            pool.vectors,
+            vectors,
             chosen,
             k,
             neighbors=self.options["neighbors"],

@@ -19,11 +19,21 @@ import numpy as np
 from curate.errors import SelectionError
 from curate.plugins import Param
 from curate.progress import NO_PROGRESS, Progress
-from curate.strategies.base import PoolArrays, Selection, Strategy
+from curate.strategies.base import Selection, VectorStrategy
 from curate.strategies.coverage import DEFAULT_CHUNK_ROWS, Coverage, block_rows
 from curate.strategies.coverage_numpy import NumpyCoverage
 
 METRICS = ("euclidean", "cosine")
+# The feature transform's parameters, declared once for every strategy that measures
+# distances with :func:`features`.
+METRIC_PARAM = Param("metric", str, "euclidean", "distance between vectors", choices=METRICS)
+WHITEN_PARAM = Param(
+    "whiten",
+    int,
+    None,
+    "measure on PCA-whitened, normalised vectors with this many components",
+    minimum=1,
+)
 
 
 # ----------------------------------------------------------------------------- features
@@ -187,33 +197,16 @@ def kcenter_greedy(
     return Selection(picks, distances=distances)
 
 
-class KCenterStrategy(Strategy):
+class KCenterStrategy(VectorStrategy):
     name = "kcenter"
     summary = "greedy K-center: the row farthest from everything chosen (DiverseEvol)"
-    needs_vectors = True
-    parameters = (
-        Param("metric", str, "euclidean", "distance between vectors", choices=METRICS),
-        Param(
-            "whiten",
-            int,
-            None,
-            "measure on PCA-whitened, normalised vectors with this many components",
-            minimum=1,
-        ),
-    )
+    parameters = (METRIC_PARAM, WHITEN_PARAM)
 
-    def select(
-        self,
-        pool: PoolArrays,
-        chosen: np.ndarray,
-        k: int,
-        seed: int,
-        progress: Progress = NO_PROGRESS,
+    def pick(
+        self, vectors: np.ndarray, chosen: np.ndarray, k: int, seed: int, progress: Progress
     ) -> Selection:
-        if pool.vectors is None:
-            raise SelectionError("kcenter needs embeddings; run `curate embed` first")
         return kcenter_greedy(
-            pool.vectors,
+            vectors,
             chosen,
             k,
             seed,

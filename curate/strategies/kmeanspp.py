@@ -19,12 +19,16 @@ from __future__ import annotations
 
 import numpy as np
 
-from curate.errors import SelectionError
-from curate.plugins import Param
 from curate.progress import NO_PROGRESS, Progress
-from curate.strategies.base import PoolArrays, Selection, Strategy
+from curate.strategies.base import Selection, VectorStrategy
 from curate.strategies.coverage import Coverage
-from curate.strategies.kcenter import METRICS, check_request, features, make_coverage
+from curate.strategies.kcenter import (
+    METRIC_PARAM,
+    WHITEN_PARAM,
+    check_request,
+    features,
+    make_coverage,
+)
 from curate.strategies.neighbors import reported_distances
 from curate.strategies.robust import coverage_picks
 
@@ -65,36 +69,22 @@ def kmeanspp_sampling(
     return Selection(picks, distances=reported_distances(sq, metric, whiten_to))
 
 
-class KMeansPPStrategy(Strategy):
+class KMeansPPStrategy(VectorStrategy):
     name = "kmeans-pp"
     summary = (
         "k-means++ D² sampling: rows drawn with probability ∝ squared distance to the chosen "
         "set (K-center softened, seeded)"
     )
-    needs_vectors = True
     parameters = (
-        Param("metric", str, "euclidean", "distance between vectors", choices=METRICS),
-        Param(
-            "whiten",
-            int,
-            None,
-            "measure on PCA-whitened, normalised vectors with this many components",
-            minimum=1,
-        ),
+        METRIC_PARAM,
+        WHITEN_PARAM,
     )
 
-    def select(
-        self,
-        pool: PoolArrays,
-        chosen: np.ndarray,
-        k: int,
-        seed: int,
-        progress: Progress = NO_PROGRESS,
+    def pick(
+        self, vectors: np.ndarray, chosen: np.ndarray, k: int, seed: int, progress: Progress
     ) -> Selection:
-        if pool.vectors is None:
-            raise SelectionError(f"{self.name} needs embeddings; run `curate embed` first")
         return kmeanspp_sampling(
-            pool.vectors,
+            vectors,
             chosen,
             k,
             seed,

@@ -33,9 +33,15 @@ import numpy as np
 from curate.errors import SelectionError
 from curate.plugins import Param, ParamError
 from curate.progress import NO_PROGRESS, Progress
-from curate.strategies.base import PoolArrays, Selection, Strategy
+from curate.strategies.base import Selection, VectorStrategy
 from curate.strategies.coverage import Coverage
-from curate.strategies.kcenter import METRICS, check_request, features, make_coverage
+from curate.strategies.kcenter import (
+    METRIC_PARAM,
+    WHITEN_PARAM,
+    check_request,
+    features,
+    make_coverage,
+)
 from curate.strategies.neighbors import reported_distances
 
 MODES = ("sample", "trim")
@@ -149,13 +155,12 @@ def robust_kcenter(
     return Selection(picks, distances=reported_distances(sq, metric, whiten_to))
 
 
-class RobustKCenterStrategy(Strategy):
+class RobustKCenterStrategy(VectorStrategy):
     name = "kcenter-robust"
     summary = (
         "K-center robust to outliers: next center drawn among the (1+ε)·z farthest rows "
         "(Ding et al. 2019), or the z farthest skipped"
     )
-    needs_vectors = True
     parameters = (
         Param(
             "outliers",
@@ -178,14 +183,8 @@ class RobustKCenterStrategy(Strategy):
             "sample: seeded draw in the window (Ding et al.); trim: the (z+1)-th farthest",
             choices=MODES,
         ),
-        Param("metric", str, "euclidean", "distance between vectors", choices=METRICS),
-        Param(
-            "whiten",
-            int,
-            None,
-            "measure on PCA-whitened, normalised vectors with this many components",
-            minimum=1,
-        ),
+        METRIC_PARAM,
+        WHITEN_PARAM,
     )
 
     def __init__(self, options=None, device: str = "auto"):
@@ -197,18 +196,11 @@ class RobustKCenterStrategy(Strategy):
                 "rows when ≥ 1 (or a fraction below 1)"
             )
 
-    def select(
-        self,
-        pool: PoolArrays,
-        chosen: np.ndarray,
-        k: int,
-        seed: int,
-        progress: Progress = NO_PROGRESS,
+    def pick(
+        self, vectors: np.ndarray, chosen: np.ndarray, k: int, seed: int, progress: Progress
     ) -> Selection:
-        if pool.vectors is None:
-            raise SelectionError(f"{self.name} needs embeddings; run `curate embed` first")
         return robust_kcenter(
-            pool.vectors,
+            vectors,
             chosen,
             k,
             seed,
