@@ -49,9 +49,9 @@ RESULTS = ROOT / "benchmarks" / "results"
 STRATEGIES = (  # in run order: a finished strategy is a finished row of the table
     "random",
     "kcenter",
+    "kcenter-robust",
     "cluster-sample",
     "facility-location",
-    "kcenter-robust",
     "kmeans-pp",
     "kcenter-density",
 )
@@ -343,8 +343,8 @@ def main() -> None:
     parser.add_argument("--embed-max-length", type=int, default=128)
     parser.add_argument("--eval-max-length", type=int, default=256)
     parser.add_argument("--vicuna", type=int, default=80)
-    parser.add_argument("--wizardlm", type=int, default=70)
-    parser.add_argument("--alpaca-eval", type=int, default=50)
+    parser.add_argument("--wizardlm", type=int, default=40)
+    parser.add_argument("--alpaca-eval", type=int, default=40)
     parser.add_argument("--precision", default="auto", help="auto|fp32|bf16")
     args = parser.parse_args()
     if not (SHARED / "pools" / "lima.json").exists():
@@ -359,10 +359,10 @@ def main() -> None:
             log(f"{strategy} seed {seed}")
             scores.setdefault(strategy, {})[seed] = runner.run(strategy, seed)
             write_results(runner, scores, args, started)
-        if strategy == "kcenter" and args.full:  # the upper line, before the new strategies
-            log("full pool")
-            scores["full"] = {0: runner.run_full()}
-            write_results(runner, scores, args, started)
+    if args.full:  # the upper line: one seed, the whole pool (the costliest run, so last)
+        log("full pool")
+        scores["full"] = {0: runner.run_full()}
+        write_results(runner, scores, args, started)
 
 
 def write_results(runner: Runner, scores, args, started: float) -> None:
