@@ -592,7 +592,7 @@ def _plot_curves(report: Report, out_dir: Path) -> list[Path]:
             )  # fmt: skip
         axes.set_xlabel("round")
         axes.set_ylabel(METRIC_TITLES[metric])
-        axes.set_title(f"{METRIC_TITLES[metric]}: mean and 95% interval over seeds and questions")
+        axes.set_title(f"{metric}: mean and 95% interval over seeds × questions")
         axes.xaxis.get_major_locator().set_params(integer=True)
         axes.grid(alpha=0.3)
         axes.legend(fontsize="small")
