@@ -91,7 +91,9 @@ def embed_command(
             if json_out:
                 print_json({"name": skipped, "skipped": True, "strategy": for_strategy})
             else:
-                console.print(f"embeddings {skipped!r}: skipped (strategy {for_strategy} reads none)")
+                console.print(
+                    f"embeddings {skipped!r}: skipped (strategy {for_strategy} reads none)"
+                )
             return
     if import_file is not None:
         _render(import_vectors(store, import_file, name), json_out)
