@@ -103,6 +103,7 @@ class Pool:
         seed: int = 0,
         name: str | None = None,
         device: str = "auto",
+        whole_pool: bool = False,
         progress: Progress = NO_PROGRESS,
     ) -> SubsetSelection:
         """Choose ``budget`` examples (or the parent's plus ``add``) in memory; nothing is
@@ -119,6 +120,7 @@ class Pool:
             seed=seed,
             name=name,
             device=device,
+            whole_pool=whole_pool,
         )
         return select(self.store, request, progress)
 

@@ -396,3 +396,20 @@ def _arrow_rows(schema, ids, hashes, fingerprint, vectors, scores) -> pa.Table:
 
 def _some(values: list[str], n: int = 5) -> str:
     return ", ".join(str(v) for v in values[:n]) + (", ..." if len(values) > n else "")
+
+
+def skip_for_strategy(store: Store, name: str, strategy: str) -> bool:
+    """True when ``strategy`` reads neither vectors nor scores, so embeddings ``name`` are not
+    needed: nothing is embedded and no model is loaded. The table is left as it is, or
+    created empty when missing (a pipeline stage declares it as its output); a strategy that
+    does read it later reruns the stage (its command names the strategy) and fills it."""
+    from curate.strategies import STRATEGIES
+
+    cls = STRATEGIES.get(strategy)
+    if cls.needs_vectors or cls.needs_scores:
+        return False
+    table = store.embedding_table(check_name(name))
+    store.pool()  # a missing pool is still an error
+    if not store.has_table(table):
+        store.db.create_table(table, schema=embedding_schema(1, False))
+    return True

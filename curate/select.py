@@ -46,6 +46,7 @@ class SelectRequest:
     seed: int = 0
     name: str | None = None
     device: str = "auto"
+    whole_pool: bool = False  # every pool row, in the strategy's order (the full reference)
 
 
 @dataclass
@@ -111,9 +112,12 @@ def default_name(strategy: str, budget: int, seed: int) -> str:
 
 def _budget(request: SelectRequest, parent_size: int, pool_size: int) -> tuple[int, int]:
     """(total subset size, new picks)."""
-    if (request.budget is None) == (request.add is None):
-        raise SelectionError("give exactly one of --budget N (total size) or --add K")
-    if request.add is not None:
+    given = [request.budget is not None, request.add is not None, request.whole_pool]
+    if sum(given) != 1:
+        raise SelectionError("give exactly one of --budget N (total size), --add K or --whole-pool")
+    if request.whole_pool:
+        total = pool_size
+    elif request.add is not None:
         if request.parent is None:
             raise SelectionError("--add K needs --parent (the subset to add K rows to)")
         total = parent_size + request.add

@@ -124,3 +124,71 @@ def plugin_site(tmp_path_factory) -> Path:
     assert done.returncode == 0, done.stderr
     assert list(target.glob("curate_stride_plugin-*.dist-info/entry_points.txt"))
     return target
+
+
+# ---------------------------------------------------------------------------- DVC pipelines
+TINY_PIPELINE_PARAMS = {
+    "init_size": 4,
+    "n_query": 3,
+    "max_length": 64,
+    "device": "cpu",
+    "train": {"epochs": 1, "lr": 1.0e-3, "batch_size": 4, "grad_accum": 1},
+    "eval": {"set": "data/sample/eval.jsonl", "limit": 3, "max_length": 128},
+    "rounds": {"rd_1": "rd_0"},
+}
+
+
+@pytest.fixture(scope="session")
+def dvc_env(tmp_path_factory) -> dict[str, str]:
+    """The environment DVC stages run `curate` in: this venv first on PATH, offline."""
+    import sys
+
+    env = dict(os.environ)
+    env.update(
+        PATH=f"{Path(sys.executable).parent}{os.pathsep}{env.get('PATH', '')}",
+        HF_HUB_OFFLINE="1",
+        TRANSFORMERS_OFFLINE="1",
+        TOKENIZERS_PARALLELISM="false",
+        DVC_NO_ANALYTICS="1",
+        CURATE_CACHE=str(tmp_path_factory.getbasetemp() / "curate-cache"),
+        GIT_AUTHOR_NAME="curate tests",
+        GIT_AUTHOR_EMAIL="tests@example.invalid",
+        GIT_COMMITTER_NAME="curate tests",
+        GIT_COMMITTER_EMAIL="tests@example.invalid",
+    )
+    return env
+
+
+def run_checked(cwd: Path, env: dict[str, str], *args: str, check: bool = True) -> str:
+    """Run a command; its stdout + stderr, or an AssertionError with the tail of it."""
+    import subprocess
+
+    done = subprocess.run(args, cwd=cwd, env=env, capture_output=True, text=True)
+    output = done.stdout + done.stderr
+    if check and done.returncode != 0:
+        raise AssertionError(f"{' '.join(args)} failed ({done.returncode}):\n{output[-4000:]}")
+    return output
+
+
+def make_tiny_pipeline(root: Path, tiny_lm: Path, env: dict[str, str], rows: int = 30) -> Path:
+    """`curate init` at ``root`` with a ``rows``-row pool, 3 eval questions, the tiny LM and
+    one round (rd_1) after round 0, committed; nothing run yet."""
+    import sys
+
+    import yaml
+
+    bin_dir = Path(sys.executable).parent
+    run_checked(root.parent, env, str(bin_dir / "curate"), "init", str(root), "--no-samples")
+    run_checked(root, env, str(bin_dir / "dvc"), "config", "core.analytics", "false")
+    sample = root / "data" / "sample"
+    sample.mkdir(parents=True)
+    pool_lines = SAMPLE_POOL.read_text(encoding="utf-8").splitlines()
+    (sample / "pool.jsonl").write_text("\n".join(pool_lines[:rows]) + "\n")
+    eval_lines = (ROOT / "data/sample/eval.jsonl").read_text(encoding="utf-8").splitlines()
+    (sample / "eval.jsonl").write_text("\n".join(eval_lines[:3]) + "\n")
+    params = yaml.safe_load((root / "params.yaml").read_text())
+    params.update(TINY_PIPELINE_PARAMS, base_model=str(tiny_lm))
+    (root / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
+    run_checked(root, env, "git", "add", "-A")
+    run_checked(root, env, "git", "commit", "-q", "-m", f"pipeline on a {rows}-row pool")
+    return root

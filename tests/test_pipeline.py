@@ -426,7 +426,9 @@ def test_a_strategy_from_an_installed_plugin_runs_per_round(repo, reproduced, dv
     }
     args = ["exp", "run", "-S", "strategy=stride", "-S", "+strategy_params.step=2"]
     output = _sh(repo, env, str(BIN / "dvc"), *args)
-    assert _ran(output) == {"select@rd_1", "train@rd_1", "eval@rd_1", "plots"}, output
+    # embed@rd_1 names the strategy (--for-strategy): it reruns, and stride reads no vectors
+    assert _ran(output) == {"embed@rd_1", "select@rd_1", "train@rd_1", "eval@rd_1", "plots"}
+    assert "skipped (strategy stride reads none)" in output
     rd_1 = json.loads((repo / "data/subsets/rd_1/manifest.json").read_text())
     rd_0 = json.loads((repo / "data/subsets/rd_0/manifest.json").read_text())
     assert rd_1["strategy"] == "stride" and rd_1["params"]["step"] == 2

@@ -25,7 +25,9 @@ app = typer.Typer(
 )
 
 # Each module defines ``register(app)``; listed explicitly so `--help` order is deliberate.
-COMMAND_MODULES = ("ingest", "pool", "embed", "select", "subsets", "train", "eval", "plot", "init")
+COMMAND_MODULES = (
+    "ingest", "pool", "embed", "select", "subsets", "train", "eval", "plot", "report", "init",
+)  # fmt: skip
 
 
 def _version(value: bool) -> None:

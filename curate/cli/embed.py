@@ -53,13 +53,28 @@ def embed_command(
             "`id` and `vector`) instead of embedding.",
         ),
     ] = None,
+    for_strategy: Annotated[
+        str | None,
+        typer.Option(
+            "--for-strategy",
+            help="Embed only if this selection strategy reads vectors or scores; otherwise "
+            "load no model and leave the table as it is (created empty if missing). The "
+            "pipeline's per-round stages pass ${strategy}, so `random` skips them.",
+        ),
+    ] = None,
     json_out: JsonOption = False,
 ) -> None:
     """Embed every pool row; reuse vectors whose embedder and content are unchanged.
 
     Resumable: rerun after a crash and it continues from the last checkpoint. Data-parallel under `torchrun` or `accelerate launch`: each rank embeds a shard.
     """  # noqa: E501 - one paragraph per line, so --help wraps it to the terminal
-    from curate.embed import check_compatible, import_vectors, plan_embedding, run_embedding
+    from curate.embed import (
+        check_compatible,
+        import_vectors,
+        plan_embedding,
+        run_embedding,
+        skip_for_strategy,
+    )
     from curate.embedders import DEFAULT_SPEC, load_embedder
     from curate.store import Store
 
@@ -68,6 +83,18 @@ def embed_command(
             "give either --embedder or --import, not both", param_hint="--import"
         )
     store = Store(db)
+    if for_strategy is not None:
+        from curate.embedders.registry import default_name
+
+        skipped = name or default_name(embedder or DEFAULT_SPEC)
+        if skip_for_strategy(store, skipped, for_strategy):
+            if json_out:
+                print_json({"name": skipped, "skipped": True, "strategy": for_strategy})
+            else:
+                console.print(
+                    f"embeddings {skipped!r}: skipped (strategy {for_strategy} reads none)"
+                )
+            return
     if import_file is not None:
         _render(import_vectors(store, import_file, name), json_out)
         return

@@ -52,6 +52,10 @@ def select_command(
             help="Subset name. Default: the --out folder's name, else <strategy>-<budget>-s<seed>.",
         ),
     ] = None,
+    whole_pool: Annotated[
+        bool,
+        typer.Option("--whole-pool", help="Every pool row (the full-data reference run)."),
+    ] = False,
     force: Annotated[
         bool, typer.Option("--force", help="Replace a different subset already at --out.")
     ] = False,
@@ -77,6 +81,7 @@ def select_command(
         seed=seed,
         name=name or (out.name if out else None),
         device=device,
+        whole_pool=whole_pool,
     )
     with RichProgress() as progress:
         selection = select(Store(db), request, progress)

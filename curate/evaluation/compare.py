@@ -26,18 +26,26 @@ BLOCK = 500  # bootstrap replicates per vectorised block
 
 
 def paired_bootstrap(
-    a: np.ndarray, b: np.ndarray, n_boot: int = DEFAULT_BOOT, seed: int = 0, level: float = 0.95
+    a: np.ndarray,
+    b: np.ndarray,
+    n_boot: int = DEFAULT_BOOT,
+    seed: int = 0,
+    level: float = 0.95,
+    paired_runs: bool = False,
 ) -> dict[str, float]:
-    """Mean difference (a − b) and its percentile CI.
+    """Mean difference (a − b), its percentile CI and the share of draws below 0.
 
     ``a`` is (runs_a, questions), ``b`` is (runs_b, questions); column j of both belongs
-    to the same question.
+    to the same question. With ``paired_runs`` row i of both belongs to the same seed, and
+    each replicate draws the same runs on both sides.
     """
     a, b = np.atleast_2d(np.asarray(a, float)), np.atleast_2d(np.asarray(b, float))
     if a.shape[1] != b.shape[1] or a.shape[1] == 0:
         raise EvalError(
             f"paired bootstrap needs the same questions on both sides ({a.shape}, {b.shape})"
         )
+    if paired_runs and a.shape[0] != b.shape[0]:
+        raise EvalError(f"paired runs need as many runs on both sides ({a.shape}, {b.shape})")
     rng = np.random.default_rng(seed)
     n_questions = a.shape[1]
     diffs = np.empty(n_boot)
@@ -45,7 +53,7 @@ def paired_bootstrap(
         size = min(BLOCK, n_boot - start)
         questions = rng.integers(0, n_questions, size=(size, n_questions))
         runs_a = rng.integers(0, a.shape[0], size=(size, a.shape[0]))
-        runs_b = rng.integers(0, b.shape[0], size=(size, b.shape[0]))
+        runs_b = runs_a if paired_runs else rng.integers(0, b.shape[0], size=(size, b.shape[0]))
         # (runs, size): each run's mean over the drawn questions
         mean_a = a[:, questions].mean(axis=2).T
         mean_b = b[:, questions].mean(axis=2).T
@@ -60,6 +68,7 @@ def paired_bootstrap(
         "diff": float(a.mean() - b.mean()),
         "ci_low": float(low),
         "ci_high": float(high),
+        "p_below_zero": float((diffs < 0).mean()),
     }
 
 
