@@ -10,13 +10,13 @@ layouts of the usual question files: the question named ``text`` (Vicuna) or
 
 from __future__ import annotations
 
-import hashlib
 import json
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from curate.errors import InvalidInputError
+from curate.files import sha256_bytes, sha256_file
 from curate.records import BadLine, normalise, read_records
 
 # Where the question may be: eval-file spellings first, then every pool shape's field.
@@ -155,10 +155,5 @@ def _identity(source: str, items: list[EvalItem]) -> tuple[Path | str, str]:
             ensure_ascii=False,
             sort_keys=True,
         )
-        return source, hashlib.sha256(blob.encode("utf-8")).hexdigest()
-    path = Path(source)
-    digest = hashlib.sha256()
-    with path.open("rb") as fh:
-        for block in iter(lambda: fh.read(1 << 20), b""):
-            digest.update(block)
-    return path, digest.hexdigest()
+        return source, sha256_bytes(blob.encode("utf-8"))
+    return Path(source), sha256_file(source)
