@@ -173,22 +173,19 @@ def test_scaffold_in_a_subfolder_of_a_git_repo_uses_dvc_subdir(tmp_path):
     assert "no_scm" not in config
 
 
-def test_init_cli_refuses_with_one_line_and_checks_params(tmp_path):
-    curate = str(BIN / "curate")
+def test_init_cli_refuses_with_one_line_and_checks_params(tmp_path, cli):
     (tmp_path / "dvc.yaml").write_text("stages: {}\n")
-    done = subprocess.run([curate, "init", str(tmp_path)], capture_output=True, text=True)
-    assert done.returncode != 0
-    assert done.stderr.strip().startswith("error:") and "--force" in done.stderr
+    done = cli("init", tmp_path)
+    assert done.code != 0
+    assert done.err.strip().startswith("error:") and "--force" in done.err
     assert (tmp_path / "dvc.yaml").read_text() == "stages: {}\n"
     assert not (tmp_path / ".dvc").exists()
 
     (tmp_path / "params.yaml").write_text(
         pipeline_files()["params.yaml"].replace("strategy: kcenter", "strategy: greedy")
     )
-    done = subprocess.run(
-        [curate, "init", str(tmp_path), "--check"], capture_output=True, text=True
-    )
-    assert done.returncode != 0 and "`strategy` is 'greedy'" in done.stderr
+    done = cli("init", tmp_path, "--check")
+    assert done.code != 0 and "`strategy` is 'greedy'" in done.err
 
 
 # ---------------------------------------------------------------------------- dvc repro
