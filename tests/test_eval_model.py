@@ -212,9 +212,17 @@ def test_cli_bad_input_fails_before_the_model_and_leaves_results(
 
 
 def test_cli_round_then_compare(
-    tiny_lm, smollm2_tokenizer_dir, eval_file, store, tmp_path, cli, build_tiny_lm,
-    build_pool, write_embeddings, make_subset
-):  # fmt: skip
+    tiny_lm,
+    smollm2_tokenizer_dir,
+    eval_file,
+    store,
+    tmp_path,
+    cli,
+    build_tiny_lm,
+    build_pool,
+    write_embeddings,
+    make_subset,
+):
     """A pipeline round's metrics file, then a paired comparison of two models' rounds."""
     build_pool(store, tmp_path / "pool")
     write_embeddings(store, "e")
