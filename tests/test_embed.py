@@ -3,9 +3,6 @@
 from __future__ import annotations
 
 import json
-import os
-import subprocess
-import sys
 import textwrap
 from pathlib import Path
 
@@ -13,9 +10,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
-from typer.testing import CliRunner
 
-from curate.cli import app
 from curate.embed import embed_pool, import_vectors
 from curate.embedders import load_embedder
 from curate.embedders.base import length_sorted_batches
@@ -64,10 +59,8 @@ def minilm():
 
 
 @pytest.fixture(scope="session")
-def tiny_b(smollm2_tokenizer_dir, tmp_path_factory) -> Path:
+def tiny_b(smollm2_tokenizer_dir, tmp_path_factory, build_tiny_lm) -> Path:
     """Another tiny LM with the same shape but different weights (a "newer model")."""
-    from conftest import build_tiny_lm
-
     return build_tiny_lm(smollm2_tokenizer_dir, tmp_path_factory.mktemp("tiny-lm-b"), seed=1)
 
 
@@ -246,7 +239,7 @@ def test_new_model_replaces_old_vectors_only_after_it_succeeds(tiny_lm, tiny_b, 
 
 
 @pytest.mark.slow
-def test_kill_9_mid_run_resumes_from_the_written_batches(tiny_lm, pool16):
+def test_kill_9_mid_run_resumes_from_the_written_batches(tiny_lm, pool16, curate_process):
     script = textwrap.dedent(
         f"""
         import os, signal
@@ -266,10 +259,7 @@ def test_kill_9_mid_run_resumes_from_the_written_batches(tiny_lm, pool16):
                    "resume", batch_size=4, progress=DieAfterTwoBatches(), checkpoint_seconds=0)
         """
     )
-    env = {**os.environ, "PYTHONPATH": str(ROOT)}
-    killed = subprocess.run(
-        [sys.executable, "-c", script], env=env, capture_output=True, text=True, timeout=300
-    )
+    killed = curate_process(script=script, timeout=300)
     assert killed.returncode == -9, killed.stderr[-2000:]
     assert pool16.open("emb_resume").count_rows() == 8
 
@@ -382,17 +372,17 @@ def test_import_rejects_a_dimension_change_and_plain_arrays(pool16, tmp_path):
 # ---------------------------------------------------------------- command line
 
 
-def test_cli_without_arguments_embeds_with_offline_minilm_then_reuses(tmp_path, monkeypatch):
+def test_cli_without_arguments_embeds_with_offline_minilm_then_reuses(tmp_path, monkeypatch, cli):
     monkeypatch.chdir(tmp_path)
     store = Store(tmp_path / "data" / "lancedb")
     add_rows(store, sample_records(10), tmp_path)
-    runner = CliRunner()
-    first = runner.invoke(app, ["embed"], catch_exceptions=False, terminal_width=200)
-    assert first.exit_code == 0, first.output
-    assert "minilm" in first.output
+    first = cli("embed")
+    assert first.code == 0, first.err
+    assert "minilm" in first.out
     assert store.load_vectors("minilm").matrix.shape == (10, 384)
-    second = runner.invoke(app, ["embed", "--json"], catch_exceptions=False)
-    summary = json.loads(second.stdout)
+    second = cli("embed", "--json")
+    assert second.code == 0, second.err
+    summary = second.json()
     assert (summary["name"], summary["embedded"], summary["reused"], summary["dim"]) == (
         "minilm",
         0,
@@ -401,16 +391,16 @@ def test_cli_without_arguments_embeds_with_offline_minilm_then_reuses(tmp_path, 
     )
 
 
-def test_cli_embed_lm_writes_scores_and_reports_json(tiny_lm, pool16):
+def test_cli_embed_lm_writes_scores_and_reports_json(tiny_lm, pool16, cli):
     args = ["embed", "--db", str(pool16.path), "--embedder", f"lm:{tiny_lm}", "--name", "r1"]
-    result = CliRunner().invoke(app, [*args, "--batch-size", "5", "--max-length", "64", "--json"])
-    assert result.exit_code == 0, result.output
-    summary = json.loads(result.stdout)
+    result = cli(*args, "--batch-size", "5", "--max-length", "64", "--json")
+    assert result.code == 0, result.err
+    summary = result.json()
     assert summary["embedded"] == 16 and summary["examples_per_s"] > 0
     assert set(pool16.load_vectors("r1", with_scores=True).scores) == set(SCORE_COLUMNS)
     # --max-length is part of the fingerprint: the same rows at another length are re-embedded.
-    again = CliRunner().invoke(app, [*args, "--max-length", "128", "--json"])
-    assert json.loads(again.stdout)["embedded"] == 16
+    again = cli(*args, "--max-length", "128", "--json")
+    assert again.json()["embedded"] == 16
 
 
 @pytest.mark.parametrize(
@@ -421,19 +411,18 @@ def test_cli_embed_lm_writes_scores_and_reports_json(tiny_lm, pool16):
         (["--name", "bad name!"], EmbeddingError, "not usable as a table name"),
     ],
 )
-def test_cli_bad_input_raises_one_clear_error(args, error, message, pool16):
-    result = CliRunner().invoke(app, ["embed", "--db", str(pool16.path), *args])
-    assert isinstance(result.exception, error) and isinstance(result.exception, CurateError)
-    assert message in str(result.exception) and "\n" not in str(result.exception)
+def test_cli_bad_input_raises_one_clear_error(args, error, message, pool16, cli):
+    with pytest.raises(error) as raised:  # the library's error, as --debug shows it
+        cli("embed", "--db", str(pool16.path), *args, "--debug")
+    assert isinstance(raised.value, CurateError)
+    assert message in str(raised.value) and "\n" not in str(raised.value)
+    code, out, err = cli("embed", "--db", str(pool16.path), *args)  # as a user sees it
+    assert code == error.exit_code and out == "" and err == f"error: {raised.value}\n"
     assert pool16.embedding_names() == []
 
 
-def test_cli_error_is_one_line_and_a_non_zero_exit(tmp_path, monkeypatch, capsys):
-    from curate.cli import main
-
-    monkeypatch.setattr(sys, "argv", ["curate", "embed", "--db", str(tmp_path / "db")])
-    with pytest.raises(SystemExit) as exit_:
-        main()
-    assert exit_.value.code != 0
-    err = capsys.readouterr().err.strip()
+def test_cli_error_is_one_line_and_a_non_zero_exit(tmp_path, cli):
+    code, _, err = cli("embed", "--db", str(tmp_path / "db"))
+    assert code != 0
+    err = err.strip()
     assert err.startswith("error: no pool table") and len(err.splitlines()) == 1

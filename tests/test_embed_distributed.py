@@ -3,9 +3,6 @@
 from __future__ import annotations
 
 import json
-import os
-import subprocess
-import sys
 from pathlib import Path
 
 import numpy as np
@@ -20,25 +17,25 @@ ROOT = Path(__file__).resolve().parents[1]
 
 
 @pytest.mark.slow
-def test_two_ranks_split_the_work_and_match_one_process(tiny_lm, store, tmp_path):
+def test_two_ranks_split_the_work_and_match_one_process(tiny_lm, store, tmp_path, curate_process):
     lines = (ROOT / "data" / "sample" / "pool.jsonl").read_text(encoding="utf-8").splitlines()
     (tmp_path / "pool.jsonl").write_text("\n".join(lines[:20]) + "\n", encoding="utf-8")
     ingest(store, [str(tmp_path / "pool.jsonl")])
 
-    command = [
-        sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2",
-        "-m", "curate", "embed", "--db", str(store.path), "--embedder", f"lm:{tiny_lm}",
-        "--name", "two", "--batch-size", "3", "--max-length", "128", "--device", "cpu", "--json",
-    ]  # fmt: skip
-    env = {**os.environ, "OMP_NUM_THREADS": "1"}
-    run = subprocess.run(command, capture_output=True, text=True, timeout=300, env=env, cwd=ROOT)
+    run = curate_process(
+        "embed", "--db", store.path, "--embedder", f"lm:{tiny_lm}", "--name", "two",
+        "--batch-size", "3", "--max-length", "128", "--device", "cpu", "--precision", "fp32",
+        "--json",
+        launcher=["-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2"],
+        env={"OMP_NUM_THREADS": "1"}, cwd=ROOT, timeout=300,
+    )  # fmt: skip
     assert run.returncode == 0, run.stderr[-3000:]
     summary = json.loads(run.stdout[run.stdout.index("{") :])  # only rank 0 prints
     assert summary["ranks"] == 2 and summary["embedded"] == 20
     per_rank = summary["embedded_per_rank"]
     assert len(per_rank) == 2 and min(per_rank) > 0 and sum(per_rank) == 20
 
-    one_process = load_embedder(f"lm:{tiny_lm}", max_length=128, device="cpu")
+    one_process = load_embedder(f"lm:{tiny_lm}", max_length=128, device="cpu", precision="fp32")
     single = embed_pool(store, one_process, "one", batch_size=3)
     assert single.fingerprint == summary["fingerprint"]
     two, one = (

@@ -4,12 +4,9 @@ force, and `curate eval subset` on a real LanceDB pool with embeddings and subse
 from __future__ import annotations
 
 import json
-from pathlib import Path
 
 import numpy as np
-import pyarrow as pa
 import pytest
-from typer.testing import CliRunner
 
 from curate.errors import EmbeddingError, EvalError
 from curate.evaluation.diversity import (
@@ -18,86 +15,11 @@ from curate.evaluation.diversity import (
     nearest_distances,
     vendi_score,
 )
-from curate.ingest import ingest
-from curate.manifest import EmbeddingsRef, Manifest, PoolRef
-from curate.store import Store, embedding_schema
-from curate.subsets import write_subset
-
-CATEGORIES = ("brainstorming", "open_qa", "classification", "summarization")
-
-
-# ------------------------------------------------------------------ helpers (shared by plot tests)
-
-
-def build_pool(store: Store, folder: Path, rows: int = 40, salt: str = "") -> None:
-    """Ingest ``rows`` small examples with categories into a real pool table."""
-    folder.mkdir(parents=True, exist_ok=True)
-    source = folder / "pool.jsonl"
-    source.write_text(
-        "".join(
-            json.dumps(
-                {
-                    "id": f"ex-{i:03d}",
-                    "instruction": f"Question number {i}: explain topic {i * 7 % 13}.{salt}",
-                    "input": "",
-                    "output": "An answer " + "word " * (i % 9 + 1),
-                    "category": CATEGORIES[i % len(CATEGORIES)],
-                }
-            )
-            + "\n"
-            for i in range(rows)
-        )
-    )
-    ingest(store, [str(source)])
-
-
-def write_embeddings(store: Store, name: str, dim: int = 6, seed: int = 0) -> np.ndarray:
-    """Seeded random vectors for every pool row, written the way `curate embed` stores them."""
-    pool = store.read_pool(["id", "hash"])
-    matrix = np.random.default_rng(seed).normal(size=(pool.num_rows, dim)).astype(np.float32)
-    table = pa.table(
-        {
-            "id": pool["id"],
-            "hash": pool["hash"],
-            "fingerprint": pa.array([f"test-{seed}"] * pool.num_rows),
-            "vector": pa.FixedSizeListArray.from_arrays(pa.array(matrix.ravel()), dim),
-        },
-        schema=embedding_schema(dim, False),
-    )
-    store.db.create_table(store.embedding_table(name), data=table)
-    return matrix
-
-
-def make_subset(
-    store: Store,
-    out: Path,
-    positions: list[int],
-    embeddings: str | None = "e",
-    metric: str = "euclidean",
-) -> Path:
-    """A subset of the given pool positions, written with curate.subsets.write_subset."""
-    pool = store.read_pool()
-    examples = [
-        {k: v for k, v in pool.slice(p, 1).to_pylist()[0].items() if k != "pos"} for p in positions
-    ]
-    manifest = Manifest(
-        name=out.name,
-        strategy="kcenter" if embeddings else "random",
-        params={"metric": metric},
-        seed=0,
-        budget=len(positions),
-        parent=None,
-        pool=PoolRef(store.pool_version(), pool.num_rows),
-        embeddings=EmbeddingsRef(embeddings, "test-0") if embeddings else None,
-        picks=[{"id": e["id"], "hash": e["hash"]} for e in examples],
-        created_by="tests",
-    )
-    write_subset(out, manifest, examples)
-    return out
+from curate.store import Store
 
 
 @pytest.fixture
-def pool_store(store, tmp_path) -> tuple[Store, np.ndarray]:
+def pool_store(store, tmp_path, build_pool, write_embeddings) -> tuple[Store, np.ndarray]:
     build_pool(store, tmp_path)
     return store, write_embeddings(store, "e")
 
@@ -158,7 +80,7 @@ def test_cosine_coverage_is_one_minus_the_best_cosine():
 # ------------------------------------------------------------------ evaluate_subset on a real store
 
 
-def test_evaluate_subset_on_a_real_pool(pool_store, tmp_path):
+def test_evaluate_subset_on_a_real_pool(pool_store, tmp_path, make_subset):
     store, matrix = pool_store
     positions = [3, 17, 0, 29, 8, 21]
     subset = make_subset(store, tmp_path / "rd_0", positions)
@@ -171,7 +93,7 @@ def test_evaluate_subset_on_a_real_pool(pool_store, tmp_path):
     )
     assert metrics["coverage_radius"] == pytest.approx(brute.max(), rel=1e-6)
     assert metrics["mean_coverage"] == pytest.approx(brute.mean(), rel=1e-6)
-    # build_pool gives row i the category CATEGORIES[i % 4]
+    # build_pool gives row i the category POOL_CATEGORIES[i % 4]
     assert metrics["categories"] == {"brainstorming": 2, "open_qa": 3, "summarization": 1}
     assert metrics["category_entropy"] == pytest.approx(
         -(2 / 6 * np.log(2 / 6) + 3 / 6 * np.log(3 / 6) + 1 / 6 * np.log(1 / 6))
@@ -201,7 +123,7 @@ def test_coverage_radius_is_the_distance_of_kcenters_next_pick(pool_store, tmp_p
     )
 
 
-def test_subset_errors_name_what_to_do(pool_store, tmp_path):
+def test_subset_errors_name_what_to_do(pool_store, tmp_path, make_subset, build_pool):
     store, _ = pool_store
     random_subset = make_subset(store, tmp_path / "random", [0, 1], embeddings=None)
     with pytest.raises(EvalError, match="pass --embeddings NAME"):
@@ -217,18 +139,14 @@ def test_subset_errors_name_what_to_do(pool_store, tmp_path):
         evaluate_subset(store, foreign, "e")
 
 
-def test_cli_eval_subset_writes_scalar_metrics(pool_store, tmp_path):
-    from curate.cli import app
-
+def test_cli_eval_subset_writes_scalar_metrics(pool_store, tmp_path, cli, make_subset):
     store, _ = pool_store
     subset = make_subset(store, tmp_path / "rd_0", [0, 5, 10, 15])
     out = tmp_path / "metrics" / "subset.json"
-    result = CliRunner().invoke(
-        app, ["eval", "subset", str(subset), "--db", str(store.path), "--out", str(out), "--json"]
-    )
-    assert result.exit_code == 0, result.output
+    result = cli("eval", "subset", subset, "--db", store.path, "--out", out, "--json")
+    assert result.code == 0, result.err
     written = json.loads(out.read_text())
-    assert written == json.loads(result.stdout)
+    assert written == result.json()
     assert written["n"] == 4 and written["vendi"] > 1.0
     for value in written.values():  # dvc metrics: scalars or dicts of scalars
         assert isinstance(value, int | float | str) or all(

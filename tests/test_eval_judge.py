@@ -221,11 +221,9 @@ def test_parse_scores_reads_two_numbers_on_the_first_line(reply, scores):
     assert parse_scores(reply) == scores
 
 
-def test_cli_generates_and_judges_against_references(judge_server, tiny_lm, tmp_path):
-    from typer.testing import CliRunner
-
-    from curate.cli import app
-
+def test_cli_generates_and_judges_against_references(
+    judge_server, tiny_lm, tmp_path, monkeypatch, cli
+):
     server = judge_server()
     questions = tmp_path / "q.jsonl"
     questions.write_text(
@@ -238,8 +236,10 @@ def test_cli_generates_and_judges_against_references(judge_server, tiny_lm, tmp_
     args = ["eval", "model", str(tiny_lm), "--eval-set", str(questions), "--device", "cpu",
             "--max-new-tokens", "3", "--judge", server.url, "--judge-model", "judge-1",
             "--out", str(out), "--json"]  # fmt: skip
-    result = CliRunner().invoke(app, args, env={"OPENAI_API_KEY": "sk-cli"})
-    assert result.exit_code == 0, result.output
+    with monkeypatch.context() as env:  # the key for this run only
+        env.setenv("OPENAI_API_KEY", "sk-cli")
+        result = cli(*args)
+    assert result.code == 0, result.err
     judge = json.loads(out.read_text())["judge"]
     assert (judge["lose"], judge["judged"], judge["ws"], judge["asked"]) == (3, 3, 0.0, 6)
     assert server.requests[0]["auth"] == "Bearer sk-cli"
@@ -251,7 +251,7 @@ def test_cli_generates_and_judges_against_references(judge_server, tiny_lm, tmp_
     # against another model's answers (here its own): identical answers tie in both orders
     against = ["--judge-against", str(tmp_path / "m" / "tiny.answers.jsonl")]
     args[args.index(str(out))] = str(tmp_path / "m" / "self.json")
-    result = CliRunner().invoke(app, [*args, *against])
-    assert result.exit_code == 0, result.output
+    result = cli(*args, *against)
+    assert result.code == 0, result.err
     judge = json.loads((tmp_path / "m" / "self.json").read_text())["judge"]
     assert (judge["tie"], judge["ws"]) == (3, 1.0)

@@ -7,8 +7,6 @@ import json
 from pathlib import Path
 
 import pytest
-from cli_helpers import run_subprocess as _run
-from typer.testing import CliRunner
 
 from curate.errors import EvalError, InvalidInputError, ModelError
 from curate.evaluation.eval_sets import load_eval_set
@@ -159,14 +157,13 @@ def test_model_folder_checks(tmp_path):
 # ------------------------------------------------------------------ CLI
 
 
-def test_cli_error_is_one_line_and_leaves_earlier_results(tmp_path):
+def test_cli_error_is_one_line_and_leaves_earlier_results(tmp_path, monkeypatch, cli):
+    monkeypatch.chdir(tmp_path)
     (tmp_path / "bad.jsonl").write_text('{"query": "x", "answer": "y"}\n')
     (tmp_path / "m.json").write_text('{"nll": 1.5}\n')
-    result = _run(
-        "eval", "model", "smollm2", "--eval-set", "bad.jsonl", "--out", "m.json", cwd=tmp_path
-    )
-    assert result.returncode != 0 and "Traceback" not in result.stderr
-    errors = [line for line in result.stderr.splitlines() if line.startswith("error:")]
+    result = cli("eval", "model", "smollm2", "--eval-set", "bad.jsonl", "--out", "m.json")
+    assert result.code != 0 and "Traceback" not in result.err
+    errors = [line for line in result.err.splitlines() if line.startswith("error:")]
     assert errors == [
         "error: bad.jsonl:1: no question field (expected one of text, Instruction, instruction, "
         "prompt, conversations, messages)"
@@ -187,10 +184,8 @@ def test_cli_error_is_one_line_and_leaves_earlier_results(tmp_path):
     ],
 )
 def test_cli_bad_input_fails_before_the_model_and_leaves_results(
-    tmp_path, eval_file, tiny_lm, monkeypatch, case, error, message
+    tmp_path, eval_file, tiny_lm, monkeypatch, cli, case, error, message
 ):
-    from curate.cli import app
-
     monkeypatch.chdir(tmp_path)
     (tmp_path / "models" / "rd_0").mkdir(parents=True)
     (tmp_path / "models" / "rd_0" / "config.json").write_text("{}")
@@ -207,32 +202,39 @@ def test_cli_bad_input_fails_before_the_model_and_leaves_results(
             ["--judge", "http://127.0.0.1:9", "--judge-model", "j"],
         )
     args = ["eval", "model", model, "--eval-set", questions, "--out", "m.json", *extra]
-    result = CliRunner().invoke(app, args)
-    assert isinstance(result.exception, error) and message in str(result.exception)
+    with pytest.raises(error) as raised:  # the library's error, as --debug shows it
+        cli(*args, "--debug")
+    assert message in str(raised.value)
+    code, out, err = cli(*args)  # and as a user sees it: one line, its exit code
+    assert code == error.exit_code and out == "" and err == f"error: {raised.value}\n"
     assert (tmp_path / "m.json").read_text() == '{"nll": 1.5}\n'
     assert sorted(p.name for p in tmp_path.glob("m.*")) == ["m.json"]
 
 
-def test_cli_round_then_compare(tiny_lm, smollm2_tokenizer_dir, eval_file, store, tmp_path):
+def test_cli_round_then_compare(
+    tiny_lm,
+    smollm2_tokenizer_dir,
+    eval_file,
+    store,
+    tmp_path,
+    cli,
+    build_tiny_lm,
+    build_pool,
+    write_embeddings,
+    make_subset,
+):
     """A pipeline round's metrics file, then a paired comparison of two models' rounds."""
-    from conftest import build_tiny_lm
-    from test_eval_diversity import build_pool, make_subset, write_embeddings
-
-    from curate.cli import app
-
     build_pool(store, tmp_path / "pool")
     write_embeddings(store, "e")
     subset = make_subset(store, tmp_path / "subsets" / "rd_0", [0, 4, 9, 13])
     other_model = build_tiny_lm(smollm2_tokenizer_dir, tmp_path / "other-lm", seed=1)
-    runner = CliRunner()
     for name, model in (("a", tiny_lm), ("b", other_model)):
-        result = runner.invoke(
-            app,
-            ["eval", "round", "--subset", str(subset), "--model", str(model), "--db", str(store.path),
-             "--embeddings", "e", "--eval-set", str(eval_file), "--device", "cpu",
-             "--out", str(tmp_path / name / "rd_0.json")],
+        result = cli(
+            "eval", "round", "--subset", str(subset), "--model", str(model), "--db", str(store.path),
+            "--embeddings", "e", "--eval-set", str(eval_file), "--device", "cpu",
+            "--out", str(tmp_path / name / "rd_0.json"),
         )  # fmt: skip
-        assert result.exit_code == 0, result.output
+        assert result.code == 0, result.err
     round_metrics = json.loads((tmp_path / "a" / "rd_0.json").read_text())
     for key in ("n", "vendi", "coverage_radius", "mean_coverage", "nll", "ppl", "questions"):
         assert isinstance(round_metrics[key], int | float), key
@@ -241,15 +243,15 @@ def test_cli_round_then_compare(tiny_lm, smollm2_tokenizer_dir, eval_file, store
     assert details["subset_name"] == "rd_0" and len(details["questions"]) == 5
 
     args = ["eval", "compare", str(tmp_path / "a" / "rd_0.json"), str(tmp_path / "b" / "rd_0.json")]
-    first = runner.invoke(app, [*args, "--json", "--n-boot", "2000"])
-    again = runner.invoke(app, [*args, "--json", "--n-boot", "2000"])
-    assert first.exit_code == 0, first.output
-    assert first.stdout == again.stdout  # fixed seed: the same CI every time
-    nll = json.loads(first.stdout)["nll"]
+    first = cli(*args, "--json", "--n-boot", "2000")
+    again = cli(*args, "--json", "--n-boot", "2000")
+    assert first.code == 0, first.err
+    assert first.out == again.out  # fixed seed: the same CI every time
+    nll = first.json()["nll"]
     nll_b = json.loads((tmp_path / "b" / "rd_0.json").read_text())["nll"]
     assert nll["mean_a"] == pytest.approx(round_metrics["nll"]) and nll["mean_b"] == pytest.approx(
         nll_b
     )
     assert nll["ci_low"] <= nll["diff"] <= nll["ci_high"] and nll["questions"] == 5
-    table = runner.invoke(app, args)
-    assert table.exit_code == 0 and "95% CI" in table.stdout
+    table = cli(*args)
+    assert table.code == 0 and "95% CI" in table.out

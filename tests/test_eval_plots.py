@@ -6,8 +6,6 @@ import json
 
 import numpy as np
 import pytest
-from test_eval_diversity import build_pool, make_subset, write_embeddings
-from typer.testing import CliRunner
 
 from curate.errors import EvalError
 from curate.evaluation.plots import first_rounds, pca_2d, plot_rounds, read_rounds
@@ -57,7 +55,9 @@ def test_metric_per_round_pngs_and_table(tmp_path):
     assert (tmp_path / "plots" / "nll.png").read_bytes() == first  # same inputs, same bytes
 
 
-def test_pool_map_colours_rows_by_the_round_that_picked_them(store, tmp_path):
+def test_pool_map_colours_rows_by_the_round_that_picked_them(
+    store, tmp_path, cli, build_pool, write_embeddings, make_subset
+):
     build_pool(store, tmp_path / "pool")
     write_embeddings(store, "e", dim=8)
     rd_0 = make_subset(store, tmp_path / "subsets" / "rd_0", [0, 1, 2])
@@ -66,19 +66,17 @@ def test_pool_map_colours_rows_by_the_round_that_picked_them(store, tmp_path):
     assert first[[0, 1, 2]].tolist() == [0, 0, 0] and first[[7, 9]].tolist() == [1, 1]
     assert (first == -1).sum() == 35
 
-    from curate.cli import app
-
     runs = _write_run(tmp_path / "metrics", [2.0, 1.9], [3.0, 4.0])
     args = ["plot", str(runs), "--db", str(store.path), "--embeddings", "e",
             "--subset", str(rd_0), "--subset", str(rd_1), "--out", str(tmp_path / "plots"), "--json"]  # fmt: skip
-    result = CliRunner().invoke(app, args)
-    assert result.exit_code == 0, result.output
-    written = json.loads(result.stdout)["written"]
+    result = cli(*args)
+    assert result.code == 0, result.err
+    written = result.json()["written"]
     assert str(tmp_path / "plots" / "pool_map.png") in written
     blob = (tmp_path / "plots" / "pool_map.png").read_bytes()
     assert blob.startswith(PNG) and len(blob) > 5000
-    missing = CliRunner().invoke(app, ["plot", "--subset", str(rd_0), "--db", str(store.path)])
-    assert missing.exit_code != 0 and "--embeddings" in missing.output
+    missing = cli("plot", "--subset", rd_0, "--db", store.path)
+    assert missing.code != 0 and "--embeddings" in missing.err
 
 
 def test_pca_finds_the_axis_of_largest_spread():

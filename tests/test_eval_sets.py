@@ -12,7 +12,6 @@ from pathlib import Path
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
-from cli_helpers import run_in_process
 
 from curate.errors import InvalidInputError
 from curate.evaluation.eval_sets import load_eval_set
@@ -211,11 +210,10 @@ def test_a_prompt_that_fills_max_length_is_skipped_and_counted(tiny_lm, long_pro
 
 
 def test_cli_eval_model_completes_with_one_over_long_prompt(
-    tiny_lm, long_prompt_file, tmp_path, capsys
+    tiny_lm, long_prompt_file, tmp_path, cli
 ):
     out = tmp_path / "m.json"
-    code, _, err = run_in_process(
-        capsys,
+    code, _, err = cli(
         "eval",
         "model",
         str(tiny_lm),

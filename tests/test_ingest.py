@@ -9,7 +9,6 @@ from pathlib import Path
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
-from cli_helpers import run_subprocess as run_cli
 
 from curate.errors import InvalidInputError
 from curate.ingest import ingest
@@ -264,26 +263,29 @@ def test_skip_invalid_writes_rejects_and_ingests_the_rest(store, tmp_path):
 # ------------------------------------------------------------------ CLI
 
 
-def test_cli_error_is_one_line_with_nonzero_exit(tmp_path):
+def test_cli_error_is_one_line_with_nonzero_exit(tmp_path, monkeypatch, cli):
+    monkeypatch.chdir(tmp_path)
     (tmp_path / "bad.jsonl").write_text('{"instruction": "a"}\n')
-    result = run_cli("ingest", "bad.jsonl", "--db", "db", cwd=tmp_path)
-    assert result.returncode != 0
-    errors = [line for line in result.stderr.splitlines() if line.startswith("error:")]
+    result = cli("ingest", "bad.jsonl", "--db", "db")
+    assert result.code != 0
+    errors = [line for line in result.err.splitlines() if line.startswith("error:")]
     assert errors == ["error: bad.jsonl:1: missing or empty 'output'"]
-    assert "Traceback" not in result.stderr
+    assert "Traceback" not in result.err
 
 
-def test_cli_ingest_then_pool_json(tmp_path, sample_pool):
-    result = run_cli("ingest", str(sample_pool), "--db", "db", "--json", cwd=tmp_path)
-    assert result.returncode == 0, result.stderr
-    added = json.loads(result.stdout)["added"]
-    result = run_cli("pool", "--db", "db", "--json", cwd=tmp_path)
-    assert result.returncode == 0, result.stderr
-    summary = json.loads(result.stdout)
+def test_cli_ingest_then_pool_json(tmp_path, monkeypatch, sample_pool, cli):
+    monkeypatch.chdir(tmp_path)
+    result = cli("ingest", str(sample_pool), "--db", "db", "--json")
+    assert result.code == 0, result.err
+    added = result.json()["added"]
+    result = cli("pool", "--db", "db", "--json")
+    assert result.code == 0, result.err
+    summary = result.json()
     assert summary["rows"] == added and summary["version"] == 1
     assert list(summary["n_chars_percentiles"]) == ["p5", "p25", "p50", "p75", "p95", "p100"]
 
 
-def test_cli_pool_without_table_says_what_to_run(tmp_path):
-    result = run_cli("pool", "--db", "nowhere", cwd=tmp_path)
-    assert result.returncode != 0 and "curate ingest" in result.stderr
+def test_cli_pool_without_table_says_what_to_run(tmp_path, monkeypatch, cli):
+    monkeypatch.chdir(tmp_path)
+    result = cli("pool", "--db", "nowhere")
+    assert result.code != 0 and "curate ingest" in result.err

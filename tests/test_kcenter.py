@@ -1,8 +1,9 @@
 """K-center greedy against a naive full-matrix implementation, plus the other strategies.
 
-The reference below is the textbook algorithm: the full N×N float64 distance matrix,
-then per pick the row with the largest distance to its nearest chosen row (np.argmax:
-ties to the lowest position). Every backend and setting must reproduce its picks exactly.
+The reference (the `naive_kcenter` fixture in conftest.py) is the textbook algorithm: the
+full N×N float64 distance matrix, then per pick the row with the largest distance to its
+nearest chosen row (np.argmax: ties to the lowest position). Every backend and setting
+must reproduce its picks exactly.
 """
 
 from __future__ import annotations
@@ -18,22 +19,6 @@ from curate.strategies.coverage_numpy import NumpyCoverage
 from curate.strategies.kcenter import kcenter_greedy, whiten
 from curate.strategies.random import random_picks
 from curate.strategies.uncertainty import rank_by_score
-
-
-def naive_kcenter(x: np.ndarray, chosen: list[int], k: int) -> tuple[list[int], list[float]]:
-    """Full-matrix greedy K-center in float64: (new picks, squared distance at pick)."""
-    x64 = x.astype(np.float64)
-    full = ((x64[:, None, :] - x64[None, :, :]) ** 2).sum(axis=-1)
-    chosen = list(chosen)
-    picks, sq = [], []
-    for _ in range(k):
-        nearest = full[:, chosen].min(axis=1)
-        nearest[chosen] = -np.inf
-        pick = int(np.argmax(nearest))
-        picks.append(pick)
-        sq.append(float(nearest[pick]))
-        chosen.append(pick)
-    return picks, sq
 
 
 def dataset(kind: str, n: int = 600, d: int = 24, seed: int = 0) -> np.ndarray:
@@ -67,7 +52,7 @@ BACKENDS = {
 
 @pytest.mark.parametrize("kind", ["gaussian", "clustered", "duplicates", "lattice", "offset"])
 @pytest.mark.parametrize("backend", list(BACKENDS))
-def test_picks_equal_naive_full_matrix(kind, backend):
+def test_picks_equal_naive_full_matrix(kind, backend, naive_kcenter):
     x = dataset(kind)
     sel = kcenter_greedy(x, None, 60, seed=3, **BACKENDS[backend])
     first = int(sel.indices[0])
@@ -79,7 +64,7 @@ def test_picks_equal_naive_full_matrix(kind, backend):
 
 
 @pytest.mark.parametrize("backend", ["numpy", "numpy-threads", "torch"])
-def test_parent_is_the_initial_chosen_set(backend):
+def test_parent_is_the_initial_chosen_set(backend, naive_kcenter):
     x = dataset("clustered", n=500)
     parent = [7, 300, 42, 499, 0]
     sel = kcenter_greedy(x, np.array(parent), 40, seed=0, **BACKENDS[backend])
@@ -179,7 +164,7 @@ def test_lookahead_blocks_serve_many_picks_per_pass_with_the_same_picks(kind):
     assert np.abs(ahead.m[~chosen] - single.m[~chosen]).max() <= 2 * ahead.bound
 
 
-def test_cosine_and_whitening_are_kcenter_on_transformed_rows():
+def test_cosine_and_whitening_are_kcenter_on_transformed_rows(naive_kcenter):
     x = dataset("gaussian", n=300, d=12) + np.float32(0.5)
     unit = (x / np.linalg.norm(x.astype(np.float64), axis=1, keepdims=True)).astype(np.float32)
     sel = kcenter_greedy(x, np.array([0]), 25, seed=0, metric="cosine", device="cpu")

@@ -173,64 +173,25 @@ def test_scaffold_in_a_subfolder_of_a_git_repo_uses_dvc_subdir(tmp_path):
     assert "no_scm" not in config
 
 
-def test_init_cli_refuses_with_one_line_and_checks_params(tmp_path):
-    curate = str(BIN / "curate")
+def test_init_cli_refuses_with_one_line_and_checks_params(tmp_path, cli):
     (tmp_path / "dvc.yaml").write_text("stages: {}\n")
-    done = subprocess.run([curate, "init", str(tmp_path)], capture_output=True, text=True)
-    assert done.returncode != 0
-    assert done.stderr.strip().startswith("error:") and "--force" in done.stderr
+    done = cli("init", tmp_path)
+    assert done.code != 0
+    assert done.err.strip().startswith("error:") and "--force" in done.err
     assert (tmp_path / "dvc.yaml").read_text() == "stages: {}\n"
     assert not (tmp_path / ".dvc").exists()
 
     (tmp_path / "params.yaml").write_text(
         pipeline_files()["params.yaml"].replace("strategy: kcenter", "strategy: greedy")
     )
-    done = subprocess.run(
-        [curate, "init", str(tmp_path), "--check"], capture_output=True, text=True
-    )
-    assert done.returncode != 0 and "`strategy` is 'greedy'" in done.stderr
+    done = cli("init", tmp_path, "--check")
+    assert done.code != 0 and "`strategy` is 'greedy'" in done.err
 
 
 # ---------------------------------------------------------------------------- dvc repro
 # A 30-row pool, the tiny LM as base model and two rounds (rd_0 random, rd_1 K-center)
 # through the real `dvc repro`. The tests below share this one repository, in file order.
-POOL_ROWS = 30
-PIPELINE_PARAMS = {
-    "init_size": 4,
-    "n_query": 3,
-    "max_length": 64,
-    "device": "cpu",
-    "train": {"epochs": 1, "lr": 1.0e-3, "batch_size": 4, "grad_accum": 1},
-    "eval": {"set": "data/sample/eval.jsonl", "limit": 3, "max_length": 128},
-    "rounds": {"rd_1": "rd_0"},
-}
 ROUND_FILES = ("data/subsets", "data/models", "data/metrics")
-
-
-@pytest.fixture(scope="module")
-def dvc_env(tmp_path_factory) -> dict[str, str]:
-    env = dict(os.environ)
-    env.update(
-        PATH=f"{BIN}{os.pathsep}{env.get('PATH', '')}",
-        HF_HUB_OFFLINE="1",
-        TRANSFORMERS_OFFLINE="1",
-        TOKENIZERS_PARALLELISM="false",
-        DVC_NO_ANALYTICS="1",
-        CURATE_CACHE=str(tmp_path_factory.getbasetemp() / "curate-cache"),
-        GIT_AUTHOR_NAME="curate tests",
-        GIT_AUTHOR_EMAIL="tests@example.invalid",
-        GIT_COMMITTER_NAME="curate tests",
-        GIT_COMMITTER_EMAIL="tests@example.invalid",
-    )
-    return env
-
-
-def _sh(cwd: Path, env: dict[str, str], *args: str, check: bool = True) -> str:
-    done = subprocess.run(args, cwd=cwd, env=env, capture_output=True, text=True)
-    output = done.stdout + done.stderr
-    if check and done.returncode != 0:
-        raise AssertionError(f"{' '.join(args)} failed ({done.returncode}):\n{output[-4000:]}")
-    return output
 
 
 def _ran(output: str) -> set[str]:
@@ -274,28 +235,14 @@ def _kill_stage_when_it_starts(proc: subprocess.Popen, needle: list[str], timeou
 
 
 @pytest.fixture(scope="module")
-def repo(tmp_path_factory, tiny_lm, dvc_env) -> Path:
-    """`curate init` + the tiny settings, committed; the pipeline not yet run."""
-    root = tmp_path_factory.mktemp("pipeline") / "repo"
-    _sh(root.parent, dvc_env, str(BIN / "curate"), "init", str(root), "--no-samples")
-    _sh(root, dvc_env, str(BIN / "dvc"), "config", "core.analytics", "false")
-    sample = root / "data" / "sample"
-    sample.mkdir(parents=True)
-    pool_lines = (ROOT / "data/sample/pool.jsonl").read_text(encoding="utf-8").splitlines()
-    (sample / "pool.jsonl").write_text("\n".join(pool_lines[:POOL_ROWS]) + "\n")
-    eval_lines = (ROOT / "data/sample/eval.jsonl").read_text(encoding="utf-8").splitlines()
-    (sample / "eval.jsonl").write_text("\n".join(eval_lines[:3]) + "\n")
-    params = yaml.safe_load((root / "params.yaml").read_text())
-    params.update(PIPELINE_PARAMS, base_model=str(tiny_lm))
-    (root / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
-    check_folder(root)
-    _sh(root, dvc_env, "git", "add", "-A")
-    _sh(root, dvc_env, "git", "commit", "-q", "-m", "pipeline on a 30-row pool")
-    return root
+def repo(tmp_path_factory, tiny_pipeline) -> Path:
+    """`curate init` + the tiny settings (30 rows, rounds rd_0 and rd_1), committed; the
+    pipeline not yet run."""
+    return tiny_pipeline(tmp_path_factory.mktemp("pipeline") / "repo")
 
 
 @pytest.fixture(scope="module")
-def reproduced(repo, dvc_env) -> dict:
+def reproduced(repo, dvc_env, sh) -> dict:
     """Run the pipeline, killing it in round 1, then resume it; returns the logs."""
     log = repo.parent / "first-repro.log"
     with log.open("w") as out:
@@ -309,7 +256,7 @@ def reproduced(repo, dvc_env) -> dict:
     assert proc.returncode != 0
     round0 = _digests(repo)
     lock = yaml.safe_load((repo / "dvc.lock").read_text())["stages"]
-    resumed = _sh(repo, dvc_env, str(BIN / "dvc"), "repro")
+    resumed = sh(repo, dvc_env, str(BIN / "dvc"), "repro")
     return {"first": first, "round0": round0, "lock_after_crash": lock, "resumed": resumed}
 
 
@@ -333,7 +280,7 @@ def test_a_crash_in_round_1_keeps_round_0_and_repro_resumes_there(repo, reproduc
 
 
 @pytest.mark.slow
-def test_rounds_write_chained_subsets_models_and_metrics(repo, reproduced, dvc_env):
+def test_rounds_write_chained_subsets_models_and_metrics(repo, reproduced, dvc_env, sh):
     from curate.subsets import load_subset
 
     rd_0, rd_1 = (load_subset(repo / "data/subsets" / name) for name in ("rd_0", "rd_1"))
@@ -355,13 +302,13 @@ def test_rounds_write_chained_subsets_models_and_metrics(repo, reproduced, dvc_e
         assert all(math.isfinite(metrics[k]) for k in ("vendi", "coverage_radius", "nll"))
     rows = (repo / "data/plots/rounds.tsv").read_text().splitlines()
     assert rows[0].split("\t")[:2] == ["run", "round"] and len(rows) == 3
-    assert "lancedb" not in _sh(repo, dvc_env, "git", "status", "--porcelain")
+    assert "lancedb" not in sh(repo, dvc_env, "git", "status", "--porcelain")
 
 
 @pytest.mark.slow
-def test_second_repro_runs_nothing(repo, reproduced, dvc_env):
+def test_second_repro_runs_nothing(repo, reproduced, dvc_env, sh):
     before = _digests(repo)
-    output = _sh(repo, dvc_env, str(BIN / "dvc"), "repro")
+    output = sh(repo, dvc_env, str(BIN / "dvc"), "repro")
     assert _ran(output) == set(), output
     assert "Data and pipelines are up to date" in output
     assert _digests(repo) == before
@@ -369,31 +316,31 @@ def test_second_repro_runs_nothing(repo, reproduced, dvc_env):
 
 @pytest.mark.slow
 def test_push_pull_clone_and_dvc_get_import_give_identical_subsets(
-    repo, reproduced, dvc_env, tmp_path
+    repo, reproduced, dvc_env, tmp_path, sh
 ):
     remote = tmp_path / "remote"
-    _sh(repo, dvc_env, str(BIN / "dvc"), "remote", "add", "-d", "shared", str(remote))
-    _sh(repo, dvc_env, "git", "add", "-A")
-    _sh(repo, dvc_env, "git", "commit", "-q", "-m", "rounds 0-1 and the shared remote")
-    _sh(repo, dvc_env, str(BIN / "dvc"), "push")
-    assert "lancedb" not in _sh(repo, dvc_env, "git", "ls-files")
+    sh(repo, dvc_env, str(BIN / "dvc"), "remote", "add", "-d", "shared", str(remote))
+    sh(repo, dvc_env, "git", "add", "-A")
+    sh(repo, dvc_env, "git", "commit", "-q", "-m", "rounds 0-1 and the shared remote")
+    sh(repo, dvc_env, str(BIN / "dvc"), "push")
+    assert "lancedb" not in sh(repo, dvc_env, "git", "ls-files")
 
     clone = tmp_path / "clone"
-    _sh(tmp_path, dvc_env, "git", "clone", "-q", str(repo), str(clone))
-    _sh(clone, dvc_env, str(BIN / "dvc"), "pull")
+    sh(tmp_path, dvc_env, "git", "clone", "-q", str(repo), str(clone))
+    sh(clone, dvc_env, str(BIN / "dvc"), "pull")
     assert _digests(clone) == _digests(repo)
     assert not (clone / "data/lancedb").exists()  # the cache is never pushed: rebuild the pool
-    assert _ran(_sh(clone, dvc_env, str(BIN / "dvc"), "repro", "ingest")) == {"ingest"}
+    assert _ran(sh(clone, dvc_env, str(BIN / "dvc"), "repro", "ingest")) == {"ingest"}
     # rd_1 against the rebuilt pool, and against its parent rd_0 (sha256 and prefix)
-    _sh(clone, dvc_env, str(BIN / "curate"), "subsets", "verify", "data/subsets/rd_1")
+    sh(clone, dvc_env, str(BIN / "curate"), "subsets", "verify", "data/subsets/rd_1")
 
     got = tmp_path / "got"
-    _sh(tmp_path, dvc_env, str(BIN / "dvc"), "get", str(repo), "data/subsets/rd_1", "-o", str(got))
+    sh(tmp_path, dvc_env, str(BIN / "dvc"), "get", str(repo), "data/subsets/rd_1", "-o", str(got))
     consumer = tmp_path / "consumer"
     consumer.mkdir()
-    _sh(consumer, dvc_env, "git", "init", "-q")
-    _sh(consumer, dvc_env, str(BIN / "dvc"), "init", "-q")
-    _sh(consumer, dvc_env, str(BIN / "dvc"), "import", str(repo), "data/subsets/rd_1", "-o", "rd_1")
+    sh(consumer, dvc_env, "git", "init", "-q")
+    sh(consumer, dvc_env, str(BIN / "dvc"), "init", "-q")
+    sh(consumer, dvc_env, str(BIN / "dvc"), "import", str(repo), "data/subsets/rd_1", "-o", "rd_1")
     assert (consumer / "rd_1.dvc").is_file()
     original = _digests(repo / "data/subsets/rd_1", ["."])
     assert set(original) == {"manifest.json", "examples.jsonl"}
@@ -402,22 +349,26 @@ def test_push_pull_clone_and_dvc_get_import_give_identical_subsets(
 
 
 @pytest.mark.slow
-def test_experiment_with_another_n_query_reruns_from_the_first_select(repo, reproduced, dvc_env):
+def test_experiment_with_another_n_query_reruns_from_the_first_select(
+    repo, reproduced, dvc_env, sh
+):
     before = yaml.safe_load((repo / "dvc.lock").read_text())["stages"]
-    output = _sh(repo, dvc_env, str(BIN / "dvc"), "exp", "run", "-S", "n_query=2")
+    output = sh(repo, dvc_env, str(BIN / "dvc"), "exp", "run", "-S", "n_query=2")
     assert _ran(output) == {"select@rd_1", "train@rd_1", "eval@rd_1", "plots"}, output
     after = yaml.safe_load((repo / "dvc.lock").read_text())["stages"]
     for stage in ("ingest", "embed_minilm", "select_rd_0", "train_rd_0", "eval_rd_0", "embed@rd_1"):
         assert after[stage] == before[stage], stage
     manifest = json.loads((repo / "data/subsets/rd_1/manifest.json").read_text())
     assert len(manifest["picks"]) == 4 + 2
-    shown = json.loads(_sh(repo, dvc_env, str(BIN / "dvc"), "exp", "show", "--json"))
+    shown = json.loads(sh(repo, dvc_env, str(BIN / "dvc"), "exp", "show", "--json"))
     committed = [row for row in _exp_rows(shown) if row["rev"] != "workspace"]
     assert (2, 4 + 2) in [(r["n_query"], r["rd_1_size"]) for r in committed]  # the experiment
 
 
 @pytest.mark.slow
-def test_a_strategy_from_an_installed_plugin_runs_per_round(repo, reproduced, dvc_env, plugin_site):
+def test_a_strategy_from_an_installed_plugin_runs_per_round(
+    repo, reproduced, dvc_env, plugin_site, sh
+):
     from curate.store import Store
 
     env = {
@@ -425,7 +376,7 @@ def test_a_strategy_from_an_installed_plugin_runs_per_round(repo, reproduced, dv
         "PYTHONPATH": os.pathsep.join(filter(None, [str(plugin_site), dvc_env.get("PYTHONPATH")])),
     }
     args = ["exp", "run", "-S", "strategy=stride", "-S", "+strategy_params.step=2"]
-    output = _sh(repo, env, str(BIN / "dvc"), *args)
+    output = sh(repo, env, str(BIN / "dvc"), *args)
     # embed@rd_1 names the strategy (--for-strategy): it reruns, and stride reads no vectors
     assert _ran(output) == {"embed@rd_1", "select@rd_1", "train@rd_1", "eval@rd_1", "plots"}
     assert "skipped (strategy stride reads none)" in output

@@ -8,7 +8,6 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from cli_helpers import run_in_process as cli
 
 from curate.errors import CurateError
 from curate.plugins import Param, ParamError
@@ -96,14 +95,13 @@ def installed(plugin_site, monkeypatch) -> Path:
 
 
 @pytest.fixture(scope="module")
-def pool_db(tmp_path_factory) -> Path:
-    from conftest import SAMPLE_POOL
-
+def sample_db(tmp_path_factory, sample_pool) -> Path:
+    """The sample pool, no embeddings (conftest's `pool_db` has vectors; these tests embed)."""
     from curate.ingest import ingest
     from curate.store import Store
 
     db = tmp_path_factory.mktemp("plugins") / "db"
-    ingest(Store(db), [str(SAMPLE_POOL)])
+    ingest(Store(db), [str(sample_pool)])
     return db
 
 
@@ -112,35 +110,31 @@ def test_builtins_do_not_list_an_uninstalled_plugin():
 
 
 def test_installed_plugin_selects_from_the_cli_with_its_own_options(
-    installed, pool_db, tmp_path, capsys
+    installed, sample_db, tmp_path, cli
 ):
     assert STRATEGIES.names()[-2:] == ["broken", "stride"]  # after the built-ins, by name
-    args = ["select", "--db", str(pool_db), "--strategy", "stride", "--budget", "5"]
-    code, out, err = cli(
-        capsys, *args, "--step", "3", "--offset", "1", "--out", str(tmp_path / "s")
-    )
+    args = ["select", "--db", str(sample_db), "--strategy", "stride", "--budget", "5"]
+    code, out, err = cli(*args, "--step", "3", "--offset", "1", "--out", str(tmp_path / "s"))
     assert code == 0, err
     manifest = json.loads((tmp_path / "s" / "manifest.json").read_text())
     from curate.store import Store
 
-    ids = Store(pool_db).read_pool(["id"])["id"].to_pylist()
+    ids = Store(sample_db).read_pool(["id"])["id"].to_pylist()
     assert [p["id"] for p in manifest["picks"]] == [ids[i] for i in (1, 4, 7, 10, 13)]
     assert manifest["strategy"] == "stride"
     assert manifest["params"] == {"step": 3, "offset": 1, "added": 5}
 
-    code, out, err = cli(capsys, "select", "--help")
+    code, out, err = cli("select", "--help")
     assert code == 0 and "stride: every step-th unchosen row" in " ".join(out.split())
     assert "--offset (int ≥ 0, default 0)" in out
 
-    code, _, err = cli(capsys, *args, "--step", "0")
+    code, _, err = cli(*args, "--step", "0")
     assert code == ParamError.exit_code
     assert err.strip() == "error: strategy stride: --step '0' is below the minimum 1"
 
 
-def test_a_plugin_that_fails_to_load_is_one_line_naming_it(installed, pool_db, capsys):
-    code, out, err = cli(
-        capsys, "select", "--db", str(pool_db), "--strategy", "broken", "--budget", "2"
-    )
+def test_a_plugin_that_fails_to_load_is_one_line_naming_it(installed, sample_db, cli):
+    code, out, err = cli("select", "--db", str(sample_db), "--strategy", "broken", "--budget", "2")
     assert code == CurateError.exit_code and out == ""
     assert err.startswith("error: strategy plugin 'broken' from curate-stride-plugin failed")
     assert len(err.strip().splitlines()) == 1
@@ -168,24 +162,21 @@ def test_plugin_picks_are_the_declared_rule_for_any_parent(installed):
 
 
 def test_an_installed_embedder_plugin_embeds_and_selects_from_the_cli(
-    installed, pool_db, tmp_path, capsys
+    installed, sample_db, tmp_path, cli
 ):
     from curate.store import Store
 
-    db = str(pool_db)
-    code, out, err = cli(
-        capsys, "embed", "--db", db, "--embedder", "chars:2", "--name", "c", "--json"
-    )
+    db = str(sample_db)
+    code, out, err = cli("embed", "--db", db, "--embedder", "chars:2", "--name", "c", "--json")
     assert code == 0, err
     report = json.loads(out)
     assert report["embedder"] == "chars:2" and report["dim"] == 26
-    vectors = Store(pool_db).load_vectors("c")
-    first = Store(pool_db).read_pool(["instruction"])["instruction"][0].as_py().lower()
+    vectors = Store(sample_db).load_vectors("c")
+    first = Store(sample_db).read_pool(["instruction"])["instruction"][0].as_py().lower()
     assert vectors.matrix[0, 0] == 2 * first.count("a") and vectors.matrix[
         0, 25
     ] == 2 * first.count("z")
     code, out, err = cli(
-        capsys,
         "select",
         "--db",
         db,
@@ -199,5 +190,5 @@ def test_an_installed_embedder_plugin_embeds_and_selects_from_the_cli(
     )
     assert code == 0, err
     assert json.loads(out)["embeddings"] == {"name": "c", "fingerprint": vectors.fingerprint}
-    code, out, _ = cli(capsys, "embed", "--help")
+    code, out, _ = cli("embed", "--help")
     assert "chars: letter counts of the instruction (a test plugin)" in " ".join(out.split())

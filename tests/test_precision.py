@@ -13,9 +13,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from typer.testing import CliRunner
 
-from curate.cli import app
 from curate.embed import embed_pool
 from curate.embedders import load_embedder
 from curate.embedders.base import estimated_tokens, length_sorted_batches
@@ -189,10 +187,10 @@ def test_pad_batch_right_and_left():
         ["eval", "model", "m", "--eval-set", "e.jsonl", "--precision", "fp16"],
     ],
 )
-def test_cli_rejects_an_unknown_precision(args, tmp_path):
-    result = CliRunner().invoke(app, args)
-    assert result.exit_code == 2
-    assert "--precision" in result.output
+def test_cli_rejects_an_unknown_precision(args, tmp_path, cli):
+    result = cli(*args)
+    assert result.code == 2
+    assert "--precision" in result.err
 
 
 def test_params_precision_is_validated():

@@ -11,7 +11,6 @@ from pathlib import Path
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
-from cli_helpers import run_in_process
 
 from curate.errors import InvalidInputError
 from curate.ingest import ingest
@@ -81,13 +80,13 @@ def test_unknown_extension_without_a_format_still_asks_for_one(tmp_path):
         read_records(str(src))
 
 
-def test_cli_format_alpaca_on_a_txt_file(tmp_path, capsys):
+def test_cli_format_alpaca_on_a_txt_file(tmp_path, cli):
     src = tmp_path / "x.txt"
     src.write_text(json.dumps(ROWS))
     db = str(tmp_path / "db")
-    code, out, err = run_in_process(capsys, "ingest", str(src), "--db", db, "--format", "alpaca")
+    code, out, err = cli("ingest", str(src), "--db", db, "--format", "alpaca")
     assert code == 0, err
-    code, out, err = run_in_process(capsys, "pool", "--db", db, "--json")
+    code, out, err = cli("pool", "--db", db, "--json")
     assert code == 0 and json.loads(out)["rows"] == 2
 
 
@@ -156,13 +155,13 @@ def _deny(monkeypatch, target: Path, err: int, after_bytes: bool = False) -> Non
     monkeypatch.setattr(Path, "open", fake_open)
 
 
-def test_unreadable_file_is_one_line_in_the_cli(tmp_path, capsys, monkeypatch, sample_pool):
+def test_unreadable_file_is_one_line_in_the_cli(tmp_path, cli, monkeypatch, sample_pool):
     src = tmp_path / "locked.jsonl"
     src.write_text(_jsonl(ROWS))
     db = str(tmp_path / "db")
-    assert run_in_process(capsys, "ingest", str(sample_pool), "--db", db)[0] == 0
+    assert cli("ingest", str(sample_pool), "--db", db)[0] == 0
     _deny(monkeypatch, src, errno.EACCES)
-    code, out, err = run_in_process(capsys, "ingest", str(src), "--db", db)
+    code, out, err = cli("ingest", str(src), "--db", db)
     assert code == 1 and "Traceback" not in err
     lines = [line for line in err.splitlines() if line.startswith("error:")]
     assert lines == [
@@ -250,11 +249,9 @@ def test_a_source_without_records_is_an_error_in_every_format(store, tmp_path, c
     assert str(err.value) == f"{src}: {reason}"
 
 
-def test_cli_empty_jsonl_exits_1_with_one_line(tmp_path, capsys):
+def test_cli_empty_jsonl_exits_1_with_one_line(tmp_path, cli):
     (tmp_path / "empty.jsonl").write_text("")
-    code, out, err = run_in_process(
-        capsys, "ingest", str(tmp_path / "empty.jsonl"), "--db", str(tmp_path / "db")
-    )
+    code, out, err = cli("ingest", str(tmp_path / "empty.jsonl"), "--db", str(tmp_path / "db"))
     assert code == 1
     lines = [line for line in err.splitlines() if line.startswith("error:")]
     assert lines == [f"error: {tmp_path / 'empty.jsonl'}: the file is empty: no records"]

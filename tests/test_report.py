@@ -13,7 +13,6 @@ from pathlib import Path
 import numpy as np
 import pytest
 import yaml
-from conftest import make_tiny_pipeline, run_checked
 
 from curate.evaluation.compare import paired_bootstrap
 from curate.report import FULL, Report, Row, check
@@ -55,15 +54,15 @@ def test_check_passes_only_when_the_interval_excludes_zero_at_the_last_round(del
 
 
 # ---------------------------------------------------------------------------- the sweep
-def _wait_for_queue(repo: Path, env: dict[str, str], timeout: float = 1500) -> str:
+def _wait_for_queue(sh, repo: Path, env: dict[str, str], timeout: float = 1500) -> str:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         time.sleep(10)
-        status = run_checked(repo, env, str(BIN / "dvc"), "queue", "status")
+        status = sh(repo, env, str(BIN / "dvc"), "queue", "status")
         if not any(word in status for word in ("Queued", "Running")):
             return status
         if "Running" not in status and "0 active" in status:  # a worker that gave up early
-            run_checked(repo, env, str(BIN / "dvc"), "queue", "start")
+            sh(repo, env, str(BIN / "dvc"), "queue", "start")
     raise AssertionError(f"the queue did not finish:\n{status}")
 
 
@@ -83,24 +82,24 @@ def _experiments(repo: Path) -> dict[str, dict]:
 
 
 @pytest.fixture(scope="module")
-def swept(tmp_path_factory, tiny_lm, dvc_env) -> dict:
+def swept(tmp_path_factory, tiny_pipeline, dvc_env, sh) -> dict:
     """2 strategies × 2 seeds and the whole-pool reference × 2 seeds, queued and run."""
-    repo = make_tiny_pipeline(tmp_path_factory.mktemp("report") / "repo", tiny_lm, dvc_env)
+    repo = tiny_pipeline(tmp_path_factory.mktemp("report") / "repo")
     dvc = str(BIN / "dvc")
-    queued = run_checked(
+    queued = sh(
         repo, dvc_env, dvc, "exp", "run", "--queue", "-S", "strategy=kcenter,random",
         "-S", "seed=0,1", "plots",
     )  # fmt: skip
-    run_checked(repo, dvc_env, dvc, "exp", "run", "--queue", "-S", "seed=0", "eval_full")
+    sh(repo, dvc_env, dvc, "exp", "run", "--queue", "-S", "seed=0", "eval_full")
     started = time.monotonic()
-    run_checked(repo, dvc_env, dvc, "queue", "start")
-    status = _wait_for_queue(repo, dvc_env)
+    sh(repo, dvc_env, dvc, "queue", "start")
+    status = _wait_for_queue(sh, repo, dvc_env)
     seconds = time.monotonic() - started
     experiments = _experiments(repo)
     assert len(experiments) == 5, f"{queued}\n{status}"
-    logs = {name: run_checked(repo, dvc_env, dvc, "queue", "logs", name) for name in experiments}
+    logs = {name: sh(repo, dvc_env, dvc, "queue", "logs", name) for name in experiments}
     # the pool map is drawn in the workspace's MiniLM space
-    run_checked(repo, dvc_env, dvc, "repro", "embed_minilm")
+    sh(repo, dvc_env, dvc, "repro", "embed_minilm")
     out = repo / "report"
     done = subprocess.run(
         [str(BIN / "curate"), "report", "--out", str(out), "--n-boot", "2000", "--check"],

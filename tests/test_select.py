@@ -1,7 +1,7 @@
 """`curate select` on a real LanceDB pool with stored vectors: picks, manifest, errors, CLI.
 
-Embedding tables are written directly with `embedding_schema` (random vectors), so these
-tests do not depend on `curate embed`.
+Embedding tables are written directly with `embedding_schema` (random vectors: the `pool_db`
+and `add_embeddings` fixtures in conftest.py), so these tests do not depend on `curate embed`.
 """
 
 from __future__ import annotations
@@ -11,55 +11,17 @@ from pathlib import Path
 from typing import NamedTuple
 
 import numpy as np
-import pyarrow as pa
 import pytest
-from cli_helpers import run_in_process as cli
-from test_kcenter import naive_kcenter
 
 from curate.errors import ConflictError, CurateError, EmbeddingError, SelectionError
 from curate.ingest import ingest
 from curate.plugins import ParamError
 from curate.records import Example
 from curate.select import SelectRequest, SubsetSelection, select
-from curate.store import SCORE_COLUMNS, Store, embedding_schema
+from curate.store import Store
 from curate.subsets import Subset, load_subset
 
 DIM = 8
-
-
-def add_embeddings(store: Store, name: str, vectors: np.ndarray, scores=None, rows=None):
-    """An ``emb_<name>`` table for pool rows ``rows`` (default: all), with optional scores."""
-    pool = store.read_pool(["id", "hash"])
-    rows = np.arange(pool.num_rows) if rows is None else np.asarray(rows)
-    columns = {
-        "id": pool["id"].take(rows),
-        "hash": pool["hash"].take(rows),
-        "fingerprint": pa.array([f"fp-{name}"] * len(rows)),
-        "vector": pa.FixedSizeListArray.from_arrays(
-            pa.array(vectors[rows].ravel(), pa.float32()), DIM
-        ),
-    }
-    if scores is not None:
-        columns.update({c: pa.array(scores[c][rows], pa.float32()) for c in SCORE_COLUMNS})
-    schema = embedding_schema(DIM, with_scores=scores is not None)
-    store.db.create_table(store.embedding_table(name), data=pa.table(columns, schema=schema))
-
-
-@pytest.fixture(scope="module")
-def pool_db(tmp_path_factory) -> tuple[Path, np.ndarray, dict]:
-    """The sample pool, embeddings `e` (vectors + uncertainty scores) and `plain` (no scores)."""
-    from conftest import SAMPLE_POOL
-
-    db = tmp_path_factory.mktemp("select") / "db"
-    store = Store(db)
-    ingest(store, [str(SAMPLE_POOL)])
-    n = store.pool_count()
-    rng = np.random.default_rng(0)
-    vectors = rng.standard_normal((n, DIM)).astype(np.float32)
-    scores = {c: rng.random(n).astype(np.float32) for c in SCORE_COLUMNS}
-    add_embeddings(store, "e", vectors, scores)
-    add_embeddings(store, "plain", vectors)
-    return db, vectors, scores
 
 
 class Written(NamedTuple):
@@ -86,7 +48,7 @@ def pool_rows(db: Path) -> list[dict]:
 # ----------------------------------------------------------------------------- picks + manifest
 
 
-def test_kcenter_subset_has_naive_picks_and_a_complete_manifest(pool_db, tmp_path):
+def test_kcenter_subset_has_naive_picks_and_a_complete_manifest(pool_db, tmp_path, naive_kcenter):
     db, vectors, _ = pool_db
     result = run(db, tmp_path / "kc", strategy="kcenter", budget=12, embeddings="e", seed=4)
     rows = pool_rows(db)
@@ -109,7 +71,7 @@ def test_kcenter_subset_has_naive_picks_and_a_complete_manifest(pool_db, tmp_pat
     assert result.added == 12 and result.subset.path == tmp_path / "kc"
 
 
-def test_parent_examples_come_first_and_add_equals_budget(pool_db, tmp_path):
+def test_parent_examples_come_first_and_add_equals_budget(pool_db, tmp_path, naive_kcenter):
     db, vectors, _ = pool_db
     rd0 = run(db, tmp_path / "rd_0", strategy="random", budget=10, seed=1).subset
     rd1 = run(db, tmp_path / "rd_1", embeddings="e", parent=rd0.path, add=5).subset
@@ -197,14 +159,12 @@ def test_default_name_and_folder(pool_db, tmp_path, monkeypatch):
 
 
 @pytest.fixture(scope="module")
-def broken_db(tmp_path_factory) -> Path:
+def broken_db(tmp_path_factory, sample_pool, add_embeddings) -> Path:
     """A 40-row pool with embeddings missing 3 rows, with an inf row (LanceDB refuses NaN
     on write), and with no scores."""
-    from conftest import SAMPLE_POOL
-
     db = tmp_path_factory.mktemp("broken") / "db"
     store = Store(db)
-    lines = SAMPLE_POOL.read_text(encoding="utf-8").splitlines()[:40]
+    lines = sample_pool.read_text(encoding="utf-8").splitlines()[:40]
     (db.parent / "small.jsonl").write_text("\n".join(lines) + "\n", encoding="utf-8")
     ingest(store, [str(db.parent / "small.jsonl")])
     vectors = np.random.default_rng(0).standard_normal((40, DIM)).astype(np.float32)
@@ -285,10 +245,9 @@ def test_parent_problems(pool_db, broken_db, tmp_path):
 # ----------------------------------------------------------------------------- CLI
 
 
-def test_cli_options_reach_the_core(pool_db, tmp_path, capsys):
+def test_cli_options_reach_the_core(pool_db, tmp_path, cli):
     db = str(pool_db[0])
     code, out, err = cli(
-        capsys,
         "select",
         "--db",
         db,
@@ -326,42 +285,42 @@ def test_cli_options_reach_the_core(pool_db, tmp_path, capsys):
         str(tmp_path / "x"),
         "--json",
     ]
-    code, out, err = cli(capsys, *args)
+    code, out, err = cli(*args)
     assert code == 0, err
     summary = json.loads(out)
     assert summary["size"] == 8 and summary["added"] == 3 and summary["parent"]["name"] == "rd_0"
     manifest = load_subset(tmp_path / "x").manifest
     assert manifest.name == "r1" and manifest.seed == 9
     assert manifest.params == {"metric": "cosine", "whiten": 4, "added": 3}
-    code, out, err = cli(capsys, "select", "--db", db, "--strategy", "vendi", "--budget", "3")
+    code, out, err = cli("select", "--db", db, "--strategy", "vendi", "--budget", "3")
     assert code != 0 and "vendi" in err
 
 
-def test_cli_error_is_one_line_and_writes_nothing(pool_db, tmp_path, capsys, monkeypatch):
+def test_cli_error_is_one_line_and_writes_nothing(pool_db, tmp_path, cli, monkeypatch):
     monkeypatch.chdir(tmp_path)
     args = ["select", "--db", str(pool_db[0]), "--budget", "100000", "--strategy", "random"]
-    code, out, err = cli(capsys, *args)
+    code, out, err = cli(*args)
     assert code == SelectionError.exit_code and out == ""
     rows = pool_db[1].shape[0]
     assert err.strip() == f"error: budget 100000 is larger than the pool ({rows} rows)"
     assert not (tmp_path / "data").exists()
 
 
-def test_a_different_subset_at_out_needs_force_and_a_rerun_does_not(pool_db, tmp_path, capsys):
+def test_a_different_subset_at_out_needs_force_and_a_rerun_does_not(pool_db, tmp_path, cli):
     db = str(pool_db[0])
     args = ["select", "--db", db, "--strategy", "random", "--budget", "4", "--out"]
-    first = cli(capsys, *args, str(tmp_path / "s"), "--seed", "1")
+    first = cli(*args, str(tmp_path / "s"), "--seed", "1")
     assert first[0] == 0, first[2]
     before = (tmp_path / "s" / "manifest.json").read_bytes()
-    assert cli(capsys, *args, str(tmp_path / "s"), "--seed", "1")[0] == 0  # same bytes: a rerun
-    code, out, err = cli(capsys, *args, str(tmp_path / "s"), "--seed", "2")
+    assert cli(*args, str(tmp_path / "s"), "--seed", "1")[0] == 0  # same bytes: a rerun
+    code, out, err = cli(*args, str(tmp_path / "s"), "--seed", "2")
     assert code == ConflictError.exit_code == 3
     assert (
         err.strip()
         == f"error: {tmp_path / 's'} already holds a different subset; pass --force to replace it"
     )
     assert (tmp_path / "s" / "manifest.json").read_bytes() == before
-    code, _, err = cli(capsys, *args, str(tmp_path / "s"), "--seed", "2", "--force")
+    code, _, err = cli(*args, str(tmp_path / "s"), "--seed", "2", "--force")
     assert code == 0, err
     assert load_subset(tmp_path / "s").manifest.seed == 2
 
@@ -388,19 +347,19 @@ def test_a_parent_is_verified_as_subsets_verify_does(pool_db, tmp_path):
 
 
 @pytest.mark.slow
-def test_select_on_a_pool_without_embeddings_embeds_it_first(tmp_path, sample_pool, capsys):
+def test_select_on_a_pool_without_embeddings_embeds_it_first(tmp_path, sample_pool, cli):
     """One-off curation in two commands: ingest, then select (issue 11.9)."""
     small = tmp_path / "small.jsonl"
     small.write_text("\n".join(sample_pool.read_text().splitlines()[:20]) + "\n")
     db = str(tmp_path / "db")
-    assert cli(capsys, "ingest", str(small), "--db", db)[0] == 0
-    code, out, err = cli(capsys, "select", "--db", db, "--embeddings", "nope", "--budget", "5")
+    assert cli("ingest", str(small), "--db", db)[0] == 0
+    code, out, err = cli("select", "--db", db, "--embeddings", "nope", "--budget", "5")
     assert code == EmbeddingError.exit_code and "no embeddings named 'nope'" in err
     out_dir = str(tmp_path / "s")
-    code, out, err = cli(capsys, "select", "--db", db, "--budget", "5", "--out", out_dir, "--json")
+    code, out, err = cli("select", "--db", db, "--budget", "5", "--out", out_dir, "--json")
     assert code == 0, err
     summary = json.loads(out)
     assert summary["embedded"] == 20 and summary["embeddings"]["name"] == "minilm"
     assert summary["size"] == 5 and summary["coverage_radius"] > 0
-    code, out, err = cli(capsys, "embed", "--db", db, "--json")  # the same cache `embed` uses
+    code, out, err = cli("embed", "--db", db, "--json")  # the same cache `embed` uses
     assert code == 0 and json.loads(out)["embedded"] == 0 and json.loads(out)["reused"] == 20

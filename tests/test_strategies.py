@@ -15,9 +15,6 @@ from pathlib import Path
 import numpy as np
 import pytest
 import yaml
-from cli_helpers import run_in_process as cli
-from test_kcenter import naive_kcenter
-from test_select import pool_db  # noqa: F401  (module fixture: sample pool + vectors)
 
 from curate.errors import SelectionError
 from curate.plugins import ParamError
@@ -237,7 +234,7 @@ def test_torch_backend_gives_the_same_picks():
         assert dense.indices.tolist() == naive_density(x, [2], 15, 4, neighbors=5, beta=1.0)
 
 
-def test_density_power_zero_is_kcenter():
+def test_density_power_zero_is_kcenter(naive_kcenter):
     x = data(90)
     sel = density_kcenter(x, np.array([1, 2]), 15, seed=0, density_power=0)
     picks, sq = naive_kcenter(x, [1, 2], 15)
@@ -413,11 +410,11 @@ CLI_CASES = {
 
 
 @pytest.mark.parametrize("name", NEW)
-def test_cli_options_reach_the_strategy_and_the_manifest(pool_db, tmp_path, capsys, name):  # noqa: F811
+def test_cli_options_reach_the_strategy_and_the_manifest(pool_db, tmp_path, cli, name):
     db, vectors, _ = pool_db
     args, params, reference = CLI_CASES[name]
     base = ["select", "--db", str(db), "--embeddings", "plain", "--seed", "3", "--json"]
-    code, out, err = cli(capsys, *base, "--strategy", name, "--budget", "8", "--out", str(tmp_path / "a"), *args)  # fmt: skip
+    code, out, err = cli(*base, "--strategy", name, "--budget", "8", "--out", str(tmp_path / "a"), *args)  # fmt: skip
     assert code == 0, err
     first = load_subset(tmp_path / "a")
     assert first.manifest.strategy == name
@@ -427,7 +424,7 @@ def test_cli_options_reach_the_strategy_and_the_manifest(pool_db, tmp_path, caps
     expected = reference(vectors, np.zeros(0, np.int64), 8, 3).indices
     assert first.ids == [ids[i] for i in expected]
     # a round: the parent first, then the strategy's picks after it
-    code, out, err = cli(capsys, *base, "--strategy", name, "--parent", str(first.path), "--add", "4", "--out", str(tmp_path / "b"), *args)  # fmt: skip
+    code, out, err = cli(*base, "--strategy", name, "--parent", str(first.path), "--add", "4", "--out", str(tmp_path / "b"), *args)  # fmt: skip
     assert code == 0, err
     second = load_subset(tmp_path / "b")
     parent = np.array([ids.index(i) for i in first.ids])

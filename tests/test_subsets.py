@@ -11,8 +11,6 @@ from pathlib import Path
 import numpy as np
 import pyarrow.parquet as pq
 import pytest
-from cli_helpers import run_in_process as cli
-from test_select import DIM, add_embeddings
 
 from curate.errors import SubsetError
 from curate.files import canonical_json
@@ -29,6 +27,7 @@ from curate.subsets import (
     verify_subset,
 )
 
+DIM = 8  # the width of the 0.1 subsets' vectors (tests/data/subsets_v1)
 RECORDS = [
     {
         "id": "single",
@@ -66,15 +65,13 @@ RECORDS = [
 
 
 @pytest.fixture(scope="module")
-def world(tmp_path_factory):
+def world(tmp_path_factory, sample_pool, add_embeddings):
     """A pool with single- and multi-turn rows, embeddings, and subsets rd_0 → rd_1."""
     root = tmp_path_factory.mktemp("subsets")
     source = root / "pool.jsonl"
     source.write_text("".join(json.dumps(r) + "\n" for r in RECORDS), encoding="utf-8")
-    from conftest import SAMPLE_POOL
-
     store = Store(root / "db")
-    ingest(store, [str(source), str(SAMPLE_POOL)])
+    ingest(store, [str(source), str(sample_pool)])
     vectors = np.random.default_rng(1).standard_normal((store.pool_count(), DIM)).astype(np.float32)
     add_embeddings(store, "e", vectors)
     subsets = root / "subsets"
@@ -286,27 +283,24 @@ def test_export_parquet_and_hf_read_back_with_datasets(multi_turn, tmp_path):
 # ----------------------------------------------------------------------------- CLI
 
 
-def test_cli_subsets_commands(world, tmp_path, capsys):
+def test_cli_subsets_commands(world, tmp_path, cli):
     root, store, rd0, rd1 = world
     folder = str(root / "subsets")
-    code, out, err = cli(capsys, "subsets", "list", "--dir", folder, "--json")
+    code, out, err = cli("subsets", "list", "--dir", folder, "--json")
     assert code == 0, err
     assert [r["name"] for r in json.loads(out)] == ["rd_0", "rd_1"]
-    code, out, _ = cli(capsys, "subsets", "show", "rd_1", "--dir", folder, "--json")
+    code, out, _ = cli("subsets", "show", "rd_1", "--dir", folder, "--json")
     assert code == 0 and json.loads(out)["manifest_sha256"] == rd1.manifest_sha256
-    code, out, _ = cli(capsys, "subsets", "diff", "rd_0", str(rd1.path), "--dir", folder, "--json")
+    code, out, _ = cli("subsets", "diff", "rd_0", str(rd1.path), "--dir", folder, "--json")
     assert code == 0 and json.loads(out)["b_extends_a"] is True
-    code, out, _ = cli(
-        capsys, "subsets", "verify", "rd_1", "--dir", folder, "--db", str(store.path)
-    )
+    code, out, _ = cli("subsets", "verify", "rd_1", "--dir", folder, "--db", str(store.path))
     assert code == 0 and "ok rd_1: 10 examples" in out and "parent ok" in out
     code, out, err = cli(
-        capsys, "subsets", "verify", "rd_1", "--dir", folder, "--db", str(tmp_path / "empty")
+        "subsets", "verify", "rd_1", "--dir", folder, "--db", str(tmp_path / "empty")
     )
     assert code == 1 and err.startswith("error: ") and len(err.strip().splitlines()) == 1
     target = tmp_path / "x.jsonl"
     code, out, _ = cli(
-        capsys,
         "subsets",
         "export",
         "rd_0",
@@ -320,7 +314,7 @@ def test_cli_subsets_commands(world, tmp_path, capsys):
     )
     assert code == 0 and json.loads(out) == {"format": "messages", "path": str(target)}
     assert len(target.read_text().splitlines()) == 6
-    code, _, err = cli(capsys, "subsets", "show", "nope", "--dir", folder)
+    code, _, err = cli("subsets", "show", "nope", "--dir", folder)
     assert code == 1 and "nope: no subset folder" in err
 
 
@@ -330,15 +324,13 @@ V1_SUBSETS = Path(__file__).parent / "data" / "subsets_v1"
 
 
 @pytest.fixture(scope="module")
-def v1_pool(tmp_path_factory):
+def v1_pool(tmp_path_factory, sample_pool, add_embeddings):
     """The pool and embeddings the 0.1 subsets in tests/data/subsets_v1 were selected from
     (the sample pool, random vectors from seed 0, with uncertainty scores)."""
-    from conftest import SAMPLE_POOL
-
     from curate.store import SCORE_COLUMNS
 
     store = Store(tmp_path_factory.mktemp("v1") / "db")
-    ingest(store, [str(SAMPLE_POOL)])
+    ingest(store, [str(sample_pool)])
     n = store.pool_count()
     rng = np.random.default_rng(0)
     vectors = rng.standard_normal((n, DIM)).astype(np.float32)

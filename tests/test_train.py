@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import shutil
-import sys
 from pathlib import Path
 
 import pytest
@@ -269,23 +268,10 @@ def test_lora_is_merged_into_a_plain_folder(subset_dir, config, tiny_lm, tmp_pat
 # ------------------------------------------------------------------ command line
 
 
-def run_cli(monkeypatch, capsys, *args: str) -> tuple[int, str, str]:
-    from curate.cli import main
-
-    monkeypatch.setattr(sys, "argv", ["curate", *args])
-    code = 0
-    try:
-        main()
-    except SystemExit as exit_:
-        code = exit_.code or 0
-    captured = capsys.readouterr()
-    return code, captured.out, captured.err
-
-
-def test_cli_trains_and_prints_json(monkeypatch, capsys, subset_dir, tiny_lm, tmp_path):
+def test_cli_trains_and_prints_json(cli, subset_dir, tiny_lm, tmp_path):
     out = tmp_path / "rd_0"
-    code, stdout, _ = run_cli(
-        monkeypatch, capsys, "train", str(subset_dir), "--base-model", str(tiny_lm),
+    code, stdout, _ = cli(
+        "train", str(subset_dir), "--base-model", str(tiny_lm),
         "--out", str(out), "--max-steps", "1", "--batch-size", "2", "--max-length", "64",
         "--json",
     )  # fmt: skip
@@ -316,7 +302,7 @@ def _empty(subset: Path) -> None:
     ids=["manifest-hash-mismatch", "empty-subset", "unknown-model"],
 )
 def test_bad_input_is_one_line_and_writes_nothing(
-    monkeypatch, capsys, subset_dir, tiny_lm, tmp_path, break_input, model, message
+    cli, subset_dir, tiny_lm, tmp_path, break_input, model, message
 ):
     subset = tmp_path / "subset"
     shutil.copytree(subset_dir, subset)
@@ -325,8 +311,8 @@ def test_bad_input_is_one_line_and_writes_nothing(
     models = tmp_path / "models"
     models.mkdir()
     out = models / "rd_0"
-    code, stdout, stderr = run_cli(
-        monkeypatch, capsys, "train", str(subset), "--base-model", model or str(tiny_lm),
+    code, stdout, stderr = cli(
+        "train", str(subset), "--base-model", model or str(tiny_lm),
         "--out", str(out),
     )  # fmt: skip
     assert code != 0
