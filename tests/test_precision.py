@@ -99,11 +99,13 @@ def test_fp32_and_bf16_vectors_never_share_a_table(tiny_lm, store, tmp_path):
 # ------------------------------------------------------------------ accuracy contract
 
 
+@pytest.mark.slow  # real forward passes in both precisions
 def test_bf16_vectors_match_fp32_per_row(vectors):
     assert min_cosine(vectors["fp32"], vectors["bf16"]) >= 0.999
     assert not np.array_equal(vectors["fp32"], vectors["bf16"])  # bf16 really ran
 
 
+@pytest.mark.slow  # real forward passes in both precisions
 def test_kcenter_picks_from_bf16_vectors_mostly_agree(vectors):
     picks = {
         p: kcenter_greedy(v, None, 20, seed=0, device="cpu").indices for p, v in vectors.items()
@@ -112,6 +114,7 @@ def test_kcenter_picks_from_bf16_vectors_mostly_agree(vectors):
     assert overlap >= 0.8
 
 
+@pytest.mark.slow  # real forward passes in both precisions
 def test_bf16_nll_is_within_a_hundredth_of_a_nat(tiny_lm):
     rows = [json.loads(line) for line in SAMPLE_EVAL.read_text(encoding="utf-8").splitlines()]
     rows = [{"instruction": r["instruction"], "output": r["output"]} for r in rows[:12]]
