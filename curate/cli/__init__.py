@@ -94,6 +94,9 @@ _OS_ADVICE = {
 def os_error_line(err: OSError) -> str:
     """One line for an OS error: the path, what happened, what to do. Earlier state is
     intact: every artifact is written to a temp path and renamed into place."""
+    from curate.files import errno_of
+
     where = err.filename or "curate"
-    advice = _OS_ADVICE.get(err.errno, err.strerror or str(err))
+    code = errno_of(err)
+    advice = _OS_ADVICE.get(code, err.strerror or str(err))
     return f"{where}: {advice} (nothing was changed)"
