@@ -109,7 +109,7 @@ def test_select_killed_anywhere_leaves_the_old_subset_or_the_new_one(tmp_path, f
 def test_embed_killed_anywhere_resumes_to_the_same_vectors(tmp_path, fault_check, tiny_lm):
     from curate.store import Store
 
-    base = _base_db(tmp_path, 1500)
+    base = _base_db(tmp_path, 400)
     rows = pool_state(base)
     args = ["embed", "--embedder", f"lm:{tiny_lm}", "--name", "t", "--device", "cpu"]
     args += ["--batch-size", "16", "--max-length", "64"]
