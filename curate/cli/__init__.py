@@ -80,7 +80,7 @@ def _fail(err: BaseException, line: str, code: int) -> None:
 
 
 _OS_ADVICE = {
-    errno.ENOSPC: "the disk is full: free space (or point TMPDIR at a larger disk) and rerun",
+    errno.ENOSPC: "the disk is full: free space and rerun",
     errno.EDQUOT: "the disk quota is exceeded: free space and rerun",
     errno.EACCES: "permission denied: check who owns it, or choose another path",
     errno.EPERM: "operation not permitted: check who owns it, or choose another path",

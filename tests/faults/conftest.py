@@ -242,14 +242,15 @@ def other_user() -> list[str]:
     return ["setpriv", f"--reuid={uid}", f"--regid={gid}", "--clear-groups"]
 
 
-def readable_by_all(*paths: Path) -> None:
-    """Let the other user read (and enter) ``paths`` and every folder above them."""
-    for path in paths:
-        for part in [path, *path.parents]:
-            if part == Path("/"):
-                break
-            mode = part.stat().st_mode
-            part.chmod(mode | (0o555 if part.is_dir() else 0o444))
+@pytest.fixture
+def open_tmp() -> Path:
+    """A temp folder every user may enter (pytest's own is private to its owner)."""
+    import tempfile
+
+    path = Path(tempfile.mkdtemp(prefix="curate-faults-"))
+    path.chmod(0o755)
+    yield path
+    shutil.rmtree(path, ignore_errors=True)
 
 
 def records(start: int, stop: int, width: int = 40) -> list[dict]:
