@@ -17,9 +17,9 @@ ones Lance (Rust) and safetensors raise as text, "... (os error 28) ...".
 
 from __future__ import annotations
 
+import errno
 import hashlib
 import json
-import errno
 import os
 import re
 import shutil

@@ -26,7 +26,7 @@ from pathlib import Path
 import pyarrow as pa
 
 from curate.errors import InvalidInputError
-from curate.files import pid_alive, atomic_write_text, naming_path, owner_pid
+from curate.files import atomic_write_text, naming_path, owner_pid, pid_alive
 from curate.progress import NO_PROGRESS, Progress
 from curate.records import (
     BadLine,

@@ -33,9 +33,7 @@ from tests.faults.conftest import (
 
 def _random_rows(n: int, seed: int = 0) -> list[dict]:
     rng = np.random.default_rng(seed)
-    return [
-        {"instruction": rng.bytes(200).hex(), "input": "", "output": str(i)} for i in range(n)
-    ]
+    return [{"instruction": rng.bytes(200).hex(), "input": "", "output": str(i)} for i in range(n)]
 
 
 def _bytes_in(folder: Path) -> int:
@@ -159,9 +157,7 @@ def test_read_only_file_system_is_one_line(tmp_path, small_disk, fault_check):
     assert reader.returncode == 0, reader.stderr
 
 
-def test_another_users_db_and_an_unreadable_source_are_one_line(
-    open_tmp, other_user, fault_check
-):
+def test_another_users_db_and_an_unreadable_source_are_one_line(open_tmp, other_user, fault_check):
     db = _base_db(open_tmp)
     rows = pool_state(db)
     for path in [db, *db.rglob("*")]:
