@@ -81,8 +81,12 @@ def errno_of(err: BaseException) -> int | None:
 def naming_path(path: str | Path) -> Iterator[None]:
     """Re-raise an OS error from the block as an :class:`OSError` with its errno that names
     ``path`` (unless it already names one), so the CLI prints one line saying where."""
+    from curate.errors import CurateError
+
     try:
         yield
+    except CurateError:
+        raise  # already one line, whatever its text quotes
     except OSError as err:
         code = errno_of(err)
         if err.filename is not None or code is None:

@@ -49,6 +49,7 @@ def _base_db(where: Path, rows: int = 100) -> Path:
     return db
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize(
     ("site", "free_per_written"),
     [("staging", 0.05), ("commit", 2.4)],  # staging is ~2x the Lance files it becomes
@@ -94,6 +95,7 @@ def _db_with_vectors(tmp_path: Path) -> Path:
     return db
 
 
+@pytest.mark.slow
 def test_full_disk_while_select_writes_keeps_the_old_subset(tmp_path, small_disk, fault_check):
     db = _db_with_vectors(tmp_path)
     rows = pool_state(db)
@@ -144,6 +146,7 @@ def test_full_disk_while_train_saves_leaves_no_model_folder(
     assert not [p for p in disk.iterdir() if ".old-" in p.name or ".tmp-" in p.name]
 
 
+@pytest.mark.slow
 def test_read_only_file_system_is_one_line(tmp_path, small_disk, fault_check):
     disk = small_disk(4)
     db = _base_db(disk)
@@ -157,6 +160,7 @@ def test_read_only_file_system_is_one_line(tmp_path, small_disk, fault_check):
     assert reader.returncode == 0, reader.stderr
 
 
+@pytest.mark.slow
 def test_another_users_db_and_an_unreadable_source_are_one_line(open_tmp, other_user, fault_check):
     db = _base_db(open_tmp)
     rows = pool_state(db)
