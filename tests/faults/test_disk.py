@@ -164,12 +164,14 @@ def test_read_only_file_system_is_one_line(tmp_path, small_disk, fault_check):
 def test_another_users_db_and_an_unreadable_source_are_one_line(open_tmp, other_user, fault_check):
     db = _base_db(open_tmp)
     rows = pool_state(db)
-    for path in [db, *db.rglob("*")]:
-        path.chmod(0o755 if path.is_dir() else 0o644)  # readable by all, writable by root only
+    # readable by all, writable by its owner only (not at all when the suite is not root)
+    dirs, files = (0o755, 0o644) if other_user else (0o555, 0o444)
+    for path in [*db.rglob("*"), db]:
+        path.chmod(dirs if path.is_dir() else files)
     public = write_jsonl(open_tmp / "more.jsonl", records(100, 150))
     public.chmod(0o644)
     secret = write_jsonl(open_tmp / "secret.jsonl", records(200, 210))
-    secret.chmod(0o600)
+    secret.chmod(0o600 if other_user else 0o000)
     mine = open_tmp / "mine"
     mine.mkdir(mode=0o777)
     mine.chmod(0o777)
