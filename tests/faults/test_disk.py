@@ -20,7 +20,7 @@ import pytest
 
 from curate.files import sha256_file
 from tests.cli_helpers import run_in_process
-from tests.faults.conftest import (
+from tests.faults.tools import (
     TALLY,
     fill,
     one_error_line,

@@ -23,7 +23,7 @@ import numpy as np
 import pytest
 
 from curate.files import sha256_file
-from tests.faults.conftest import kill_after, pool_state, records, run, start, write_jsonl
+from tests.faults.tools import kill_after, pool_state, records, run, start, write_jsonl
 
 SEED = 13
 
@@ -145,7 +145,7 @@ def test_train_killed_anywhere_resumes_to_the_same_weights(tmp_path, fault_check
     )  # fmt: skip
     assert picked.returncode == 0, picked.stderr
     args = ["train", str(subset), "--base-model", str(tiny_lm), "--epochs", "2", "--lr", "1e-3"]
-    args += ["--batch-size", "4", "--max-length", "64", "--save-steps", "2", "--device", "cpu"]
+    args += ["--batch-size", "4", "--max-length", "64", "--save-steps", "4", "--device", "cpu"]
     args += ["--resume"]
 
     reference = run(*args, "--out", str(tmp_path / "ref" / "m"), cwd=tmp_path)

@@ -12,7 +12,7 @@ import pytest
 
 from curate.files import atomic_dir, atomic_write_text, clean_leftovers, replace_dir
 from tests.cli_helpers import run_in_process
-from tests.faults.conftest import records, write_jsonl
+from tests.faults.tools import records, write_jsonl
 
 
 @pytest.fixture
