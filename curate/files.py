@@ -5,13 +5,23 @@ pipeline templates, reject reports) is first written to a temporary path beside 
 and renamed into place, so a crash leaves either the old artifact or the new one, never a
 half-written mix. Temporaries get the mode ``open``/``mkdir`` would give (the process umask
 applied), not ``mkstemp``'s private 0600/0700.
+
+Temporaries are named ``.NAME.tmp-<pid>-<random>`` and a replaced folder briefly
+``.NAME.old-<pid>``, so a writer killed with -9 leaves names that say whose they were: the
+next write of ``NAME`` removes those whose process is gone (:func:`clean_leftovers`), never
+a live writer's, and puts a ``.old-`` folder back when the kill came between the two renames.
+
+An OS error met while writing names the path it hit (:func:`naming_path`), including the
+ones Lance (Rust) and safetensors raise as text, "... (os error 28) ...".
 """
 
 from __future__ import annotations
 
+import errno
 import hashlib
 import json
 import os
+import re
 import shutil
 import tempfile
 from collections.abc import Iterator
@@ -48,19 +58,107 @@ def default_mode(mode: int) -> int:
     return mode & ~umask
 
 
+# "(os error 28)" (Rust std::io), "Os { code: 28, ..." (Rust Debug), "[Errno 28]" / "errno 28"
+_ERRNO_IN_TEXT = re.compile(r"os error (\d+)|Os \{ code: (\d+)|\[?errno:? (\d+)", re.IGNORECASE)
+_ERRNO_BY_WORDS = {"no space left on device": errno.ENOSPC, "disk quota exceeded": errno.EDQUOT}
+
+
+def errno_of(err: BaseException) -> int | None:
+    """The OS error number behind ``err``: its ``errno``, else one named in its text (Lance,
+    safetensors and Arrow raise I/O errors as RuntimeError or with the number in the text)."""
+    code = getattr(err, "errno", None)
+    if isinstance(code, int) and code > 0:
+        return code
+    text = str(err)
+    match = _ERRNO_IN_TEXT.search(text)
+    if match:
+        return int(next(g for g in match.groups() if g))
+    lowered = text.lower()
+    return next((c for words, c in _ERRNO_BY_WORDS.items() if words in lowered), None)
+
+
+@contextmanager
+def naming_path(path: str | Path) -> Iterator[None]:
+    """Re-raise an OS error from the block as an :class:`OSError` with its errno that names
+    ``path`` (unless it already names one), so the CLI prints one line saying where."""
+    from curate.errors import CurateError
+
+    try:
+        yield
+    except CurateError:
+        raise  # already one line, whatever its text quotes
+    except OSError as err:
+        code = errno_of(err)
+        if err.filename is not None or code is None:
+            raise
+        raise OSError(code, os.strerror(code), str(path)) from err
+    except Exception as err:  # Lance / safetensors: RuntimeError & co. carrying an errno
+        code = errno_of(err)
+        if code is None:
+            raise
+        raise OSError(code, os.strerror(code), str(path)) from err
+
+
+def pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True  # someone else's live process
+    return True
+
+
+def owner_pid(name: str, marker: str) -> int | None:
+    """The pid in a leftover's name after ``marker`` (``.x.tmp-123-ab`` → 123), if any."""
+    digits = name.split(marker, 1)[1].split("-", 1)[0]
+    return int(digits) if digits.isdigit() else None
+
+
+def clean_leftovers(path: str | Path) -> list[Path]:
+    """Remove the ``.NAME.tmp-*`` / ``.NAME.old-*`` leftovers of writers of ``path`` that were
+    killed; returns what was removed or restored. One whose pid is alive is kept, and so is
+    one with no pid in its name (it cannot be told apart from a live writer's). A ``.old-``
+    folder is moved back to ``path`` when ``path`` is missing (its writer died between the
+    two renames of :func:`replace_dir`), so the earlier artifact is never lost."""
+    path = Path(path)
+    if not path.parent.is_dir():
+        return []
+    done = []
+    for marker in (".old-", ".tmp-"):  # a restored .old- first, then the half-written tmps
+        prefix = f".{path.name}{marker}"
+        for leftover in sorted(path.parent.iterdir()):
+            if not leftover.name.startswith(prefix):
+                continue
+            pid = owner_pid(leftover.name, f".{path.name}{marker}")
+            if pid is None or pid == os.getpid() or pid_alive(pid):
+                continue
+            if marker == ".old-" and leftover.is_dir() and not path.exists():
+                os.replace(leftover, path)
+            elif leftover.is_dir() and not leftover.is_symlink():
+                shutil.rmtree(leftover, ignore_errors=True)
+            else:
+                leftover.unlink(missing_ok=True)
+            done.append(leftover)
+    return done
+
+
 @contextmanager
 def atomic_file(path: str | Path) -> Iterator[Path]:
     """Yield a temporary file path beside ``path``; on a clean exit it replaces ``path``
     (one ``os.replace``), on an error it is removed and ``path`` is untouched."""
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, name = tempfile.mkstemp(prefix=f".{path.name}.tmp-", dir=path.parent)
-    os.close(fd)
+    with naming_path(path):
+        path.parent.mkdir(parents=True, exist_ok=True)
+        clean_leftovers(path)
+        fd, name = tempfile.mkstemp(prefix=f".{path.name}.tmp-{os.getpid()}-", dir=path.parent)
+        os.close(fd)
     tmp = Path(name)
     try:
-        tmp.chmod(default_mode(0o666))
-        yield tmp
-        os.replace(tmp, path)
+        with naming_path(path):
+            tmp.chmod(default_mode(0o666))
+            yield tmp
+            os.replace(tmp, path)
     finally:
         tmp.unlink(missing_ok=True)
 
@@ -81,12 +179,15 @@ def atomic_dir(path: str | Path) -> Iterator[Path]:
     of ``path`` (see :func:`replace_dir`), on an error it is removed and ``path`` is
     untouched. Being on the same filesystem, the final move is a rename, not a copy."""
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.tmp-", dir=path.parent))
+    with naming_path(path):
+        path.parent.mkdir(parents=True, exist_ok=True)
+        clean_leftovers(path)
+        tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.tmp-{os.getpid()}-", dir=path.parent))
     try:
-        tmp.chmod(default_mode(0o777))  # mkdtemp makes it private; the artifact is not
-        yield tmp
-        replace_dir(tmp, path)
+        with naming_path(path):
+            tmp.chmod(default_mode(0o777))  # mkdtemp makes it private; the artifact is not
+            yield tmp
+            replace_dir(tmp, path)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
 
@@ -94,8 +195,10 @@ def atomic_dir(path: str | Path) -> Iterator[Path]:
 def replace_dir(src: Path, dst: Path) -> None:
     """Move folder ``src`` to ``dst``, replacing what is there with at most a brief gap in
     which neither the old nor a half-written new folder is visible at ``dst``."""
+    clean_leftovers(dst)
     if dst.exists():
         old = dst.with_name(f".{dst.name}.old-{os.getpid()}")
+        shutil.rmtree(old, ignore_errors=True)  # this process's own, from an earlier failure
         os.replace(dst, old)
         os.replace(src, dst)
         shutil.rmtree(old, ignore_errors=True)

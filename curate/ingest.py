@@ -4,14 +4,22 @@ All-or-nothing: rows are validated, deduplicated and staged batch by batch in an
 file on disk, and only when every source has been read do they reach the pool, in one
 append (one new table version). Any error before that leaves the pool exactly as it was.
 Memory holds one batch of rows plus a 32-byte digest per unique row seen in this run.
+
+The staging folder is ``<db>/.curate-staging-<pid>/``: on the database's own disk (one
+disk to fill, one place to look) and removed when the ingest ends. One left by an ingest
+killed with -9 is removed by the next ingest, which holds the writer lock, once the pid in
+its name is gone. Rejects of ``--skip-invalid`` go beside the first source,
+``<source>.rejects.jsonl``, unless ``rejects_path`` says otherwise.
 """
 
 from __future__ import annotations
 
 import json
-import tempfile
+import os
+import shutil
 import time
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -19,7 +27,7 @@ from typing import Any
 import pyarrow as pa
 
 from curate.errors import InvalidInputError
-from curate.files import atomic_write_text
+from curate.files import atomic_write_text, naming_path, owner_pid, pid_alive
 from curate.progress import NO_PROGRESS, Progress
 from curate.records import (
     BadLine,
@@ -106,9 +114,10 @@ class _Staging:
             rows.append({"pos": self.next_pos, **example.to_dict()})
             self.next_pos += 1
         if rows:
-            if self.writer is None:
-                self.writer = pa.ipc.new_stream(str(self.path), POOL_SCHEMA)
-            self.writer.write_table(pa.Table.from_pylist(rows, schema=POOL_SCHEMA))
+            with naming_path(self.path):
+                if self.writer is None:
+                    self.writer = pa.ipc.new_stream(str(self.path), POOL_SCHEMA)
+                self.writer.write_table(pa.Table.from_pylist(rows, schema=POOL_SCHEMA))
             self.rows += len(rows)
         self.pool_duplicates += len(batch) - len(fresh)
 
@@ -117,7 +126,8 @@ class _Staging:
         nothing was staged."""
         if self.writer is None:
             return None
-        self.writer.close()
+        with naming_path(self.path):
+            self.writer.close()
         with pa.OSFile(str(self.path)) as source:  # not mmap: mapped pages count as RSS
             return self.store.append_pool(pa.ipc.open_stream(source), ingest_log=log)
 
@@ -141,8 +151,8 @@ def ingest(
         progress.start(None, "records", "ingest")
         report = IngestReport(sources=sources, version_before=store.pool_version())
         rejects: list[dict] = []
-        with tempfile.TemporaryDirectory(prefix="curate-ingest-") as tmp:
-            staging = _Staging(store, Path(tmp) / "rows.arrow", store.next_pos(), batch_size)
+        with _staging_dir(store.path) as tmp:
+            staging = _Staging(store, tmp / "rows.arrow", store.next_pos(), batch_size)
             shape = record_shape_for(fmt)
             for source in sources:
                 label = source_name or _default_source_name(source)
@@ -192,6 +202,28 @@ def ingest(
     return report
 
 
+STAGING_PREFIX = ".curate-staging-"
+
+
+@contextmanager
+def _staging_dir(db: Path) -> Iterator[Path]:
+    """``<db>/.curate-staging-<pid>/``, after removing those of killed ingests (the caller
+    holds the writer lock, and a pid that is still alive is never touched)."""
+    with naming_path(db):
+        db.mkdir(parents=True, exist_ok=True)
+        for leftover in db.glob(f"{STAGING_PREFIX}*"):
+            pid = owner_pid(leftover.name, STAGING_PREFIX)
+            if pid is not None and pid != os.getpid() and not pid_alive(pid):
+                shutil.rmtree(leftover, ignore_errors=True)
+        path = db / f"{STAGING_PREFIX}{os.getpid()}"
+        shutil.rmtree(path, ignore_errors=True)
+        path.mkdir()
+    try:
+        yield path
+    finally:
+        shutil.rmtree(path, ignore_errors=True)
+
+
 def _default_source_name(source: str) -> str:
     if source.startswith("hf://"):
         return source[len("hf://") :].split(":")[0]
@@ -208,7 +240,15 @@ def _jsonable(record) -> object:
         return repr(record)
 
 
+def default_rejects_path(source: str) -> Path:
+    """``<source>.rejects.jsonl`` beside a file source; for ``hf://`` the dataset name in
+    the current folder."""
+    if source.startswith("hf://"):
+        return Path(f"{_default_source_name(source).replace('/', '_')}.rejects.jsonl")
+    return Path(f"{source}.rejects.jsonl")
+
+
 def _write_rejects(rejects: list[dict], path: str | Path | None, first_source: str) -> Path:
-    target = Path(path) if path else Path(f"{_default_source_name(first_source)}.rejects.jsonl")
+    target = Path(path) if path else default_rejects_path(first_source)
     text = "".join(json.dumps(item, ensure_ascii=False) + "\n" for item in rejects)
     return atomic_write_text(target, text)

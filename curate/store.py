@@ -29,6 +29,12 @@ before the pool append and moved into ``ingest_log`` after it. A writer that tak
 and finds the file finishes the job: if the pool moved past the version recorded in it, the
 append committed and the row is logged with that version; otherwise it is dropped. So an
 ingest killed between its commit and its log write is logged by the next writer.
+
+Disk errors. Lance raises a full disk or a refused write as ``RuntimeError("... (os error
+28) ...")``; every write under the lock turns such an error into an :class:`OSError` with
+its errno naming the database folder (:func:`curate.files.naming_path`), which the CLI
+prints as one line. A reader never creates the folder: ``lancedb.connect`` would, so the
+connection is opened on first use, and a missing folder reads as a database with no tables.
 """
 
 from __future__ import annotations
@@ -51,6 +57,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from curate.errors import ConflictError, EmbeddingError, PoolError
+from curate.files import naming_path
 from curate.paths import DEFAULT_DB
 
 POOL_TABLE = "pool"
@@ -125,13 +132,20 @@ class Store:
 
     def __init__(self, path: str | Path = DEFAULT_DB, lock_timeout: float | None = None):
         self.path = Path(path)
-        self.db = lancedb.connect(str(self.path))
+        self._db = None
         if lock_timeout is None:
             lock_timeout = float(os.environ.get(LOCK_TIMEOUT_ENV, DEFAULT_LOCK_TIMEOUT))
         self.lock_timeout = lock_timeout
         self._lock_fd: int | None = None
         self._lock_depth = 0
         self._covered = False
+
+    @property
+    def db(self):
+        """The LanceDB connection, opened on first use (connecting creates the folder)."""
+        if self._db is None:
+            self._db = lancedb.connect(str(self.path))
+        return self._db
 
     # ------------------------------------------------------------------ writer lock
     @contextmanager
@@ -147,11 +161,13 @@ class Store:
             finally:
                 self._lock_depth -= 1
             return
-        self._acquire(what)
+        with naming_path(self.path):
+            self._acquire(what)
         self._lock_depth = 1
         try:
-            self._recover_pending_log()
-            yield
+            with naming_path(self.path):
+                self._recover_pending_log()
+                yield
         finally:
             self._lock_depth = 0
             self._release()
@@ -227,6 +243,8 @@ class Store:
 
     # ------------------------------------------------------------------ tables
     def table_names(self) -> list[str]:
+        if not self.path.is_dir():
+            return []  # not created yet: readers must not create it
         names, token = [], None
         while True:
             page = self.db.list_tables(page_token=token)

@@ -31,7 +31,7 @@ import torch
 from torch.utils.data import Dataset, Sampler
 
 from curate.errors import CurateError, ModelError, SubsetError
-from curate.files import canonical_json, replace_dir
+from curate.files import canonical_json, naming_path, replace_dir
 from curate.models import PRECISIONS
 from curate.progress import NO_PROGRESS, Progress
 from curate.prompts import IGNORE_INDEX, TEMPLATE_VERSION, PaddingCount, pad_batch, tokenize
@@ -448,7 +448,8 @@ def train(
         raise TrainingError("--lora cannot be merged from FSDP shards; use DDP or one GPU")
     started = time.perf_counter()
     try:
-        output = trainer.train(resume_from_checkpoint=str(checkpoint) if checkpoint else None)
+        with naming_path(work):  # a checkpoint that meets a full disk names the folder
+            output = trainer.train(resume_from_checkpoint=str(checkpoint) if checkpoint else None)
     except KeyboardInterrupt:
         saved = last_complete_checkpoint(work / "checkpoints")
         where = f"last checkpoint {saved}" if saved else f"no checkpoint yet in {work}"
@@ -458,7 +459,12 @@ def train(
     seconds = time.perf_counter() - started
 
     staging = work / "staging"
-    _save_final(trainer, tokenizer, staging, bool(config.lora))
+    try:
+        with naming_path(out):  # a full disk: one line naming --out; the partial save goes
+            _save_final(trainer, tokenizer, staging, bool(config.lora))
+    except OSError:
+        shutil.rmtree(staging, ignore_errors=True)
+        raise
     state = trainer.state
     resumed_step = int(checkpoint.name[len(CHECKPOINT_PREFIX) :]) if checkpoint else 0
     metrics = _metrics(
@@ -479,9 +485,10 @@ def train(
     )
     trainer.accelerator.wait_for_everyone()
     if args.should_save:
-        (staging / METRICS_FILE).write_text(canonical_json(metrics), encoding="utf-8")
-        out.parent.mkdir(parents=True, exist_ok=True)
-        replace_dir(staging, out)
+        with naming_path(out):
+            (staging / METRICS_FILE).write_text(canonical_json(metrics), encoding="utf-8")
+            out.parent.mkdir(parents=True, exist_ok=True)
+            replace_dir(staging, out)
         shutil.rmtree(work, ignore_errors=True)
     return TrainResult(out, metrics, is_main_process=args.should_save)
 

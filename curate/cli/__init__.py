@@ -82,7 +82,7 @@ def _fail(err: BaseException, line: str, code: int) -> None:
 
 
 _OS_ADVICE = {
-    errno.ENOSPC: "the disk is full: free space (or point TMPDIR at a larger disk) and rerun",
+    errno.ENOSPC: "the disk is full: free space and rerun",
     errno.EDQUOT: "the disk quota is exceeded: free space and rerun",
     errno.EACCES: "permission denied: check who owns it, or choose another path",
     errno.EPERM: "operation not permitted: check who owns it, or choose another path",
@@ -96,6 +96,9 @@ _OS_ADVICE = {
 def os_error_line(err: OSError) -> str:
     """One line for an OS error: the path, what happened, what to do. Earlier state is
     intact: every artifact is written to a temp path and renamed into place."""
+    from curate.files import errno_of
+
     where = err.filename or "curate"
-    advice = _OS_ADVICE.get(err.errno, err.strerror or str(err))
+    code = errno_of(err)
+    advice = _OS_ADVICE.get(code, err.strerror or str(err))
     return f"{where}: {advice} (nothing was changed)"

@@ -46,7 +46,8 @@ def ingest_command(
         Path | None,
         typer.Option(
             "--rejects",
-            help="Where --skip-invalid writes rejects (default: <source>.rejects.jsonl).",
+            help="Where --skip-invalid writes rejects (default: beside the first source, "
+            "SOURCE.rejects.jsonl).",
         ),
     ] = None,
     json_out: JsonOption = False,
