@@ -129,11 +129,7 @@ def test_full_disk_while_train_saves_leaves_no_model_folder(
     db = _base_db(tmp_path, 40)
     rows = pool_state(db)
     subset = tmp_path / "subset"
-    picked = run(
-        "select", "--budget", "12", "--strategy", "random", "--db", str(db), "--out", str(subset),
-        cwd=tmp_path,
-    )  # fmt: skip
-    assert picked.returncode == 0, picked.stderr
+    _random_subset(db, 12, subset)
     disk = small_disk(8)  # the tiny model's weights alone are about 13 MB
     out = disk / "m"
     done = run(
@@ -257,3 +253,9 @@ def test_injected_full_disk_while_select_writes(tmp_path, capsys, monkeypatch, f
     fault_check(db, rows, rows, subsets=[out])
     assert {p.name: sha256_file(p) for p in out.iterdir()} == old
     assert sorted(p.name for p in out.parent.iterdir()) == ["s"]
+
+
+def _random_subset(db: Path, budget: int, out: Path) -> None:
+    import curate
+
+    curate.write_subset(curate.Pool(db).select(budget=budget, strategy="random"), out)

@@ -64,7 +64,7 @@ def test_ingest_killed_anywhere_keeps_the_pool_whole(tmp_path, fault_check):
     work = tmp_path / "work"
     shutil.copytree(base, work)
     killed = []
-    for delay in _delays("ingest", 9, reference.seconds):
+    for delay in _delays("ingest", 12, reference.seconds):
         killed.append(kill_after(start("ingest", str(source), "--db", "work", cwd=tmp_path), delay))
         if fault_check(work, before, after) == "new":  # start again, so the next kill hits work
             shutil.rmtree(work)
@@ -111,7 +111,7 @@ def test_select_killed_anywhere_leaves_the_old_subset_or_the_new_one(tmp_path, f
 def test_embed_killed_anywhere_resumes_to_the_same_vectors(tmp_path, fault_check, tiny_lm):
     from curate.store import Store
 
-    base = _base_db(tmp_path, 400)
+    base = _base_db(tmp_path, 200)
     rows = pool_state(base)
     args = ["embed", "--embedder", f"lm:{tiny_lm}", "--name", "t", "--device", "cpu"]
     args += ["--batch-size", "16", "--max-length", "64"]
@@ -139,11 +139,7 @@ def test_train_killed_anywhere_resumes_to_the_same_weights(tmp_path, fault_check
     db = _base_db(tmp_path, 60)
     rows = pool_state(db)
     subset = tmp_path / "subset"
-    picked = run(
-        "select", "--budget", "24", "--strategy", "random", "--db", str(db), "--out", str(subset),
-        cwd=tmp_path,
-    )  # fmt: skip
-    assert picked.returncode == 0, picked.stderr
+    _random_subset(db, 24, subset)
     args = ["train", str(subset), "--base-model", str(tiny_lm), "--epochs", "2", "--lr", "1e-3"]
     args += ["--batch-size", "4", "--max-length", "64", "--save-steps", "4", "--device", "cpu"]
     args += ["--resume"]
@@ -151,7 +147,7 @@ def test_train_killed_anywhere_resumes_to_the_same_weights(tmp_path, fault_check
     reference = run(*args, "--out", str(tmp_path / "ref" / "m"), cwd=tmp_path)
     assert reference.returncode == 0, reference.stderr
     out = tmp_path / "work" / "m"
-    for delay in _delays("train", 3, reference.seconds):
+    for delay in _delays("train", 2, reference.seconds):
         kill_after(start(*args, "--out", str(out), cwd=tmp_path), delay)
         fault_check(db, rows, rows, subsets=[subset])
         assert not out.exists() or (out / "train_metrics.json").is_file()  # whole or absent
@@ -161,3 +157,9 @@ def test_train_killed_anywhere_resumes_to_the_same_weights(tmp_path, fault_check
     weights = "model.safetensors"
     assert sha256_file(out / weights) == sha256_file(tmp_path / "ref" / "m" / weights)
     assert [p for p in _leftovers(out.parent) if ".old-" in p or ".tmp-" in p] == []
+
+
+def _random_subset(db: Path, budget: int, out: Path) -> None:
+    import curate
+
+    curate.write_subset(curate.Pool(db).select(budget=budget, strategy="random"), out)
