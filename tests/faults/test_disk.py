@@ -17,7 +17,6 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from tests.cli_helpers import run_in_process
 
 from curate.files import sha256_file
 from tests.faults.tools import (
@@ -192,8 +191,8 @@ LANCE_FULL = (
 )
 
 
-def _injected(capsys, *args: str) -> str:
-    code, _, err = run_in_process(capsys, *args)
+def _injected(cli, *args: str) -> str:
+    code, _, err = cli(*args)
     TALLY.faults += 1
     TALLY.tracebacks += err.count("Traceback")
     assert code == 1, err
@@ -202,7 +201,7 @@ def _injected(capsys, *args: str) -> str:
     return lines[0]
 
 
-def test_injected_full_disk_at_each_ingest_site(tmp_path, capsys, monkeypatch, fault_check):
+def test_injected_full_disk_at_each_ingest_site(tmp_path, cli, monkeypatch, fault_check):
     import lancedb.table
     import pyarrow as pa
 
@@ -215,7 +214,7 @@ def test_injected_full_disk_at_each_ingest_site(tmp_path, capsys, monkeypatch, f
 
     with monkeypatch.context() as patch:
         patch.setattr(lancedb.table.LanceTable, "add", lance_full)
-        line = _injected(capsys, "ingest", str(source), "--db", str(db))
+        line = _injected(cli, "ingest", str(source), "--db", str(db))
     assert f"{db}: the disk is full" in line, line
     fault_check(db, rows, rows)
 
@@ -224,18 +223,18 @@ def test_injected_full_disk_at_each_ingest_site(tmp_path, capsys, monkeypatch, f
 
     with monkeypatch.context() as patch:
         patch.setattr(pa.ipc, "new_stream", stream_full)
-        line = _injected(capsys, "ingest", str(source), "--db", str(db))
+        line = _injected(cli, "ingest", str(source), "--db", str(db))
     assert f"{db}/.curate-staging-" in line and "the disk is full" in line, line
     fault_check(db, rows, rows)
     assert not list(db.glob(".curate-staging-*"))
 
 
-def test_injected_full_disk_while_select_writes(tmp_path, capsys, monkeypatch, fault_check):
+def test_injected_full_disk_while_select_writes(tmp_path, monkeypatch, fault_check, cli):
     db = _db_with_vectors(tmp_path)
     rows = pool_state(db)
     out = tmp_path / "subsets" / "s"
     args = ["select", "--embeddings", "v", "--db", str(db), "--out", str(out), "--force"]
-    code, _, err = run_in_process(capsys, *args, "--budget", "10")
+    code, _, err = cli(*args, "--budget", "10")
     assert code == 0, err
     old = {p.name: sha256_file(p) for p in out.iterdir()}
 
@@ -248,7 +247,7 @@ def test_injected_full_disk_while_select_writes(tmp_path, capsys, monkeypatch, f
 
     with monkeypatch.context() as patch:
         patch.setattr(Path, "write_bytes", full)
-        line = _injected(capsys, *args, "--budget", "30")
+        line = _injected(cli, *args, "--budget", "30")
     assert f"{out}: the disk is full" in line, line
     fault_check(db, rows, rows, subsets=[out])
     assert {p.name: sha256_file(p) for p in out.iterdir()} == old

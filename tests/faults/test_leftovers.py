@@ -9,7 +9,6 @@ import subprocess
 from pathlib import Path
 
 import pytest
-from tests.cli_helpers import run_in_process
 
 from curate.files import atomic_dir, atomic_write_text, clean_leftovers, replace_dir
 from tests.faults.tools import records, write_jsonl
@@ -101,14 +100,14 @@ def test_ingest_stages_in_the_db_and_removes_only_dead_ingests_staging(
 
 
 @pytest.mark.parametrize("command", [["pool"], ["select", "--budget", "3"]])
-def test_readers_never_create_a_mistyped_db_folder(tmp_path, capsys, monkeypatch, command):
+def test_readers_never_create_a_mistyped_db_folder(tmp_path, cli, monkeypatch, command):
     monkeypatch.chdir(tmp_path)
-    code, _, err = run_in_process(capsys, *command, "--db", "typo")
+    code, _, err = cli(*command, "--db", "typo")
     assert code == 1 and "no pool table in typo" in err, err
     assert not (tmp_path / "typo").exists()
 
 
-def test_rejects_land_beside_the_source_as_help_says(tmp_path, capsys, monkeypatch):
+def test_rejects_land_beside_the_source_as_help_says(tmp_path, cli, monkeypatch):
     data = tmp_path / "data"
     data.mkdir()
     source = data / "pool.jsonl"
@@ -118,12 +117,10 @@ def test_rejects_land_beside_the_source_as_help_says(tmp_path, capsys, monkeypat
     elsewhere = tmp_path / "elsewhere"
     elsewhere.mkdir()
     monkeypatch.chdir(elsewhere)
-    code, _, err = run_in_process(
-        capsys, "ingest", str(source), "--db", str(tmp_path / "db"), "--skip-invalid"
-    )
+    code, _, err = cli("ingest", str(source), "--db", str(tmp_path / "db"), "--skip-invalid")
     assert code == 0, err
     rejects = data / "pool.jsonl.rejects.jsonl"
     assert [json.loads(x)["line"] for x in rejects.read_text().splitlines()] == [2]
     assert list(elsewhere.iterdir()) == []
-    code, out, err = run_in_process(capsys, "ingest", "--help")
+    code, out, err = cli("ingest", "--help")
     assert "SOURCE.rejects.jsonl" in " ".join(out.split()), out
