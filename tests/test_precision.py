@@ -20,6 +20,7 @@ from curate.embedders.base import estimated_tokens, length_sorted_batches
 from curate.embedders.fingerprints import embedder_fingerprint
 from curate.evaluation.nll import answer_nll
 from curate.ingest import ingest
+from curate.manifest import Manifest, PoolRef
 from curate.models import CPU_BF16_CAPABILITIES, load_causal_lm, resolve_precision, torch_dtype
 from curate.prompts import IGNORE_INDEX, pad_batch
 from curate.records import to_example
@@ -129,12 +130,18 @@ def test_bf16_nll_is_within_a_hundredth_of_a_nat(tiny_lm):
 @pytest.mark.slow
 def test_mixed_precision_training_follows_the_fp32_loss_curve(tiny_lm, tmp_path):
     examples = sorted(sample_rows(40), key=lambda r: r["n_chars"])[:8]
-    manifest = {"name": "rd_p", "strategy": "random", "params": {}, "seed": 0}
-    manifest |= {"budget": 8, "parent": None, "pool": {"version": 1, "rows": 8}}
-    manifest |= {
-        "embeddings": None,
-        "picks": [{"id": e["id"], "hash": e["hash"]} for e in examples],
-    }
+    manifest = Manifest(
+        name="rd_p",
+        strategy="random",
+        params={},
+        seed=0,
+        budget=8,
+        parent=None,
+        pool=PoolRef(1, 8),
+        embeddings=None,
+        picks=[{"id": e["id"], "hash": e["hash"]} for e in examples],
+        created_by="tests",
+    )
     write_subset(tmp_path / "rd_p", manifest, examples)
     curves, weights = {}, {}
     for precision in ("fp32", "bf16"):
