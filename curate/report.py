@@ -697,7 +697,8 @@ def write_report(
     db: str | Path | None = None,
 ) -> list[Path]:
     """report.md, report.html (self-contained), report.json and the PNGs; the files written."""
-    from curate.evaluation.results import write_bytes_atomic, write_json
+    from curate.evaluation.results import write_json
+    from curate.files import atomic_write_text
 
     out_dir, root = Path(out_dir), Path(root).resolve()
     images = _plot_curves(report, out_dir)
@@ -708,6 +709,6 @@ def write_report(
         elif why:
             report.warnings.append(why)
     write_json(out_dir / "report.json", report.to_dict())
-    write_bytes_atomic(out_dir / "report.md", _markdown(report, images).encode("utf-8"))
-    write_bytes_atomic(out_dir / "report.html", _html(report, images).encode("utf-8"))
+    atomic_write_text(out_dir / "report.md", _markdown(report, images))
+    atomic_write_text(out_dir / "report.html", _html(report, images))
     return [*images, out_dir / "report.json", out_dir / "report.md", out_dir / "report.html"]

@@ -106,6 +106,7 @@ def swept(tmp_path_factory, tiny_pipeline, dvc_env, sh) -> dict:
         cwd=repo, env=dvc_env, capture_output=True, text=True,
     )  # fmt: skip
     assert done.returncode in (0, 1), done.stdout + done.stderr
+    assert (out / "report.json").is_file(), done.stdout + done.stderr
     return {
         "repo": repo,
         "experiments": experiments,

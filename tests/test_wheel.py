@@ -24,6 +24,9 @@ EXPECTED_STAGES = {
     "select_rd_0",
     "train_rd_0",
     "eval_rd_0",
+    "select_full",
+    "train_full",
+    "eval_full",
     "plots",
     *(f"{stage}@rd_{r}" for stage in ("embed", "select", "train", "eval") for r in (1, 2, 3)),
 }
