@@ -34,6 +34,7 @@ import yaml
 from curate.errors import CurateError
 from curate.evaluation.compare import DEFAULT_BOOT, PER_QUESTION, paired_bootstrap
 from curate.progress import NO_PROGRESS, Progress
+from curate.scaffold import lookup
 
 FULL = "full"
 WORKSPACE = "workspace"
@@ -128,15 +129,6 @@ def flatten(data: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
         else:
             flat[f"{prefix}{key}"] = {} if isinstance(value, Mapping) else value
     return flat
-
-
-def _lookup(data: Mapping[str, Any], dotted: str) -> Any:
-    value: Any = data
-    for part in dotted.split("."):
-        if not isinstance(value, Mapping) or part not in value:
-            return None
-        value = value[part]
-    return value
 
 
 class _Source:
@@ -234,7 +226,7 @@ def _current(lock: Mapping[str, Any], stages: list[str], params: Mapping[str, An
             return False
         recorded = (entry.get("params") or {}).get("params.yaml") or {}
         for key, value in recorded.items():
-            if _lookup(params, key) != value:
+            if lookup(params, key) != value:
                 return False
     return True
 

@@ -89,13 +89,18 @@ def pipeline_files(profile: str = "default") -> dict[str, str]:
 
 
 # ---------------------------------------------------------------------------- params
-def _get(params: Mapping[str, Any], dotted: str) -> Any:
+def lookup(params: Mapping[str, Any], dotted: str, missing: Any = None) -> Any:
+    """``params["train"]["lr"]`` for ``"train.lr"``; ``missing`` where a part is absent."""
     value: Any = params
     for part in dotted.split("."):
         if not isinstance(value, Mapping) or part not in value:
-            return _MISSING
+            return missing
         value = value[part]
     return value
+
+
+def _get(params: Mapping[str, Any], dotted: str) -> Any:
+    return lookup(params, dotted, _MISSING)
 
 
 _MISSING = object()
