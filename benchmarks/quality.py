@@ -26,6 +26,7 @@ reused on the next run, so a table can be completed over several sittings. Resul
 
     python benchmarks/quality.py                      # the defaults below, ~2 h on 2 cores
     python benchmarks/quality.py --seeds 0 --strategies random kcenter   # a quick look
+    python benchmarks/quality.py --strategies kcenter@512   # K-center on 512-token embeddings
 """
 
 from __future__ import annotations
@@ -54,7 +55,20 @@ STRATEGIES = (  # in run order: a finished strategy is a finished row of the tab
     "facility-location",
     "kmeans-pp",
     "kcenter-density",
+    "kcenter@256",  # K-center on embeddings over 256 tokens: does truncation matter?
 )
+
+
+def split_label(label: str) -> tuple[str, int | None]:
+    """A table row: ``kcenter``, or ``kcenter@256`` for the same strategy on lm: embeddings
+    over 256 tokens instead of ``--embed-max-length`` (the truncation remedy, measured)."""
+    strategy, _, tokens = label.partition("@")
+    return strategy, int(tokens) if tokens else None
+
+
+def slug(label: str) -> str:
+    """``kcenter@256`` -> ``kcenter-len256``: the label as a file and table name."""
+    return label.replace("@", "-len")
 
 
 def log(message: str) -> None:
@@ -173,14 +187,14 @@ class Runner:
             )
         return out
 
-    def embeddings(self, model: Path, name: str) -> str:
-        log(f"embed the pool with {model.name}")
+    def embeddings(self, model: Path, name: str, max_length: int) -> str:
+        log(f"embed the pool with {model.name} ({max_length} tokens)")
         self.timed(
             "embed",
             self.pool.embed,
             f"lm:{model}",
             name,
-            max_length=self.args.embed_max_length,
+            max_length=max_length,
             **self.precision,
         )
         return name
@@ -206,18 +220,24 @@ class Runner:
     def precision(self) -> dict[str, str]:
         return {"precision": self.args.precision} if self.args.precision else {}
 
-    def run(self, strategy: str, seed: int) -> Path:
+    def run(self, label: str, seed: int) -> Path:
         """Rounds 0..R-1 of one (strategy, seed); returns the last round's score file."""
         args = self.args
+        strategy, embed_tokens = split_label(label)
+        embed_tokens = embed_tokens or args.embed_max_length
+        # embedding tables are named by the model and, when not the default, the length
+        suffix = "" if embed_tokens == args.embed_max_length else f"_len{embed_tokens}"
         parent = self.subset(f"s{seed}-rd0", strategy="random", budget=args.init, seed=seed)
         model = self.model(parent, f"s{seed}-rd0", seed)
         needs_vectors = strategy != "random"
         for r in range(1, args.rounds):
-            tag = f"s{seed}-{strategy}-rd{r}"
+            tag = f"s{seed}-{slug(label)}-rd{r}"
             embeddings = None
             if needs_vectors:
-                previous = f"s{seed}-rd0" if r == 1 else f"s{seed}-{strategy}-rd{r - 1}"
-                embeddings = self.embeddings(model, f"m_{previous}".replace("-", "_"))
+                previous = f"s{seed}-rd0" if r == 1 else f"s{seed}-{slug(label)}-rd{r - 1}"
+                embeddings = self.embeddings(
+                    model, f"m_{previous}".replace("-", "_") + suffix, embed_tokens
+                )
             parent = self.subset(
                 tag,
                 strategy=strategy,
@@ -227,7 +247,7 @@ class Runner:
                 embeddings=embeddings,
             )
             model = self.model(parent, tag, seed)
-        return self.score(model, f"s{seed}-{strategy}")
+        return self.score(model, f"s{seed}-{slug(label)}")
 
     def run_full(self) -> Path:
         parent = self.subset("full", strategy="random", budget=len(self.pool), seed=0)
@@ -273,7 +293,7 @@ def table(runner: Runner, scores: dict[str, dict[int, Path]]) -> dict:
         subsets = [
             runner.work
             / "subsets"
-            / ("full" if strategy == "full" else f"s{seed}-{strategy}-rd{last}")
+            / ("full" if strategy == "full" else f"s{seed}-{slug(strategy)}-rd{last}")
             for seed in seeds
         ]
         stats = [subset_stats(runner, s) for s in subsets]
@@ -335,7 +355,12 @@ def main() -> None:
     parser.add_argument("--add", type=int, default=12)
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
-    parser.add_argument("--strategies", nargs="+", default=list(STRATEGIES))
+    parser.add_argument(
+        "--strategies",
+        nargs="+",
+        default=list(STRATEGIES),
+        help="strategy names; NAME@N runs NAME on embeddings over N tokens",
+    )
     parser.add_argument("--full", action=argparse.BooleanOptionalAction, default=True)
     parser.add_argument("--epochs", type=float, default=2)
     parser.add_argument("--lr", type=float, default=1e-4)
