@@ -495,6 +495,7 @@ def check(report: Report, strategy: str, metric: str = "nll") -> tuple[bool, str
 
 # ---------------------------------------------------------------------------- writing
 METRIC_TITLES = {"nll": "held-out NLL (lower = better)", "judge_score": "judge win rate"}
+BETTER_SIDE = {"nll": "below 0 = better", "judge_score": "above 0 = better"}
 
 
 def _fmt(value: float | None, digits: int = 3) -> str:
@@ -542,52 +543,64 @@ def table_rows(report: Report, round_name: str) -> tuple[list[str], list[list[st
     ]
 
 
+def _series(report: Report, metric: str, field: str) -> dict[str, list[tuple[int, dict]]]:
+    """group -> [(round number, stats)] of ``row.metrics`` or ``row.delta`` for ``metric``."""
+    series: dict[str, list[tuple[int, dict]]] = {}
+    for round_name, rows in report.rounds.items():
+        for row in rows:
+            stats = getattr(row, field).get(metric)
+            if stats is not None:
+                series.setdefault(row.group, []).append((round_number(round_name), stats))
+    return series
+
+
+def _draw_bands(axes: Any, series: dict[str, list[tuple[int, dict]]], key: str) -> None:
+    """One line and 95% band per group; the full reference as a dashed level across rounds."""
+    rounds = sorted({x for points in series.values() for x, _ in points})
+    span = [rounds[0], rounds[-1]] if len(rounds) > 1 else [rounds[0] - 0.5, rounds[0] + 0.5]
+    for group, points in series.items():
+        if group == FULL:
+            stats = points[0][1]
+            xs, means = span, [stats[key]] * 2
+            lows, highs = [stats["ci_low"]] * 2, [stats["ci_high"]] * 2
+            style = {"linestyle": "--", "color": "black", "label": "full pool"}
+        else:
+            xs = [x for x, _ in points]
+            means = [s[key] for _, s in points]
+            lows, highs = [s["ci_low"] for _, s in points], [s["ci_high"] for _, s in points]
+            style = {"marker": "o", "label": group}
+        (line,) = axes.plot(xs, means, **style)
+        axes.fill_between(xs, lows, highs, color=line.get_color(), alpha=0.15, linewidth=0)
+    axes.set_xlabel("round")
+    axes.xaxis.get_major_locator().set_params(integer=True)
+    axes.grid(alpha=0.3)
+    axes.legend(fontsize="small")
+
+
 def _plot_curves(report: Report, out_dir: Path) -> list[Path]:
+    """``<metric>.png`` per scored metric: the mean per round (left) and, where a baseline
+    ran, each group's difference from it (right) — the panel that answers "better than
+    random?", since the spread between questions makes the left bands wide."""
     from matplotlib.figure import Figure
 
     from curate.evaluation.plots import _save_png
 
     written = []
     for metric in PER_QUESTION:
-        series: dict[str, list[tuple[int, dict[str, float]]]] = {}
-        for round_name, rows in report.rounds.items():
-            for row in rows:
-                if metric in row.metrics:
-                    series.setdefault(row.group, []).append(
-                        (round_number(round_name), row.metrics[metric])
-                    )  # noqa: E501
-        if not series:
+        levels = _series(report, metric, "metrics")
+        if not levels:
             continue
-        figure = Figure(figsize=(7.0, 4.2), layout="constrained")
-        axes = figure.subplots()
-        rounds = sorted({x for points in series.values() for x, _ in points})
-        for group, points in series.items():
-            if group == FULL:
-                stats = points[0][1]
-                xs = (
-                    [rounds[0], rounds[-1]]
-                    if len(rounds) > 1
-                    else [rounds[0] - 0.5, rounds[0] + 0.5]
-                )  # noqa: E501
-                line = axes.plot(
-                    xs, [stats["mean"]] * 2, linestyle="--", color="black", label="full pool"
-                )  # noqa: E501
-                axes.fill_between(
-                    xs, stats["ci_low"], stats["ci_high"], color=line[0].get_color(), alpha=0.12
-                )  # noqa: E501
-                continue
-            xs = [x for x, _ in points]
-            line = axes.plot(xs, [s["mean"] for _, s in points], marker="o", label=group)
-            axes.fill_between(
-                xs, [s["ci_low"] for _, s in points], [s["ci_high"] for _, s in points],
-                color=line[0].get_color(), alpha=0.2, linewidth=0,
-            )  # fmt: skip
-        axes.set_xlabel("round")
-        axes.set_ylabel(METRIC_TITLES[metric])
-        axes.set_title(f"{metric}: mean and 95% interval over seeds × questions")
-        axes.xaxis.get_major_locator().set_params(integer=True)
-        axes.grid(alpha=0.3)
-        axes.legend(fontsize="small")
+        deltas = _series(report, metric, "delta")
+        figure = Figure(figsize=(11.0 if deltas else 7.0, 4.2), layout="constrained")
+        panels = figure.subplots(1, 2 if deltas else 1, squeeze=False)[0]
+        _draw_bands(panels[0], levels, "mean")
+        panels[0].set_ylabel(METRIC_TITLES[metric])
+        panels[0].set_title(f"{metric}: mean, 95% interval over seeds × questions")
+        if deltas:
+            _draw_bands(panels[1], deltas, "diff")
+            panels[1].axhline(0.0, color="grey", linewidth=1)
+            panels[1].set_ylabel(f"Δ {metric} vs {report.baseline}")
+            panels[1].set_title(f"Δ vs {report.baseline}: {BETTER_SIDE[metric]} (paired bootstrap)")
         written.append(_save_png(figure, out_dir / f"{metric}.png"))
     return written
 

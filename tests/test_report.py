@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import shutil
+import struct
 import subprocess
 import sys
 import time
@@ -211,6 +212,9 @@ def test_report_writes_markdown_html_and_pngs(swept):
     markdown = (out / "report.md").read_text()
     assert "## rd_1" in markdown and "| kcenter | 2 | 7 |" in markdown
     assert "![nll](nll.png)" in markdown
+    # beside the NLL curves, a second panel: each strategy's Δ vs random per round
+    width, height = struct.unpack(">II", (out / "nll.png").read_bytes()[16:24])
+    assert width > 2 * height
     html = (out / "report.html").read_text()
     assert html.count("data:image/png;base64,") == 2 and "src='nll.png'" not in html
     # two seeds per strategy; the reference ran one seed here: said, not hidden
