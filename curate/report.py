@@ -590,7 +590,9 @@ def _plot_curves(report: Report, out_dir: Path) -> list[Path]:
         levels = _series(report, metric, "metrics")
         if not levels:
             continue
-        deltas = _series(report, metric, "delta")
+        # the full pool's Δ (≈ −0.2 to −0.3) would flatten the strategies' bands; it stays
+        # in the left panel and the table
+        deltas = {g: p for g, p in _series(report, metric, "delta").items() if g != FULL}
         figure = Figure(figsize=(11.0 if deltas else 7.0, 4.2), layout="constrained")
         panels = figure.subplots(1, 2 if deltas else 1, squeeze=False)[0]
         _draw_bands(panels[0], levels, "mean")
