@@ -24,7 +24,7 @@ Resumable: every subset, model, embedding table and score lives under ``--work``
 reused on the next run, so a table can be completed over several sittings. Results go to
 ``benchmarks/results/quality.{md,json}``.
 
-    python benchmarks/quality.py                      # the defaults below, ~2 h on 2 cores
+    python benchmarks/quality.py                      # the defaults below: ~2 h on a quiet 2-core machine
     python benchmarks/quality.py --seeds 0 --strategies random kcenter   # a quick look
     python benchmarks/quality.py --strategies kcenter@512   # K-center on 512-token embeddings
 """
