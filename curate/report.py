@@ -24,7 +24,7 @@ import re
 import subprocess
 import tempfile
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -80,16 +80,7 @@ class Row:
     coverage_radius: float | None = None
 
     def to_dict(self) -> dict[str, Any]:
-        return {
-            "group": self.group,
-            "strategy": self.strategy,
-            "seeds": self.seeds,
-            "n": self.n,
-            "metrics": self.metrics,
-            "delta": self.delta,
-            "vendi": self.vendi,
-            "coverage_radius": self.coverage_radius,
-        }
+        return asdict(self)
 
 
 @dataclass
@@ -159,7 +150,7 @@ class _Source:
         try:
             with dvc.api.open(
                 path, repo=str(self.root), rev=None if self.rev == WORKSPACE else self.rev
-            ) as fh:  # noqa: E501
+            ) as fh:
                 return fh.read()
         except Exception as err:  # dvc raises many kinds; one line for the user
             raise ReportError(
@@ -215,7 +206,7 @@ def _stage_names(round_name: str) -> list[str]:
         f"select@{round_name}",
         f"train@{round_name}",
         f"eval@{round_name}",
-    ]  # noqa: E501
+    ]
 
 
 def _current(lock: Mapping[str, Any], stages: list[str], params: Mapping[str, Any]) -> bool:
@@ -287,7 +278,7 @@ def _read_revision(root: Path, rev: str, name: str, dvc_repo: Any) -> list[Run]:
             details = json.loads(source.output(*details_out))
         except json.JSONDecodeError as err:
             raise ReportError(f"{where}: malformed JSON ({err})") from None
-        group = {k: v for k, v in flatten({k: params.get(k) for k in keys}).items()}
+        group = flatten({k: params.get(k) for k in keys})
         if round_name == FULL:
             group["strategy"] = FULL
         runs.append(
@@ -305,7 +296,7 @@ def _read_revision(root: Path, rev: str, name: str, dvc_repo: Any) -> list[Run]:
     return runs
 
 
-def collect_runs(root: str | Path, progress: Progress = NO_PROGRESS) -> tuple[list[Run], list[str]]:  # noqa: E501
+def collect_runs(root: str | Path, progress: Progress = NO_PROGRESS) -> tuple[list[Run], list[str]]:
     """Every evaluated round of the workspace and the experiments; and the experiment names."""
     from dvc.repo import Repo
 
@@ -319,7 +310,7 @@ def collect_runs(root: str | Path, progress: Progress = NO_PROGRESS) -> tuple[li
     with Repo(str(root)) as dvc_repo:
         for rev, name in revisions:
             for run in _read_revision(root, rev, name, dvc_repo):
-                key = (run.round, json.dumps(run.params, sort_keys=True, default=str), run.seed)
+                key = (run.round, _key(run.params), run.seed)
                 if key not in seen:  # the workspace, then the newest experiment, wins
                     seen.add(key)
                     runs.append(run)
@@ -339,7 +330,7 @@ def _labels(groups: dict[str, dict[str, Any]]) -> dict[str, str]:
     varying = [
         k
         for k in keys
-        if len({json.dumps(p.get(k), default=str) for p in round_groups.values()}) > 1  # noqa: E501
+        if len({json.dumps(p.get(k), default=str) for p in round_groups.values()}) > 1
     ]
     labels = {}
     for key, params in groups.items():
@@ -372,13 +363,13 @@ def _mean_of(values: list[Any]) -> float | None:
 
 def _baseline_for(
     params: dict[str, Any], groups: dict[str, dict[str, Any]], baseline: str
-) -> str | None:  # noqa: E501
+) -> str | None:
     """The baseline group run with the same params but the strategy (and its options)."""
 
     def rest(p: dict[str, Any]) -> dict[str, Any]:
         return {
             k: v for k, v in p.items() if k != "strategy" and not k.startswith("strategy_params")
-        }  # noqa: E501
+        }
 
     candidates = [k for k, p in groups.items() if p.get("strategy") == baseline]
     same = [k for k in candidates if rest(groups[k]) == rest(params)]
@@ -609,7 +600,7 @@ def _plot_curves(report: Report, out_dir: Path) -> list[Path]:
 
 def _plot_pool_map(
     root: Path, runs: list[Run], strategy: str, db: Path, out: Path
-) -> tuple[Path | None, str | None]:  # noqa: E501
+) -> tuple[Path | None, str | None]:
     """The pool in the MiniLM space, coloured by the round that picked each example, for the
     first seed of ``strategy``; (None, why) when it cannot be drawn."""
     from curate.evaluation.plots import plot_pool_map
@@ -620,7 +611,7 @@ def _plot_pool_map(
         return (
             None,
             f"pool map skipped: no minilm embeddings in {db} (run `dvc repro embed_minilm`)",
-        )  # noqa: E501
+        )
     mine = [r for r in runs if r.params.get("strategy") == strategy and r.round != FULL]
     if not mine:
         return None, f"pool map skipped: no run of {strategy!r}"
