@@ -96,9 +96,11 @@ def build_eval_set(
     rng = random.Random(seed)
     rows = []
 
+    from curate.files import jsonl_lines
+
     def jsonl(name: str) -> list[dict]:
         text = (SHARED / "eval" / name).read_text(encoding="utf-8")
-        return [json.loads(line) for line in text.splitlines() if line.strip()]
+        return [json.loads(line) for _, line in jsonl_lines(text)]
 
     vic = jsonl("vicuna_gpt35_answers.jsonl")
     for i in sorted(rng.sample(range(len(vic)), min(vicuna, len(vic)))):

@@ -156,12 +156,14 @@ def main() -> None:
     parser.add_argument("--json", type=Path, help="also write every figure here")
     args = parser.parse_args()
 
+    from curate.files import jsonl_lines
     from curate.models import resolve_precision
     from curate.records import to_example
 
-    lines = args.pool.read_text(encoding="utf-8").splitlines()
+    lines = [line for _, line in jsonl_lines(args.pool.read_text(encoding="utf-8"))]
     pool = spread([to_example(json.loads(line), "sample").to_dict() for line in lines], args.rows)
-    eval_rows = [json.loads(line) for line in args.eval_set.read_text().splitlines()]
+    eval_text = args.eval_set.read_text(encoding="utf-8")
+    eval_rows = [json.loads(line) for _, line in jsonl_lines(eval_text)]
     eval_rows = [
         {"instruction": r["instruction"], "input": r.get("input", ""), "output": r["output"]}
         for r in spread(eval_rows, args.eval_rows)

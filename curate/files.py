@@ -38,6 +38,20 @@ def canonical_json(data: Any) -> str:
     return json.dumps(data, ensure_ascii=False, sort_keys=True, indent=1) + "\n"
 
 
+def jsonl_lines(text: str) -> Iterator[tuple[int, str]]:
+    """``(line number, line)`` for each non-blank line of JSON Lines text, split on ``\n``
+    only: the one reader of every JSON Lines file curate writes.
+
+    JSON escapes every control character below U+0020, so ``\n`` is the only line break a
+    serialised value never holds raw. ``str.splitlines()`` would also break inside strings
+    that ``json.dumps(..., ensure_ascii=False)`` writes raw: U+2028, U+2029, U+0085 (NEL)
+    and U+001C-U+001E.
+    """
+    for line_no, line in enumerate(text.split("\n"), start=1):
+        if line.strip():
+            yield line_no, line
+
+
 def sha256_bytes(blob: bytes) -> str:
     return hashlib.sha256(blob).hexdigest()
 

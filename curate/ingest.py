@@ -18,6 +18,7 @@ import json
 import os
 import shutil
 import time
+from collections import Counter
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
@@ -26,6 +27,7 @@ from typing import Any
 
 import pyarrow as pa
 
+from curate.conversations import RESHAPES
 from curate.errors import InvalidInputError
 from curate.files import atomic_write_text, naming_path, owner_pid, pid_alive
 from curate.progress import NO_PROGRESS, Progress
@@ -52,6 +54,8 @@ class IngestReport:
     version_after: int | None = None
     seconds: float = 0.0
     per_source: dict[str, dict[str, int]] = field(default_factory=dict)
+    # Turns the chat-shape rule (curate.conversations) dropped or joined in accepted rows.
+    reshaped: dict[str, int] = field(default_factory=dict)
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -154,6 +158,7 @@ def ingest(
         with _staging_dir(store.path) as tmp:
             staging = _Staging(store, tmp / "rows.arrow", store.next_pos(), batch_size)
             shape = record_shape_for(fmt)
+            total_reshaped: Counter = Counter()
             for source in sources:
                 label = source_name or _default_source_name(source)
                 counts = report.per_source.setdefault(
@@ -163,10 +168,11 @@ def ingest(
                 for line, record in read_records(source, fmt):
                     counts["read"] += 1
                     progress.advance(1)
+                    reshaped: Counter = Counter()
                     try:
                         if isinstance(record, BadLine):
                             raise ValueError(record.reason)
-                        example = to_example(record, label, shape)
+                        example = to_example(record, label, shape, reshaped)
                     except ValueError as err:
                         if not skip_invalid:
                             raise InvalidInputError(source, line, str(err)) from None
@@ -182,12 +188,14 @@ def ingest(
                         continue
                     if not staging.offer(source, line, example, has_explicit_id(record)):
                         counts["duplicates"] += 1
+                    total_reshaped.update(reshaped)
                 staging.flush()
                 counts["duplicates"] += staging.pool_duplicates - pool_duplicates_before
             report.read = sum(c["read"] for c in report.per_source.values())
             report.rejected = sum(c["rejected"] for c in report.per_source.values())
             report.duplicates = sum(c["duplicates"] for c in report.per_source.values())
             report.added = staging.rows
+            report.reshaped = {k: total_reshaped[k] for k in RESHAPES if total_reshaped[k]}
             if rejects:
                 report.rejects_path = str(_write_rejects(rejects, rejects_path, sources[0]))
             # Duplicates are not stored, so the ingest log is where their count lives.

@@ -2,8 +2,12 @@
 
 DiverseEvol embeds each example with the model being trained, over the same text the
 model is trained on, so train/embed/eval must render identically. Single-turn rows use
-the Stanford Alpaca prompt (the reference's exact text); ``messages`` rows use the
-tokenizer's chat template. The text is split into segments flagged prompt or response;
+the Stanford Alpaca prompt (the reference's exact text); ``messages`` rows are brought to
+the canonical chat shape (:mod:`curate.conversations`) and use the tokenizer's chat
+template, or Alpaca-style turns when it has none or refuses the conversation (some
+templates raise on a system turn). A row longer than ``max_length`` tokens keeps its first
+``max_length`` tokens: the system prompt and the earliest turns; a training row left with
+no response token is dropped and counted. The text is split into segments flagged prompt or response;
 each segment is tokenized on its own and the ids concatenated, so the response mask is
 exact (labels are -100 on every prompt token) and independent of BPE merges across the
 boundary.
@@ -14,6 +18,8 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
+
+from curate.conversations import render_turns
 
 IGNORE_INDEX = -100
 
@@ -28,7 +34,7 @@ ALPACA_PROMPT_NO_INPUT = (
     "### Instruction:\n{instruction}\n\n### Response:"
 )
 # Identifies the rendering in embedder fingerprints; bump when anything here changes.
-TEMPLATE_VERSION = "alpaca-v1+chat-template-v1"
+TEMPLATE_VERSION = "alpaca-v1+chat-template-v2"
 
 
 def alpaca_prompt(instruction: str, input: str = "") -> str:
@@ -76,51 +82,75 @@ def _fallback_chat_segments(messages: list[dict[str, str]]) -> list[Segment]:
     return segments
 
 
-def _chat_segments(messages: list[dict[str, str]], tokenizer: Any) -> list[Segment]:
-    """Split the chat-template rendering at assistant turns by diffing cumulative renders."""
-    render = tokenizer.apply_chat_template
+def _render(tokenizer: Any, messages: list[dict[str, str]], **kwargs: Any) -> str | None:
+    """The chat template's text, or None when the template refuses the conversation (some
+    raise on a system turn; the caller then uses the Alpaca-style fallback)."""
+    from jinja2 import TemplateError
+
+    try:
+        return tokenizer.apply_chat_template(messages, tokenize=False, **kwargs)
+    except (TemplateError, ValueError, TypeError, KeyError, IndexError):
+        return None
+
+
+def _chat_segments(messages: list[dict[str, str]], tokenizer: Any) -> list[Segment] | None:
+    """Split the chat-template rendering at assistant turns by diffing cumulative renders;
+    None when the template refuses the conversation or is not prefix-stable. ``messages``
+    are canonical (:mod:`curate.conversations`): a user turn precedes every assistant
+    turn, so no prefix is empty."""
     segments: list[Segment] = []
     done = ""
     for k, message in enumerate(messages):
         if message["role"] != "assistant":
             continue
-        prefix = render(messages[:k], tokenize=False, add_generation_prompt=True)
-        upto = render(messages[: k + 1], tokenize=False)
-        if not (prefix.startswith(done) and upto.startswith(prefix)):
-            return _fallback_chat_segments(messages)  # template is not prefix-stable
+        prefix = _render(tokenizer, messages[:k], add_generation_prompt=True)
+        upto = _render(tokenizer, messages[: k + 1])
+        if (
+            prefix is None
+            or upto is None
+            or not (prefix.startswith(done) and upto.startswith(prefix))
+        ):
+            return None
         segments.append(Segment(prefix[len(done) :], False))
         segments.append(Segment(upto[len(prefix) :], True))
         done = upto
     return [s for s in segments if s.text]
 
 
-def segments(row: dict[str, Any], tokenizer: Any) -> list[Segment]:
-    """The example's text as prompt/response segments (no EOS; :func:`tokenize` adds it)."""
-    messages = row.get("messages")
-    if messages:
-        if _has_chat_template(tokenizer):
-            return _chat_segments(messages, tokenizer)
-        return _fallback_chat_segments(messages)
+def _alpaca_segments(row: dict[str, Any]) -> list[Segment]:
     return [
         Segment(alpaca_prompt(row["instruction"], row.get("input") or ""), False),
         Segment(row["output"], True),
     ]
 
 
+def segments(row: dict[str, Any], tokenizer: Any) -> tuple[list[Segment], bool]:
+    """The example's text as prompt/response segments (no EOS), and whether the
+    tokenizer's chat template rendered them (it closes each turn itself, so
+    :func:`tokenize` adds no EOS after it)."""
+    messages = render_turns(row["messages"]) if row.get("messages") else None
+    if not messages:
+        return _alpaca_segments(row), False
+    if _has_chat_template(tokenizer):
+        templated = _chat_segments(messages, tokenizer)
+        if templated is not None:
+            return templated, True
+    return _fallback_chat_segments(messages), False
+
+
 def prompt_text(row: dict[str, Any], tokenizer: Any) -> str:
     """The text a model continues to answer ``row`` (for generation)."""
-    messages = row.get("messages")
-    if messages:
-        context = messages[:-1] if messages[-1]["role"] == "assistant" else messages
-        if _has_chat_template(tokenizer):
-            return tokenizer.apply_chat_template(
-                context, tokenize=False, add_generation_prompt=True
-            )
-        return "".join(
-            s.text
-            for s in _fallback_chat_segments(context + [{"role": "assistant", "content": ""}])
-        )
-    return alpaca_prompt(row["instruction"], row.get("input") or "")
+    messages = render_turns(row["messages"]) if row.get("messages") else None
+    if not messages:
+        return alpaca_prompt(row["instruction"], row.get("input") or "")
+    context = messages[:-1] if messages[-1]["role"] == "assistant" else messages
+    if _has_chat_template(tokenizer):
+        text = _render(tokenizer, context, add_generation_prompt=True)
+        if text is not None:
+            return text
+    return "".join(
+        s.text for s in _fallback_chat_segments(context + [{"role": "assistant", "content": ""}])
+    )
 
 
 def tokenize(row: dict[str, Any], tokenizer: Any, max_length: int) -> Tokenized:
@@ -128,18 +158,70 @@ def tokenize(row: dict[str, Any], tokenizer: Any, max_length: int) -> Tokenized:
     ids: list[int] = []
     labels: list[int] = []
     first = True
-    for seg in segments(row, tokenizer):
-        seg_ids = tokenizer(seg.text, add_special_tokens=first)["input_ids"]
+    parts, templated = segments(row, tokenizer)
+    for seg in parts:
+        if len(ids) >= max_length:
+            break  # the rest is cut: rendering it would only cost time
+        seg_ids = encode_head(tokenizer, seg.text, first, max_length - len(ids))
         first = False
         ids += seg_ids
         labels += seg_ids if seg.is_response else [IGNORE_INDEX] * len(seg_ids)
     # A chat template closes each turn itself; the Alpaca rendering ends with EOS, as in training.
-    chat = bool(row.get("messages")) and _has_chat_template(tokenizer)
     eos = tokenizer.eos_token_id
-    if eos is not None and not chat and (not ids or ids[-1] != eos):
+    if eos is not None and not templated and (not ids or ids[-1] != eos):
         ids.append(eos)
         labels.append(eos)
     return Tokenized(ids[:max_length], labels[:max_length])
+
+
+def encode_head(tokenizer: Any, text: str, add_special_tokens: bool, limit: int) -> list[int]:
+    """The first ``limit`` token ids of ``text``: exactly ``tokenizer(text)["input_ids"][:limit]``,
+    without tokenizing all of a long text (a 10 MB row took 25 s; a 7,000-character chat
+    at 128 tokens tokenized 14x more than it kept).
+
+    Exactness: a fast tokenizer with no normalizer first splits the text at its added
+    tokens (``<|im_start|>`` ...), then splits each piece into pre-tokens left to right (a
+    regex whose lookahead is one character) and encodes each pre-token on its own. In a
+    prefix of the text, every added token that ends before the prefix's last
+    ``longest added token`` characters is one of the whole text's, and in the last piece
+    every pre-token but the last two is one of the whole text's, encoded the same. A prefix
+    is encoded, longer each time, until ``limit`` tokens lie before that point. Other
+    tokenizers (a normalizer, no pre-tokenizer) encode the whole text.
+    """
+    backend = getattr(tokenizer, "backend_tokenizer", None)
+    cut = 8 * limit + 256
+    if backend is None or backend.normalizer is not None or backend.pre_tokenizer is None:
+        cut = len(text)
+    added = list(tokenizer.get_added_vocab()) if cut < len(text) else []
+    longest = max(map(len, added), default=0)
+    while cut < len(text):
+        head = text[:cut]
+        settled = cut - longest  # an added token starting later may continue past the cut
+        ends = (head.rfind(t, 0, settled) for t in added)
+        piece = max((at + len(t) for at, t in zip(ends, added, strict=True) if at >= 0), default=0)
+        spans = backend.pre_tokenizer.pre_tokenize_str(head[piece:])
+        if len(spans) > 2:
+            safe = min(piece + spans[-2][1][0], settled)
+            encoding = backend.encode(head, add_special_tokens=False)
+            exact = next(
+                (i for i, (start, _) in enumerate(encoding.offsets) if start >= safe),
+                len(encoding.ids),
+            )
+            prefix = _special_prefix(tokenizer) if add_special_tokens else []
+            if len(prefix) + exact >= limit:
+                return (prefix + encoding.ids[:exact])[:limit]
+        cut *= 4
+    return tokenizer(text, add_special_tokens=add_special_tokens)["input_ids"][:limit]
+
+
+def _special_prefix(tokenizer: Any) -> list[int]:
+    """The special tokens a tokenizer puts before a text (a BOS, or none)."""
+    plain = tokenizer("a", add_special_tokens=False)["input_ids"]
+    wrapped = tokenizer("a", add_special_tokens=True)["input_ids"]
+    for i in range(len(wrapped) - len(plain) + 1):
+        if wrapped[i : i + len(plain)] == plain:
+            return wrapped[:i]
+    return []
 
 
 def pad_batch(

@@ -20,11 +20,13 @@ import errno
 import hashlib
 import json
 import unicodedata
+from collections import Counter
 from collections.abc import Iterator
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
+from curate.conversations import ROLES, canonical_turns
 from curate.errors import InvalidInputError
 
 FORMATS = ("auto", "alpaca", "sharegpt", "messages", "jsonl", "parquet", "csv")
@@ -100,13 +102,22 @@ def _text(value: Any, field: str) -> str:
         return ""
     if not isinstance(value, str):
         raise ValueError(f"field '{field}' must be a string, got {_json_kind(value)}")
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError as err:  # an escaped lone surrogate, "\ud800", in JSON
+        raise ValueError(
+            f"field '{field}' holds a lone surrogate U+{ord(value[err.start]):04X} at "
+            f"character {err.start}, which is not Unicode text"
+        ) from None
     return _norm(value)
 
 
 Fields = tuple[str, str, str, list | None]  # instruction, input, output, messages
 
 
-def _from_alpaca(rec: dict[str, Any], need_output: bool = True) -> Fields:
+def _from_alpaca(
+    rec: dict[str, Any], need_output: bool = True, counts: Counter | None = None
+) -> Fields:
     instruction = _text(rec.get("instruction"), "instruction")
     # Dolly names the input "context" and the output "response".
     input_field = "input" if "input" in rec else "context"
@@ -122,18 +133,18 @@ def _from_alpaca(rec: dict[str, Any], need_output: bool = True) -> Fields:
         return instruction, input_, output, None
     if not isinstance(history, list):
         raise ValueError("'history' must be a list of [user, assistant] pairs")
-    messages: list[dict[str, str]] = []
+    turns: list[dict[str, str]] = []
     for i, pair in enumerate(history):
         if not isinstance(pair, list | tuple) or len(pair) != 2:
             raise ValueError(f"'history[{i}]' must be a [user, assistant] pair")
-        user, assistant = _text(pair[0], "history"), _text(pair[1], "history")
-        if not user or not assistant:
-            raise ValueError(f"'history[{i}]' has an empty turn")
-        messages += [{"role": "user", "content": user}, {"role": "assistant", "content": assistant}]
+        turns += [
+            {"role": "user", "content": _text(pair[0], f"history[{i}][0]")},
+            {"role": "assistant", "content": _text(pair[1], f"history[{i}][1]")},
+        ]
     last_user = f"{instruction}\n\n{input_}" if input_ else instruction
-    messages.append({"role": "user", "content": last_user})
-    if output:
-        messages.append({"role": "assistant", "content": output})
+    turns.append({"role": "user", "content": last_user})
+    turns.append({"role": "assistant", "content": output})
+    messages = canonical_turns(turns, "history", need_output, counts)
     return instruction, input_, output, messages
 
 
@@ -144,34 +155,30 @@ def _from_turns(
     field: str,
     roles: dict | None,
     need_output: bool = True,
+    counts: Counter | None = None,
 ) -> Fields:
     if not isinstance(turns, list) or not turns:
         raise ValueError(f"'{field}' must be a non-empty list")
-    messages = []
+    raw = []
     for i, turn in enumerate(turns):
         if not isinstance(turn, dict) or role_key not in turn or text_key not in turn:
             raise ValueError(f"'{field}[{i}]' needs '{role_key}' and '{text_key}'")
         role = str(turn[role_key]).lower()
         role = roles.get(role) if roles is not None else role
-        if role not in ("system", "user", "assistant"):
+        if role not in ROLES:
             raise ValueError(f"'{field}[{i}]' has unknown role {turn[role_key]!r}")
-        content = _text(turn[text_key], f"{field}[{i}].{text_key}")
-        if not content:
-            raise ValueError(f"'{field}[{i}]' has empty content")
-        messages.append({"role": role, "content": content})
-    users = [m for m in messages if m["role"] == "user"]
-    if not users:
-        raise ValueError(f"'{field}' has no user turn (missing instruction)")
+        raw.append({"role": role, "content": _text(turn[text_key], f"{field}[{i}].{text_key}")})
+    messages = canonical_turns(raw, field, need_output, counts)
     answered = messages[-1]["role"] == "assistant"
-    if not answered and (need_output or messages[-1]["role"] != "user"):
-        raise ValueError(f"'{field}' does not end with an assistant turn (missing output)")
-    instruction = users[-1]["content"]
+    instruction = [m for m in messages if m["role"] == "user"][-1]["content"]
     output = messages[-1]["content"] if answered else ""
     single_turn = messages[0]["role"] == "user" and len(messages) == (2 if answered else 1)
     return instruction, "", output, None if single_turn else messages
 
 
-def _from_prompt_completion(rec: dict[str, Any], need_output: bool = True) -> Fields:
+def _from_prompt_completion(
+    rec: dict[str, Any], need_output: bool = True, counts: Counter | None = None
+) -> Fields:
     """TRL's prompt-completion rows: both strings, or both lists of role/content turns."""
     prompt, completion = rec.get("prompt"), rec.get("completion")
     if isinstance(prompt, list):
@@ -180,7 +187,7 @@ def _from_prompt_completion(rec: dict[str, Any], need_output: bool = True) -> Fi
         if not isinstance(completion, list):
             raise ValueError("'completion' must be a list of turns when 'prompt' is one")
         return _from_turns(
-            prompt + completion, "role", "content", "prompt+completion", None, need_output
+            prompt + completion, "role", "content", "prompt+completion", None, need_output, counts
         )
     instruction, output = _text(prompt, "prompt"), _text(completion, "completion")
     if not instruction:
@@ -200,28 +207,38 @@ def record_shape(rec: dict[str, Any]) -> str:
     return "alpaca"
 
 
-def normalise(rec: Any, shape: str = "auto", need_output: bool = True) -> Fields:
+def normalise(
+    rec: Any, shape: str = "auto", need_output: bool = True, counts: Counter | None = None
+) -> Fields:
     """``(instruction, input, output, messages)`` of one source record, in any shape.
 
-    With ``need_output=False`` (questions without answers) the output may be empty and a
-    conversation may end with a user turn. Raises ValueError with a reason when unusable.
+    Conversations are brought to the canonical shape of :mod:`curate.conversations`; what
+    was dropped or joined on the way is added to ``counts``. With ``need_output=False``
+    (questions without answers) the output may be empty and a conversation may end with a
+    user turn. Raises ValueError with a reason when unusable.
     """
     if not isinstance(rec, dict):
         raise ValueError(f"record must be an object, got {type(rec).__name__}")
     shape = record_shape(rec) if shape not in RECORD_SHAPES else shape
     if shape == "sharegpt":
         turns = rec.get("conversations")
-        return _from_turns(turns, "from", "value", "conversations", _SHAREGPT_ROLES, need_output)
+        return _from_turns(
+            turns, "from", "value", "conversations", _SHAREGPT_ROLES, need_output, counts
+        )
     if shape == "messages":
-        return _from_turns(rec.get("messages"), "role", "content", "messages", None, need_output)
+        return _from_turns(
+            rec.get("messages"), "role", "content", "messages", None, need_output, counts
+        )
     if shape == "prompt-completion":
-        return _from_prompt_completion(rec, need_output)
-    return _from_alpaca(rec, need_output)
+        return _from_prompt_completion(rec, need_output, counts)
+    return _from_alpaca(rec, need_output, counts)
 
 
-def to_example(rec: Any, source: str, shape: str = "auto") -> Example:
+def to_example(
+    rec: Any, source: str, shape: str = "auto", counts: Counter | None = None
+) -> Example:
     """Normalise one source record. Raises ValueError with a reason when it is unusable."""
-    instruction, input_, output, messages = normalise(rec, shape)
+    instruction, input_, output, messages = normalise(rec, shape, counts=counts)
     digest = content_hash(instruction, input_, output, messages)
     raw_id = rec.get("id")
     id_ = str(raw_id).strip() if raw_id not in (None, "") else digest[:16]

@@ -12,10 +12,12 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
+from curate.conversations import render_turns
 from curate.errors import SubsetError
 from curate.files import (
     atomic_dir,
     atomic_file,
+    jsonl_lines,
     sha256_bytes,
     sha256_file,
 )
@@ -86,7 +88,7 @@ def load_subset(path: str | Path, verify: bool = True) -> Subset:
         line = blob.count(b"\n", 0, err.start) + 1
         raise SubsetError(f"{examples_path}:{line}: invalid UTF-8") from None
     examples = []
-    for line_no, line in enumerate(text.splitlines(), start=1):
+    for line_no, line in jsonl_lines(text):
         try:
             examples.append(json.loads(line))
         except json.JSONDecodeError as err:
@@ -284,9 +286,11 @@ def default_export_path(subset: Subset, fmt: str) -> Path:
 
 
 def chat_turns(example: dict[str, Any]) -> list[dict[str, str]]:
-    """The example as chat messages (single-turn rows: instruction + input as the user turn)."""
-    if example.get("messages"):
-        return [{"role": m["role"], "content": m["content"]} for m in example["messages"]]
+    """The example as chat messages in the canonical shape (:mod:`curate.conversations`;
+    single-turn rows: instruction + input as the user turn)."""
+    messages = render_turns(example["messages"]) if example.get("messages") else None
+    if messages:
+        return messages
     user = example["instruction"]
     if example.get("input"):
         user = f"{user}\n\n{example['input']}"
@@ -302,18 +306,12 @@ def to_alpaca(example: dict[str, Any]) -> dict[str, Any]:
         "input": example["input"],
         "output": example["output"],
     }
-    turns = example.get("messages") or []
-    if not turns:
+    if not example.get("messages"):
         return record
+    turns = chat_turns(example)  # canonical: [system] (user assistant)+, so pairs line up
     if turns[0]["role"] == "system":
         record["system"] = turns[0]["content"]
         turns = turns[1:]
-    roles = [t["role"] for t in turns]
-    if len(turns) % 2 or roles != ["user", "assistant"] * (len(turns) // 2):
-        raise SubsetError(
-            f"example {example['id']!r} does not alternate user/assistant turns, so it has no "
-            "Alpaca form; export with --format sharegpt or messages"
-        )
     record["history"] = [
         [turns[i]["content"], turns[i + 1]["content"]] for i in range(0, len(turns) - 2, 2)
     ]

@@ -181,8 +181,58 @@ def _run_checked(cwd: Path, env: dict[str, str], *args: str, check: bool = True)
     return output
 
 
-def _make_tiny_pipeline(root: Path, tiny_lm: Path, env: dict[str, str], rows: int = 30) -> Path:
-    """`curate init` at ``root`` with a ``rows``-row pool, 3 eval questions, the tiny LM and
+# Text that real chat data holds and line-oriented code breaks on: every Unicode line and
+# paragraph separator, C0 and C1 controls, NUL, a BOM inside text, right-to-left marks,
+# combining characters (NFC composes them at ingest), astral characters.
+HOSTILE_TEXT = (
+    "line\u2028separator, paragraph\u2029separator, NEL\x85, VT\x0b FF\x0c "
+    "FS\x1c GS\x1d RS\x1e US\x1f, C1\x80\x9f, NUL\x00, BOM\ufeffinside, "
+    "rtl \u200fשלום\u200e, combining e\u0301 a\u0308, astral \U0001f600 \U00010348"
+)
+
+
+def _chat_records(rows: int) -> list[dict[str, Any]]:
+    """``rows`` ShareGPT records in the shapes real chat pools come in, built from the
+    sample pool: leading assistant turns (a chat split into chunks), system prompts, long
+    conversations, empty and unanswered turns, consecutive turns of one role, hostile text."""
+    pool = [
+        json.loads(line) for line in SAMPLE_POOL.read_text(encoding="utf-8").split("\n") if line
+    ]
+
+    def ex(i: int) -> tuple[dict[str, str], dict[str, str]]:
+        r = pool[i % len(pool)]
+        question = f"{r['instruction']}\n\n{r['input']}" if r.get("input") else r["instruction"]
+        return {"from": "human", "value": question}, {"from": "gpt", "value": r["output"]}
+
+    records = []
+    for i in range(rows):
+        (q0, a0), (q1, a1), (q2, a2) = ex(3 * i), ex(3 * i + 1), ex(3 * i + 2)
+        turns = [
+            [a0, q1, a1],  # starts with the assistant
+            [{"from": "system", "value": "You are concise."}, q0, a0, q1, a1],
+            [q0, a0, q1, a1, q2, a2, q0, a0],  # longer than the tiny pipeline's max_length
+            [q0, {"from": "gpt", "value": ""}, q1, a1, q2],  # empty turn, unanswered last turn
+            [
+                q0,
+                {"from": "human", "value": HOSTILE_TEXT},
+                {"from": "gpt", "value": a0["value"] + " " + HOSTILE_TEXT},
+            ],
+        ][i % 5]
+        records.append({"id": f"chat-{i}", "conversations": turns})
+    return records
+
+
+@pytest.fixture(scope="session")
+def chat_records() -> Callable[[int], list[dict[str, Any]]]:
+    """``chat_records(rows)``: ShareGPT records in every shape real chat pools come in."""
+    return _chat_records
+
+
+def _make_tiny_pipeline(
+    root: Path, tiny_lm: Path, env: dict[str, str], rows: int = 30, chat: bool = False
+) -> Path:
+    """`curate init` at ``root`` with a ``rows``-row pool (the sample pool's rows, or with
+    ``chat`` conversations in every real-chat shape), 3 eval questions, the tiny LM and
     one round (rd_1) after round 0, committed; nothing run yet."""
     import sys
 
@@ -193,8 +243,11 @@ def _make_tiny_pipeline(root: Path, tiny_lm: Path, env: dict[str, str], rows: in
     _run_checked(root, env, str(bin_dir / "dvc"), "config", "core.analytics", "false")
     sample = root / "data" / "sample"
     sample.mkdir(parents=True)
-    pool_lines = SAMPLE_POOL.read_text(encoding="utf-8").splitlines()
-    (sample / "pool.jsonl").write_text("\n".join(pool_lines[:rows]) + "\n")
+    if chat:
+        pool_lines = [json.dumps(r, ensure_ascii=False) for r in _chat_records(rows)]
+    else:
+        pool_lines = SAMPLE_POOL.read_text(encoding="utf-8").splitlines()[:rows]
+    (sample / "pool.jsonl").write_text("\n".join(pool_lines) + "\n", encoding="utf-8")
     eval_lines = (ROOT / "data/sample/eval.jsonl").read_text(encoding="utf-8").splitlines()
     (sample / "eval.jsonl").write_text("\n".join(eval_lines[:3]) + "\n")
     params = yaml.safe_load((root / "params.yaml").read_text())
@@ -214,11 +267,11 @@ def sh():
 
 @pytest.fixture(scope="session")
 def tiny_pipeline(tiny_lm, dvc_env):
-    """``tiny_pipeline(root, rows=30)``: `curate init` at ``root`` with a small pool, 3 eval
-    questions, the tiny LM and one round after round 0, committed; nothing run yet."""
+    """``tiny_pipeline(root, rows=30, chat=False)``: `curate init` at ``root`` with a small
+    pool (chat-shaped with ``chat``), 3 eval questions, the tiny LM and one round after round 0, committed; nothing run yet."""
 
-    def make(root: Path, rows: int = 30) -> Path:
-        return _make_tiny_pipeline(root, tiny_lm, dvc_env, rows)
+    def make(root: Path, rows: int = 30, chat: bool = False) -> Path:
+        return _make_tiny_pipeline(root, tiny_lm, dvc_env, rows, chat)
 
     return make
 

@@ -236,9 +236,10 @@ def _kill_stage_when_it_starts(proc: subprocess.Popen, needle: list[str], timeou
 
 @pytest.fixture(scope="module")
 def repo(tmp_path_factory, tiny_pipeline) -> Path:
-    """`curate init` + the tiny settings (30 rows, rounds rd_0 and rd_1), committed; the
-    pipeline not yet run."""
-    return tiny_pipeline(tmp_path_factory.mktemp("pipeline") / "repo")
+    """`curate init` + the tiny settings (30 conversations in the shapes real chat pools
+    come in: leading assistant turns, system prompts, long chats, empty turns, hostile
+    text; rounds rd_0 and rd_1), committed; the pipeline not yet run."""
+    return tiny_pipeline(tmp_path_factory.mktemp("pipeline") / "repo", chat=True)
 
 
 @pytest.fixture(scope="module")

@@ -79,8 +79,19 @@ def ingest_command(
     console.print(
         f"added [bold]{report.added:,}[/] rows, dropped {report.duplicates:,} duplicates in {report.seconds:.1f}s"
     )
+    if report.reshaped:
+        done = ", ".join(f"{n:,} {_RESHAPED[k]}" for k, n in report.reshaped.items())
+        console.print(f"chat turns reshaped (README: chat shapes): {done}")
     if report.rejects_path:
         console.print(f"rejected {report.rejected:,} records; reasons in {report.rejects_path}")
+
+
+_RESHAPED = {
+    "empty_turn": "empty turns dropped",
+    "leading_assistant": "leading assistant turns dropped",
+    "joined_turn": "turns joined to the one before (same role)",
+    "trailing_user": "unanswered last user turns dropped",
+}
 
 
 def register(app: typer.Typer) -> None:

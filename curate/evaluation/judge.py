@@ -29,6 +29,7 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from curate.errors import EvalError
+from curate.files import jsonl_lines
 from curate.progress import NO_PROGRESS, Progress
 
 JUDGE_SYSTEM = "You are a helpful and precise assistant for checking the quality of the answer."
@@ -218,7 +219,7 @@ class ReplyCache:
         if path is not None and path.exists():
             text = path.read_text(encoding="utf-8")
             self.torn = bool(text) and not text.endswith("\n")
-            for line in text.splitlines():
+            for _, line in jsonl_lines(text):
                 try:
                     entry = json.loads(line)
                     self.entries[entry["key"]] = entry
