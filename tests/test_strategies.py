@@ -27,9 +27,13 @@ from curate.strategies.kcenter import kcenter_greedy, normalize_rows
 from curate.strategies.kmeanspp import kmeanspp_sampling
 from curate.strategies.neighbors import knn_graph
 from curate.strategies.robust import robust_kcenter
+from curate.strategies.typical import typical
 from curate.subsets import load_subset
 
-NEW = ["kcenter-robust", "kcenter-density", "facility-location", "cluster-sample", "kmeans-pp"]
+NEW = [
+    "kcenter-robust", "kcenter-density", "facility-location", "cluster-sample", "kmeans-pp",
+    "typical",
+]  # fmt: skip
 
 
 def data(n: int = 120, d: int = 8, seed: int = 0) -> np.ndarray:
@@ -169,6 +173,37 @@ def naive_cluster_sample(x, chosen, k, seed, clusters, pick, iterations=25):
     return [p[r] for r in range(rounds) for p in per_cluster if r < len(p)]
 
 
+def naive_typical(x, chosen, k, seed, neighbors, iterations=25):
+    """TypiClust as the paper states it, on the dense float64 distance matrix."""
+    labels, _ = naive_kmeans(x, len(chosen) + k, np.random.default_rng(seed), iterations)
+    dist = np.sqrt(full_sq(x))
+    clusters = int(labels.max()) + 1
+    sizes = [int((labels == c).sum()) for c in range(clusters)]
+
+    def typicality(i):
+        mates = [j for j in range(len(x)) if labels[j] == labels[i] and j != i]
+        if not mates:
+            return 0.0
+        near = sorted(dist[i, j] for j in mates)[:neighbors]
+        return 1 / np.mean(near) if np.mean(near) > 0 else np.inf
+
+    queue = {}
+    for c in range(clusters):
+        free = [i for i in range(len(x)) if labels[i] == c and i not in chosen]
+        queue[c] = sorted(free, key=lambda i: (-typicality(i), i))
+    picks, taken = [], dict.fromkeys(queue, 0)
+    uncovered = [c for c in queue if queue[c] and not any(labels[i] == c for i in chosen)]
+    for c in sorted(uncovered, key=lambda c: (-sizes[c], c))[:k]:
+        picks.append(queue[c][0])
+        taken[c] = 1
+    while len(picks) < k:
+        open_ = [c for c in queue if taken[c] < len(queue[c])]
+        for c in sorted(open_, key=lambda c: (taken[c], -sizes[c], c))[: k - len(picks)]:
+            picks.append(queue[c][taken[c]])
+            taken[c] += 1
+    return picks
+
+
 def naive_kmeanspp(x, chosen, k, seed):
     full = full_sq(x)
     rng = np.random.default_rng(seed)
@@ -300,6 +335,26 @@ def test_kmeanspp_equals_reference(parent):
     assert sel.indices.tolist() == naive_kmeanspp(x, parent, 30, 9)
 
 
+# ----------------------------------------------------------------------------- typical
+@pytest.mark.parametrize("neighbors", [3, 50], ids=["few-neighbours", "whole-cluster"])
+@pytest.mark.parametrize("parent", [[], [2, 30, 31, 90]], ids=["no-parent", "parent"])
+def test_typical_equals_reference(neighbors, parent):
+    x = data(110, d=5, seed=12)
+    sel = typical(x, np.array(parent, dtype=np.int64), 9, seed=4, neighbors=neighbors)
+    assert sel.indices.tolist() == naive_typical(x, parent, 9, 4, neighbors)
+
+
+def test_typical_takes_the_dense_row_where_kcenter_takes_the_outlier():
+    rng = np.random.default_rng(0)
+    blob = rng.normal(0, 0.05, (40, 2))
+    x = np.vstack([blob, [[5.0, 5.0]]]).astype(np.float32)  # 40 dense rows, one outlier
+    centre = int(np.argmin(((blob - blob.mean(axis=0)) ** 2).sum(axis=1)))
+    first = kcenter_greedy(x, np.array([centre]), 1, seed=0).indices.tolist()
+    assert first == [40]  # K-center: the outlier
+    pick = typical(x, np.zeros(0, np.int64), 1, seed=0, neighbors=10).indices.tolist()
+    assert pick != [40] and pick[0] < 40  # typical: a row inside the blob
+
+
 # ----------------------------------------------------------------------------- every new one
 @pytest.mark.parametrize("name", NEW)
 def test_parent_first_distances_at_pick_time_and_determinism(name):
@@ -405,6 +460,11 @@ CLI_CASES = {
         ["--metric", "cosine"],
         {"metric": "cosine", "whiten": None},
         lambda v, chosen, k, s: kmeanspp_sampling(v, chosen, k, s, metric="cosine"),
+    ),
+    "typical": (
+        ["--neighbors", "5", "--iterations", "10"],
+        {"neighbors": 5, "iterations": 10, "metric": "euclidean", "whiten": None},
+        lambda v, chosen, k, s: typical(v, chosen, k, s, neighbors=5, iterations=10),
     ),
 }
 

@@ -21,6 +21,7 @@ from curate.strategies.kcenter import KCenterStrategy
 from curate.strategies.kmeanspp import KMeansPPStrategy
 from curate.strategies.random import RandomStrategy
 from curate.strategies.robust import RobustKCenterStrategy
+from curate.strategies.typical import TypicalStrategy
 from curate.strategies.uncertainty import Entropy, LeastConfidence, Margin
 
 # Option names of `curate select` itself: a strategy parameter may not shadow one.
@@ -34,7 +35,7 @@ STRATEGIES: Registry[Strategy] = Registry(
     "strategy",
     (KCenterStrategy, RandomStrategy, LeastConfidence, Margin, Entropy)
     + (RobustKCenterStrategy, DensityKCenterStrategy, FacilityLocationStrategy)
-    + (ClusterSampleStrategy, KMeansPPStrategy),
+    + (ClusterSampleStrategy, KMeansPPStrategy, TypicalStrategy),
     reserved=SELECT_OPTIONS,
 )
 
