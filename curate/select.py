@@ -155,8 +155,9 @@ def _pool_arrays(
 ) -> tuple[PoolArrays, dict[str, str] | None, int]:
     """The arrays the strategy needs, the manifest's ``embeddings`` entry, and how many rows
     had to be embedded first (a pool with no embeddings at all gets the default embedder's)."""
+    lengths = _response_lengths(store) if strategy.needs_lengths else None
     if not (strategy.needs_vectors or strategy.needs_scores):
-        return PoolArrays(len(ids)), None, 0
+        return PoolArrays(len(ids), lengths=lengths), None, 0
     embedded = 0
     if embeddings is None:
         names = store.embedding_names()
@@ -172,9 +173,28 @@ def _pool_arrays(
     if vectors.ids != ids:
         raise EmbeddingError(f"the pool changed while loading embeddings {embeddings!r}; run again")
     arrays = PoolArrays(
-        len(ids), vectors.matrix if strategy.needs_vectors else None, vectors.scores
+        len(ids), vectors.matrix if strategy.needs_vectors else None, vectors.scores, lengths
     )
     return arrays, {"name": vectors.name, "fingerprint": vectors.fingerprint}, embedded
+
+
+def _response_lengths(store: Store) -> np.ndarray:
+    """Characters of every row's response, in pool order: its assistant turns for a
+    conversation, its output otherwise."""
+    import pyarrow.compute as pc
+
+    table = store.read_pool(["output", "messages"])
+    lengths = pc.utf8_length(table["output"]).to_numpy(zero_copy_only=False).astype(np.int64)
+    messages = table["messages"].combine_chunks()
+    turns = pc.list_flatten(messages)
+    if len(turns):
+        owner = pc.list_parent_indices(messages).to_numpy()
+        answer = pc.equal(turns.field("role"), "assistant").to_numpy(zero_copy_only=False)
+        chars = pc.utf8_length(turns.field("content")).to_numpy(zero_copy_only=False)
+        chat = np.unique(owner)
+        lengths[chat] = 0
+        np.add.at(lengths, owner[answer], chars[answer])
+    return lengths
 
 
 def _embed_default(store: Store, progress: Progress) -> int:

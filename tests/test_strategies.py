@@ -508,3 +508,35 @@ def test_params_yaml_accepts_each_strategy_and_rejects_a_bad_value(name):
     params["strategy_params"] = {"neighbors": -3}
     with pytest.raises(Exception, match="strategy_params: strategy " + name):
         validate_params(params, "params.yaml")
+
+
+# ----------------------------------------------------------------------------- longest
+def test_longest_takes_the_longest_responses_of_any_shape(tmp_path, cli, chat_records):
+    from curate.store import Store
+
+    rows = chat_records(10) + [
+        {"instruction": f"q{i}", "output": "x" * n} for i, n in enumerate([5, 900, 40, 900, 1])
+    ]
+    pool = tmp_path / "pool.jsonl"
+    pool.write_text("".join(json.dumps(r) + "\n" for r in rows), encoding="utf-8")
+    db = str(tmp_path / "db")
+    assert cli("ingest", pool, "--db", db).code == 0
+    stored = Store(db).read_pool(["id", "output", "messages"]).to_pylist()
+
+    def response_chars(row):  # the plain reference: assistant turns, or the output
+        if row["messages"]:
+            return sum(len(m["content"]) for m in row["messages"] if m["role"] == "assistant")
+        return len(row["output"])
+
+    lengths = [response_chars(r) for r in stored]
+    expected = sorted(range(len(stored)), key=lambda i: (-lengths[i], i))
+    code, _, err = cli("select", "--db", db, "--strategy", "longest", "--budget", "6",
+                       "--out", tmp_path / "a")  # fmt: skip
+    assert code == 0, err
+    first = load_subset(tmp_path / "a")
+    assert first.ids == [stored[i]["id"] for i in expected[:6]]
+    assert [p["score"] for p in first.manifest.picks] == [lengths[i] for i in expected[:6]]
+    code, _, err = cli("select", "--db", db, "--strategy", "longest", "--parent", tmp_path / "a",
+                       "--add", "3", "--out", tmp_path / "b")  # fmt: skip
+    assert code == 0, err
+    assert load_subset(tmp_path / "b").ids == [stored[i]["id"] for i in expected[:9]]

@@ -19,6 +19,7 @@ from curate.strategies.density import DensityKCenterStrategy
 from curate.strategies.facility import FacilityLocationStrategy
 from curate.strategies.kcenter import KCenterStrategy
 from curate.strategies.kmeanspp import KMeansPPStrategy
+from curate.strategies.longest import LongestStrategy
 from curate.strategies.random import RandomStrategy
 from curate.strategies.robust import RobustKCenterStrategy
 from curate.strategies.typical import TypicalStrategy
@@ -35,7 +36,7 @@ STRATEGIES: Registry[Strategy] = Registry(
     "strategy",
     (KCenterStrategy, RandomStrategy, LeastConfidence, Margin, Entropy)
     + (RobustKCenterStrategy, DensityKCenterStrategy, FacilityLocationStrategy)
-    + (ClusterSampleStrategy, KMeansPPStrategy, TypicalStrategy),
+    + (ClusterSampleStrategy, KMeansPPStrategy, TypicalStrategy, LongestStrategy),
     reserved=SELECT_OPTIONS,
 )
 

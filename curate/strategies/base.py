@@ -26,6 +26,7 @@ class PoolArrays:
     size: int
     vectors: np.ndarray | None = None  # (size, d) float32
     scores: Mapping[str, np.ndarray] = field(default_factory=dict)  # column -> (size,) float32
+    lengths: np.ndarray | None = None  # (size,) int64 characters of each row's response(s)
 
 
 @dataclass(frozen=True)
@@ -49,7 +50,7 @@ class Strategy(Plugin, ABC):
     """One way to add ``k`` rows to an already-chosen set.
 
     A strategy is one class: its ``name``, a one-line ``summary``, what it reads
-    (``needs_vectors``, ``needs_scores``) and its ``parameters`` (:class:`~curate.plugins.Param`)
+    (``needs_vectors``, ``needs_scores``, ``needs_lengths``) and its ``parameters`` (:class:`~curate.plugins.Param`)
     are class attributes, and :meth:`select` is the one method to write. ``self.options``
     holds every parameter's value (checked against the declaration), ``self.device`` where
     to compute (``auto``, ``cpu``, ``cuda``; it never changes the picks). Register it with one
@@ -59,6 +60,7 @@ class Strategy(Plugin, ABC):
 
     needs_vectors: ClassVar[bool] = False
     needs_scores: ClassVar[bool] = False
+    needs_lengths: ClassVar[bool] = False
 
     def __init__(self, options: Mapping[str, Any] | None = None, device: str = "auto"):
         self.options = self.resolve_params(options)
