@@ -69,7 +69,7 @@ def _wait_for_queue(sh, repo: Path, env: dict[str, str], timeout: float = 1500) 
 
 def _experiments(repo: Path) -> dict[str, dict]:
     """name -> {sha, params} of every experiment ref."""
-    from curate.report import _revisions
+    from curate.report.collect import _revisions
 
     found = {}
     for sha, name in _revisions(repo)[1:]:
