@@ -129,7 +129,10 @@ def model_command(
     judge: Annotated[
         str | None,
         typer.Option(
-            "--judge", help="OpenAI-compatible endpoint URL (e.g. https://api.openai.com/v1)."
+            "--judge",
+            help="OpenAI-compatible endpoint URL (e.g. https://api.openai.com/v1); a query "
+            "string stays after /chat/completions. Keys in the URL (user:KEY@host, ?api-key=) "
+            "are sent but shown and stored as ***; prefer --judge-key-env.",
         ),
     ] = None,
     judge_model: Annotated[
