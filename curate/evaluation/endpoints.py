@@ -66,7 +66,9 @@ def redact(url: str) -> str:
         query = urlencode(
             [(k, HIDDEN if is_secret_key(k) else v) for k, v in pairs], quote_via=quote, safe="*"
         )
-    return urlunsplit((parts.scheme, netloc, parts.path, query, "" if not parts.fragment else HIDDEN))
+    return urlunsplit(
+        (parts.scheme, netloc, parts.path, query, "" if not parts.fragment else HIDDEN)
+    )
 
 
 def redact_text(text: str, url: str, secrets: tuple[str | None, ...] = ()) -> str:

@@ -16,8 +16,8 @@ from typing import Any
 
 from curate.errors import EvalError, ModelError
 from curate.evaluation import results
-from curate.evaluation.eval_sets import EvalSet, load_eval_set
 from curate.evaluation.endpoints import redact
+from curate.evaluation.eval_sets import EvalSet, load_eval_set
 from curate.evaluation.judge import ChatClient, Pair, judge_pairs
 from curate.evaluation.results import ModelEvalResult
 from curate.progress import NO_PROGRESS, Progress
