@@ -112,11 +112,11 @@ class Pool:
 
         request = SelectRequest(
             strategy=strategy,
-            params=dict(params or {}),
+            params=dict(params) if isinstance(params, Mapping) else params or {},
             budget=budget,
             add=add,
             embeddings=embeddings,
-            parent=Path(parent) if parent is not None else None,
+            parent=Path(parent) if isinstance(parent, str | Path) else parent,
             seed=seed,
             name=name,
             device=device,

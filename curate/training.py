@@ -35,7 +35,8 @@ from curate.files import canonical_json, naming_path, replace_dir
 from curate.models import PRECISIONS
 from curate.progress import NO_PROGRESS, Progress
 from curate.prompts import IGNORE_INDEX, TEMPLATE_VERSION, PaddingCount, pad_batch, tokenize
-from curate.subsets import load_subset
+from curate.subsets import load_subset, verify_examples
+from curate.targets import check_replaceable, holds_only
 
 METRICS_FILE = "train_metrics.json"
 RUN_FILE = "run.json"  # in the work folder: the settings a resumed run must match
@@ -247,6 +248,13 @@ def _check_out(out: Path, subset_path: Path) -> None:
         raise TrainingError(f"--out {out}: exists and is not a folder")
     if subset_path.resolve().is_relative_to(out.resolve()):
         raise TrainingError(f"--out {out}: would replace the subset folder {subset_path}")
+    # a model folder curate wrote (a rerun) is replaced; any other folder is refused
+    check_replaceable(out, "model folder", is_model_folder, force=True)
+
+
+def is_model_folder(path: Path) -> bool:
+    """A folder :func:`train` wrote: its metrics file beside the weights, no subfolders."""
+    return holds_only(path, ("*",), (METRICS_FILE,))
 
 
 # ----------------------------------------------------------------------------- training
@@ -411,6 +419,7 @@ def train(
 
     config.check()
     subset = load_subset(subset_dir)
+    verify_examples(subset)  # as `subsets verify` and `select --parent` check it
     if not subset.examples:
         raise SubsetError(f"{subset.path}: subset is empty (0 examples); nothing to train on")
     out = Path(out)
