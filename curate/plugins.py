@@ -18,6 +18,7 @@ its name is asked for.
 
 from __future__ import annotations
 
+import math
 import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
@@ -43,7 +44,9 @@ class Param:
     """One declared parameter of a plugin.
 
     ``type`` is ``int``, ``float``, ``str`` or ``bool``; a ``None`` default makes the
-    parameter optional (``none`` on the command line). ``recorded`` parameters change the
+    parameter optional (``none`` on the command line). A number must lie within
+    ``minimum``/``maximum``, and a float must be finite (NaN and infinities are refused):
+    one declaration checks the command line, ``params.yaml`` and the Python API alike. ``recorded`` parameters change the
     result and are written to the manifest; the others (a device, a chunk size) do not.
     """
 
@@ -108,7 +111,12 @@ class Param:
                 raise bad("is not an integer")
             if self.type is float and not isinstance(number, int | float):
                 raise bad("is not a number")
-            number = self.type(number)
+            try:
+                number = self.type(number)
+            except OverflowError:
+                raise bad("is not a finite number") from None
+            if self.type is float and not math.isfinite(number):
+                raise bad(f"is not a finite number ({self.describe()})")
             if self.minimum is not None and number < self.minimum:
                 raise bad(f"is below the minimum {self.minimum:g}")
             if self.maximum is not None and number > self.maximum:
