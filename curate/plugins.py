@@ -25,7 +25,7 @@ from dataclasses import dataclass
 from importlib.metadata import EntryPoint, entry_points
 from typing import Any, ClassVar, Generic, TypeVar
 
-from curate.errors import CurateError
+from curate.errors import CurateError, UsageError
 
 NAME_PATTERN = re.compile(r"^[a-z0-9][a-z0-9_-]*$")
 _TRUE = ("true", "yes", "on", "1")
@@ -33,7 +33,7 @@ _FALSE = ("false", "no", "off", "0")
 _NONE = ("none", "null", "")
 
 
-class ParamError(CurateError):
+class ParamError(UsageError):
     """A plugin parameter that is unknown or has a bad value (a usage error)."""
 
     exit_code = 2

@@ -23,7 +23,7 @@ from typing import Any
 import yaml
 
 from curate.devices import PRECISIONS
-from curate.errors import CurateError
+from curate.errors import CurateError, UsageError
 from curate.files import atomic_write_bytes, atomic_write_text
 
 TEMPLATES = files("curate") / "templates"
@@ -56,7 +56,7 @@ class ScaffoldError(CurateError):
     """The target folder or a params file cannot hold the pipeline as asked."""
 
 
-class SettingError(ScaffoldError):
+class SettingError(ScaffoldError, UsageError):
     """A params.yaml setting with a value its option refuses: the same usage error (exit 2)
     the command-line option gives."""
 

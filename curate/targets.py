@@ -19,12 +19,12 @@ from collections.abc import Callable, Iterable, Mapping
 from pathlib import Path
 from typing import Any
 
-from curate.errors import ConflictError, CurateError, SelectionError
+from curate.errors import ConflictError, SelectionError, UsageError
 
 MAX_NAME_BYTES = 255  # one path component on every common file system
 
 
-class BadNameError(CurateError):
+class BadNameError(UsageError):
     """A name that is not a single path component (a usage error)."""
 
     exit_code = 2
@@ -164,7 +164,7 @@ def check_select_request(request: Any) -> None:
         check_name(request.name)
 
 
-class RequestError(SelectionError):
+class RequestError(SelectionError, UsageError):
     """A select request whose fields have the wrong type or range (a usage error)."""
 
     exit_code = 2

@@ -62,13 +62,13 @@ def _edit_manifest(folder: Path, **changes) -> None:
 # ----------------------------------------------------------------------------- names
 
 
-@pytest.mark.parametrize("name", ["../../escaped", "/tmp/curate-abs-escape", "a/b", "..", ".x"])
+@pytest.mark.parametrize("name", ["../../escaped", "ABSOLUTE", "a/b", "..", ".x"])
 def test_a_name_is_one_folder_name_on_the_command_line(cli, db, here, name):
-    before = snapshot(here.parent)
+    name = str(here.parent / "absolute-escape") if name == "ABSOLUTE" else name
+    before = snapshot(here.parent)  # where both escapes would land
     done = cli("select", "--db", db, "--strategy", "random", "--budget", "3", "--name", name)
     refused(done, "--name", repr(name), code=2)
     untouched(before, here.parent)
-    assert not Path("/tmp/curate-abs-escape").exists()
 
 
 @pytest.mark.parametrize(
@@ -91,6 +91,28 @@ def test_a_name_is_one_folder_name_on_the_command_line(cli, db, here, name):
 def test_the_api_refuses_wrong_types_and_values_as_curate_errors(db, here, fields, needle):
     with pytest.raises(CurateError) as caught:
         curate.Pool(db).select(**fields)
+    TALLY.faults += 1
+    TALLY.hostile += 1
+    assert needle in str(caught.value) and caught.value.exit_code == 2, caught.value
+
+
+API_CALLS = [
+    (lambda db: curate.Pool(5), "db must be a path"),
+    (lambda db: curate.Pool(db).embed(embedder=5), "embedder must be str or None"),
+    (lambda db: curate.Pool(db).embed(batch_size="8"), "batch_size must be int or None"),
+    (lambda db: curate.write_subset(None, "x"), "write_subset takes what Pool.select returns"),
+    (lambda db: curate.load_subset(5), "path must be a path"),
+    (lambda db: curate.train(5, "smollm2", "out"), "subset must be a path"),
+    (lambda db: curate.train("s", "smollm2", "out", epochs=True), "epochs must be float"),
+    (lambda db: curate.train("s", "smollm2", "out", bogus=1), "unknown setting 'bogus'"),
+    (lambda db: curate.evaluate("m", "e.jsonl", limit="3"), "limit must be int or None"),
+]
+
+
+@pytest.mark.parametrize(("call", "needle"), API_CALLS, ids=[n for _, n in API_CALLS])
+def test_the_api_names_a_wrong_argument_type_in_a_curate_error(db, here, call, needle):
+    with pytest.raises(CurateError) as caught:
+        call(db)
     TALLY.faults += 1
     TALLY.hostile += 1
     assert needle in str(caught.value) and caught.value.exit_code == 2, caught.value
