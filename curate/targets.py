@@ -75,8 +75,8 @@ def check_replaceable(
 ) -> Path:
     """Whether curate may write ``target`` (``what``: "a subset folder", ...).
 
-    Absent, an empty folder, or ``same`` (it already holds these bytes: a rerun) → fine.
-    A recognised artifact that differs → only with ``force``. Anything else → refused with
+    Absent, an empty folder, or a recognised artifact for which ``same`` holds (these bytes
+    again: a rerun) → fine. A recognised artifact that differs → only with ``force``. Anything else → refused with
     or without ``force``, saying what is there. Returns the absolute path to write.
     """
     path = Path(target)
@@ -104,10 +104,8 @@ def check_replaceable(
             )
     else:
         entries = []
-    if same is not None and same(path):
-        return absolute
-    if recognise(path):
-        if force:
+    if recognise(path):  # only then: a folder with anything else in it is never replaced
+        if force or (same is not None and same(path)):
             return absolute
         which = "a different" if same is not None else "another"
         raise ConflictError(f"{target} already holds {which} {what}; pass --force to replace it")
@@ -119,8 +117,8 @@ def check_replaceable(
 
 
 def holds_only(path: Path, allowed: Iterable[str], required: Iterable[str] = ()) -> bool:
-    """A folder whose entries are all plain files among ``allowed`` (fnmatch patterns),
-    including every ``required`` one."""
+    """A folder whose entries are all files (a DVC cache link included) among ``allowed``
+    (fnmatch patterns), including every ``required`` one."""
     from fnmatch import fnmatch
 
     if not path.is_dir() or path.is_symlink():
@@ -130,10 +128,7 @@ def holds_only(path: Path, allowed: Iterable[str], required: Iterable[str] = ())
     names = {p.name for p in entries}
     if not all(name in names for name in required):
         return False
-    return all(
-        p.is_file() and not p.is_symlink() and any(fnmatch(p.name, pat) for pat in patterns)
-        for p in entries
-    )
+    return all(p.is_file() and any(fnmatch(p.name, pat) for pat in patterns) for p in entries)
 
 
 # ----------------------------------------------------------------------------- requests

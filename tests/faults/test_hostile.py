@@ -161,6 +161,8 @@ def test_force_never_replaces_a_folder_curate_did_not_write(cli, db, here):
     # a subset folder someone added files to is not what curate wrote either
     subset = _subset(cli, db, "kept")
     (subset / "README.md").write_text("my notes\n")
+    again = cli("select", "--db", db, "--strategy", "random", "--budget", "6", "--out", "kept")
+    refused(again, "README.md", code=3)  # even a rerun of the same subset would delete it
     done = cli("select", "--db", db, "--strategy", "random", "--budget", "4", "--out", "kept",
                "--force")  # fmt: skip
     refused(done, "README.md", code=3)
