@@ -20,6 +20,7 @@ and thread count; different hardware reduces floating-point sums in a different 
 from __future__ import annotations
 
 import json
+import math
 import shutil
 import time
 from collections.abc import Iterator
@@ -83,8 +84,10 @@ class TrainConfig:
             "grad_accum": self.grad_accum,
         }
         for name, value in positive.items():
-            if not value > 0:
+            if not (value > 0 and math.isfinite(value)):
                 raise TrainingError(f"--{name.replace('_', '-')} must be > 0, got {value}")
+        if not 0 <= self.seed < 2**32:
+            raise TrainingError(f"--seed must be from 0 to {2**32 - 1}, got {self.seed}")
         if self.max_length < 2:
             raise TrainingError(f"--max-length must be at least 2, got {self.max_length}")
         if self.precision not in PRECISIONS:

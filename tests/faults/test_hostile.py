@@ -363,3 +363,10 @@ def test_a_model_folder_whose_pickle_torch_refuses_is_one_line(cli, tiny_lm, tmp
     done = cli("eval", "model", folder, "--eval-set", questions, "--device", "cpu")
     refused(done, str(folder), "refuses to load safely", code=1)
     assert "pickle code ran" not in done.out  # the payload's print never ran
+
+
+@pytest.mark.parametrize("args", [("--seed", "-5"), ("--epochs", "inf"), ("--lr", "nan")])
+def test_train_refuses_a_bad_seed_or_a_non_finite_number_before_loading(cli, db, here, args):
+    subset = _subset(cli, db, "s")
+    done = cli("train", subset, "--base-model", here / "no-model", "--out", "m", *args)
+    refused(done, args[0], code=1)
