@@ -18,10 +18,13 @@ line prints. Long calls take ``progress``: anything with ``start(total, unit, la
 
 from __future__ import annotations
 
+import dataclasses
+import typing
 from collections.abc import Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from curate.errors import UsageError
 from curate.paths import DEFAULT_DB
 from curate.progress import NO_PROGRESS, Progress
 
@@ -40,7 +43,7 @@ class Pool:
     def __init__(self, db: str | Path = DEFAULT_DB):
         from curate.store import Store
 
-        self.store = Store(db)
+        self.store = Store(_path(db, "db"))
 
     @property
     def path(self) -> Path:
@@ -87,6 +90,13 @@ class Pool:
         from curate.embed import plan_embedding, run_embedding
         from curate.embedders import DEFAULT_SPEC, load_embedder
 
+        _check_args(
+            embedder=(embedder, str | None), name=(name, str | None), max_length=(max_length, int),
+            device=(device, str), precision=(precision, str), batch_size=(batch_size, int | None),
+        )  # fmt: skip
+        if max_length < 1 or (batch_size is not None and batch_size < 1):
+            raise UsageError("max_length and batch_size must be positive integers")
+
         model = load_embedder(embedder or DEFAULT_SPEC, max_length, device, precision)
         plan = plan_embedding(self.store, model, name, batch_size)
         return run_embedding(self.store, model, plan, progress)
@@ -112,11 +122,11 @@ class Pool:
 
         request = SelectRequest(
             strategy=strategy,
-            params=dict(params or {}),
+            params=dict(params) if isinstance(params, Mapping) else params or {},
             budget=budget,
             add=add,
             embeddings=embeddings,
-            parent=Path(parent) if parent is not None else None,
+            parent=Path(parent) if isinstance(parent, str | Path) else parent,
             seed=seed,
             name=name,
             device=device,
@@ -136,14 +146,19 @@ def write_subset(
 ) -> Subset:
     """Write a selection as a subset folder (``examples.jsonl`` + ``manifest.json``),
     atomically; a different subset already at ``out`` is replaced only with ``force``."""
-    return selection.write(out, force=force)
+    from curate.select import SubsetSelection
+
+    if not isinstance(selection, SubsetSelection):
+        raise UsageError(f"write_subset takes what Pool.select returns, not {selection!r}")
+    _check_args(force=(force, bool))
+    return selection.write(None if out is None else _path(out, "out"), force=force)
 
 
 def load_subset(path: str | Path) -> Subset:
     """Read and verify a subset folder."""
     from curate.subsets import load_subset as load
 
-    return load(path)
+    return load(_path(path, "path"))
 
 
 def train(
@@ -161,9 +176,10 @@ def train(
     from curate.training import TrainConfig
     from curate.training import train as run
 
-    path = getattr(subset, "path", subset)
-    config = TrainConfig(base_model=base_model, **{"precision": "auto", **options})
-    return run(path, out, config, resume=resume, progress=progress)
+    path = _path(getattr(subset, "path", subset), "subset")
+    _check_args(base_model=(base_model, str), resume=(resume, bool))
+    config = _settings(TrainConfig, {"base_model": base_model, "precision": "auto", **options})
+    return run(path, _path(out, "out"), config, resume=resume, progress=progress)
 
 
 def evaluate(
@@ -178,6 +194,64 @@ def evaluate(
     are :class:`curate.evaluation.model_eval.ModelEvalSettings` fields."""
     from curate.evaluation.model_eval import ModelEvalSettings, evaluate_model
 
-    out = Path(out) if out is not None else None
-    settings = ModelEvalSettings(**{"precision": "auto", **settings})
-    return evaluate_model(str(model), eval_set, settings, out, progress)
+    out = _path(out, "out") if out is not None else None
+    settings = _settings(ModelEvalSettings, {"precision": "auto", **settings})
+    return evaluate_model(
+        str(_path(model, "model")), _path(eval_set, "eval_set"), settings, out, progress
+    )
+
+
+# ----------------------------------------------------------------------------- arguments
+# Wrong types fail here as UsageError (a CurateError, exit 2), with the argument named,
+# instead of as a TypeError or AttributeError from deep inside.
+
+
+def _path(value: Any, what: str) -> Path:
+    if isinstance(value, str | Path) and str(value):
+        return Path(value)
+    raise UsageError(f"{what} must be a path (str or Path), not {value!r}")
+
+
+def _matches(value: Any, kind: Any) -> bool:
+    kinds = typing.get_args(kind) or (kind,)
+    for k in kinds:
+        if k is type(None) and value is None:
+            return True
+        if k is bool and isinstance(value, bool):
+            return True
+        if k in (int, float) and isinstance(value, bool):
+            continue  # a bool is not a number
+        if k is float and isinstance(value, int | float):
+            return True
+        if isinstance(k, type) and k is not type(None) and isinstance(value, k):
+            return True
+    return False
+
+
+def _check_args(**values: tuple[Any, Any]) -> None:
+    for name, (value, kind) in values.items():
+        if not _matches(value, kind):
+            raise UsageError(f"{name} must be {_kind_name(kind)}, not {value!r}")
+
+
+def _kind_name(kind: Any) -> str:
+    names = [getattr(k, "__name__", str(k)) for k in (typing.get_args(kind) or (kind,))]
+    return " or ".join("None" if n == "NoneType" else n for n in names)
+
+
+def _settings(cls: type, values: Mapping[str, Any]) -> Any:
+    """``cls(**values)`` for a settings dataclass, each value checked against its field's
+    type first; an unknown name lists the known ones."""
+    hints = typing.get_type_hints(cls)
+    fields = {f.name for f in dataclasses.fields(cls)}
+    unknown = sorted(set(values) - fields)
+    if unknown:
+        raise UsageError(f"unknown setting {unknown[0]!r}; known: {', '.join(sorted(fields))}")
+    for name, value in values.items():
+        kind = hints[name]
+        simple = all(
+            k in (int, float, str, bool, type(None)) for k in typing.get_args(kind) or (kind,)
+        )
+        if simple and not _matches(value, kind):
+            raise UsageError(f"{name} must be {_kind_name(kind)}, not {value!r}")
+    return cls(**values)

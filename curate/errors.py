@@ -22,6 +22,13 @@ class CurateError(Exception):
     exit_code = 1
 
 
+class UsageError(CurateError):
+    """A bad argument: an unknown option, a value of the wrong type or out of range, given
+    on the command line, in params.yaml or to the Python API (exit 2, as click's own)."""
+
+    exit_code = 2
+
+
 class InvalidInputError(CurateError):
     """A source record or file that cannot be read. Names the file and line."""
 

@@ -19,6 +19,7 @@ from typing import Any, NotRequired, TypedDict
 
 from curate.errors import SubsetError
 from curate.files import canonical_json
+from curate.targets import name_problem
 
 FORMAT_VERSION = 1
 READABLE_VERSIONS = (1,)
@@ -135,13 +136,18 @@ class Manifest:
                 f"{source}: unknown field {unknown[0]!r} for format_version {version}"
             )
         get = _Fields(data, source)
+        parent = _ref(ParentRef, get("parent", dict, optional=True), f"{source}: parent")
+        for field, name in (("name", get("name", str)), ("parent.name", parent and parent.name)):
+            problem = name_problem(name) if name is not None else None
+            if problem:  # a received manifest must not steer a path out of its folder
+                raise SubsetError(f"{source}: field {field!r} {name!r} {problem}")
         return cls(
             name=get("name", str),
             strategy=get("strategy", str),
             params=get("params", dict),
             seed=get("seed", int),
             budget=get("budget", int),
-            parent=_ref(ParentRef, get("parent", dict, optional=True), f"{source}: parent"),
+            parent=parent,
             pool=_ref(PoolRef, get("pool", dict), f"{source}: pool"),
             embeddings=_ref(
                 EmbeddingsRef, get("embeddings", dict, optional=True), f"{source}: embeddings"

@@ -12,6 +12,7 @@ from __future__ import annotations
 import hashlib
 import importlib.util
 import os
+import pickle
 import shutil
 import tempfile
 from pathlib import Path
@@ -169,6 +170,11 @@ def load_causal_lm(spec: str, device: str = "cpu", dtype: Any = None) -> tuple[A
         model = AutoModelForCausalLM.from_pretrained(path, dtype=dtype)
     except OSError as err:
         raise ModelError(f"{spec}: cannot load model ({str(err).splitlines()[0]})") from None
+    except pickle.UnpicklingError:  # torch's weights_only load refused what the pickle holds
+        raise ModelError(
+            f"{spec}: cannot load model: its pickled weights (.bin/.pt) hold objects that torch "
+            "refuses to load safely; use .safetensors weights"
+        ) from None
     model.to(device)
     model.eval()
     return model, tokenizer

@@ -18,13 +18,14 @@ its name is asked for.
 
 from __future__ import annotations
 
+import math
 import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from importlib.metadata import EntryPoint, entry_points
 from typing import Any, ClassVar, Generic, TypeVar
 
-from curate.errors import CurateError
+from curate.errors import CurateError, UsageError
 
 NAME_PATTERN = re.compile(r"^[a-z0-9][a-z0-9_-]*$")
 _TRUE = ("true", "yes", "on", "1")
@@ -32,7 +33,7 @@ _FALSE = ("false", "no", "off", "0")
 _NONE = ("none", "null", "")
 
 
-class ParamError(CurateError):
+class ParamError(UsageError):
     """A plugin parameter that is unknown or has a bad value (a usage error)."""
 
     exit_code = 2
@@ -43,7 +44,9 @@ class Param:
     """One declared parameter of a plugin.
 
     ``type`` is ``int``, ``float``, ``str`` or ``bool``; a ``None`` default makes the
-    parameter optional (``none`` on the command line). ``recorded`` parameters change the
+    parameter optional (``none`` on the command line). A number must lie within
+    ``minimum``/``maximum``, and a float must be finite (NaN and infinities are refused):
+    one declaration checks the command line, ``params.yaml`` and the Python API alike. ``recorded`` parameters change the
     result and are written to the manifest; the others (a device, a chunk size) do not.
     """
 
@@ -108,7 +111,12 @@ class Param:
                 raise bad("is not an integer")
             if self.type is float and not isinstance(number, int | float):
                 raise bad("is not a number")
-            number = self.type(number)
+            try:
+                number = self.type(number)
+            except OverflowError:
+                raise bad("is not a finite number") from None
+            if self.type is float and not math.isfinite(number):
+                raise bad(f"is not a finite number ({self.describe()})")
             if self.minimum is not None and number < self.minimum:
                 raise bad(f"is below the minimum {self.minimum:g}")
             if self.maximum is not None and number > self.maximum:

@@ -10,6 +10,7 @@ a git + DVC repository if it is not one already. Nothing that exists is overwrit
 
 from __future__ import annotations
 
+import math
 import re
 import subprocess
 import sys
@@ -22,7 +23,7 @@ from typing import Any
 import yaml
 
 from curate.devices import PRECISIONS
-from curate.errors import CurateError
+from curate.errors import CurateError, UsageError
 from curate.files import atomic_write_bytes, atomic_write_text
 
 TEMPLATES = files("curate") / "templates"
@@ -35,6 +36,7 @@ DATA_GITIGNORE = ("data/.gitignore", "/lancedb/\n")
 # each lies at the same relative path under TEMPLATES.
 SAMPLE_FILES = ("data/sample/pool.jsonl", "data/sample/eval.jsonl")
 
+STAMP_TEXT = "params.yaml checked by `curate init --check`\n"  # fixed: no rerun downstream
 FIRST_ROUND = "rd_0"
 _ROUND_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
 _POSITIVE_INTS = (
@@ -52,6 +54,13 @@ _STRINGS = ("pool", "db", "base_model", "device", "eval.set")
 
 class ScaffoldError(CurateError):
     """The target folder or a params file cannot hold the pipeline as asked."""
+
+
+class SettingError(ScaffoldError, UsageError):
+    """A params.yaml setting with a value its option refuses: the same usage error (exit 2)
+    the command-line option gives."""
+
+    exit_code = 2
 
 
 @dataclass
@@ -109,16 +118,16 @@ _MISSING = object()
 def round_order(rounds: Mapping[str, Any], source: str = PARAMS_FILE) -> list[str]:
     """Rounds in run order (``rd_0`` first), checking each grows from an earlier round."""
     if not isinstance(rounds, Mapping) or not rounds:
-        raise ScaffoldError(f"{source}: `rounds` must map each round to the round it grows from")
+        raise SettingError(f"{source}: `rounds` must map each round to the round it grows from")
     order = [FIRST_ROUND]
     for name, previous in rounds.items():
         if not isinstance(name, str) or not _ROUND_NAME.match(name) or name == FIRST_ROUND:
-            raise ScaffoldError(
+            raise SettingError(
                 f"{source}: rounds.{name} is not a usable round name (letters, digits, _ . -; "
                 f"not {FIRST_ROUND}, which is the random start)"
             )
         if previous not in order:
-            raise ScaffoldError(
+            raise SettingError(
                 f"{source}: rounds.{name} grows from {previous!r}, which is not {FIRST_ROUND} "
                 "or a round listed above it"
             )
@@ -129,28 +138,32 @@ def round_order(rounds: Mapping[str, Any], source: str = PARAMS_FILE) -> list[st
 def validate_params(params: Any, source: str = PARAMS_FILE) -> list[str]:
     """Check what the pipeline needs from params.yaml; returns the rounds in run order."""
     if not isinstance(params, Mapping):
-        raise ScaffoldError(f"{source}: expected a mapping of settings")
+        raise SettingError(f"{source}: expected a mapping of settings")
     for key in _STRINGS:
         value = _get(params, key)
         if value is _MISSING:
-            raise ScaffoldError(f"{source}: `{key}` is missing")
+            raise SettingError(f"{source}: `{key}` is missing")
         if not isinstance(value, str) or not value:
-            raise ScaffoldError(f"{source}: `{key}` must be a non-empty string, not {value!r}")
+            raise SettingError(f"{source}: `{key}` must be a non-empty string, not {value!r}")
     for key in _POSITIVE_INTS:
         value = _get(params, key)
         if value is _MISSING:
-            raise ScaffoldError(f"{source}: `{key}` is missing")
+            raise SettingError(f"{source}: `{key}` is missing")
         if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-            raise ScaffoldError(f"{source}: `{key}` must be a positive integer, not {value!r}")
+            raise SettingError(f"{source}: `{key}` must be a positive integer, not {value!r}")
     seed = _get(params, "seed")
     if isinstance(seed, bool) or not isinstance(seed, int):
-        raise ScaffoldError(f"{source}: `seed` must be an integer, not {seed!r}")
+        raise SettingError(f"{source}: `seed` must be an integer, not {seed!r}")
+    if not 0 <= seed < 2**32:  # what `curate select --seed` accepts
+        raise SettingError(f"{source}: `seed` must be from 0 to {2**32 - 1}, not {seed!r}")
     lr = _get(params, "train.lr")
-    if isinstance(lr, bool) or not isinstance(lr, int | float) or lr <= 0:
-        raise ScaffoldError(f"{source}: `train.lr` must be a positive number, not {lr!r}")
+    if isinstance(lr, bool) or not isinstance(lr, int | float):
+        raise SettingError(f"{source}: `train.lr` must be a positive number, not {lr!r}")
+    if not math.isfinite(lr) or lr <= 0:
+        raise SettingError(f"{source}: `train.lr` must be a positive number, not {lr!r}")
     precision = _get(params, "precision")  # absent in params files older than the option
     if precision is not _MISSING and precision not in PRECISIONS:
-        raise ScaffoldError(
+        raise SettingError(
             f"{source}: `precision` is {precision!r}; choose from {', '.join(PRECISIONS)}"
         )
     _check_strategy(params, source)
@@ -165,22 +178,24 @@ def _check_strategy(params: Mapping[str, Any], source: str) -> None:
 
     strategy = _get(params, "strategy")
     if strategy not in STRATEGIES:
-        raise ScaffoldError(
+        raise SettingError(
             f"{source}: `strategy` is {strategy!r}; choose from {', '.join(STRATEGIES.names())}"
         )
     options = _get(params, "strategy_params")
     if options is _MISSING or options is None:
         options = {}
     if not isinstance(options, Mapping):
-        raise ScaffoldError(f"{source}: `strategy_params` must be a mapping, not {options!r}")
+        raise SettingError(f"{source}: `strategy_params` must be a mapping, not {options!r}")
     try:
         STRATEGIES.get(strategy).resolve_params(options)
     except ParamError as err:
-        raise ScaffoldError(f"{source}: strategy_params: {err}") from None
+        raise SettingError(f"{source}: strategy_params: {err}") from None
 
 
-def check_folder(root: str | Path) -> list[str]:
-    """Validate ``root/params.yaml``; returns the rounds in run order."""
+def check_folder(root: str | Path, stamp: str | Path | None = None) -> list[str]:
+    """Validate ``root/params.yaml``; returns the rounds in run order. With ``stamp``, a
+    valid file also writes that file (one fixed line): the pipeline's first stage does,
+    and every other stage runs after it, so a bad setting stops `dvc repro` in seconds."""
     path = Path(root) / PARAMS_FILE
     if not path.is_file():
         raise ScaffoldError(f"{path}: no params file; run `curate init {root}` first")
@@ -190,7 +205,10 @@ def check_folder(root: str | Path) -> list[str]:
         mark = getattr(err, "problem_mark", None)
         where = f"{path}:{mark.line + 1}" if mark is not None else str(path)
         raise ScaffoldError(f"{where}: not valid YAML ({getattr(err, 'problem', err)})") from None
-    return validate_params(params, str(path))
+    rounds = validate_params(params, str(path))
+    if stamp is not None:
+        atomic_write_text(stamp, STAMP_TEXT)
+    return rounds
 
 
 # ---------------------------------------------------------------------------- scaffold

@@ -18,7 +18,7 @@ import numpy as np
 import pyarrow as pa
 
 from curate import __version__
-from curate.errors import ConflictError, EmbeddingError, SelectionError, SubsetError
+from curate.errors import EmbeddingError, SelectionError, SubsetError
 from curate.files import sha256_bytes
 from curate.manifest import EmbeddingsRef, Manifest, ParentRef, PoolRef
 from curate.progress import NO_PROGRESS, Progress
@@ -29,10 +29,12 @@ from curate.subsets import (
     DEFAULT_SUBSETS_DIR,
     Subset,
     examples_blob,
+    is_subset_folder,
     load_subset,
     verify_examples,
     write_subset,
 )
+from curate.targets import check_name, check_replaceable, check_select_request
 
 
 @dataclass(frozen=True)
@@ -71,12 +73,11 @@ class SubsetSelection:
     def write(self, out: str | Path | None = None, force: bool = False) -> Subset:
         """Write the subset folder atomically (default ``data/subsets/<name>``). A folder
         already there is replaced only when it holds these same bytes or with ``force``."""
-        out = Path(out) if out is not None else DEFAULT_SUBSETS_DIR / self.name
-        if not force and out.exists() and not self._written_at(out):
-            raise ConflictError(
-                f"{out} already holds a different subset; pass --force to replace it"
-            )
-        return write_subset(out, self.manifest, self.examples)
+        out = Path(out) if out is not None else DEFAULT_SUBSETS_DIR / check_name(self.name)
+        target = check_replaceable(out, "subset", is_subset_folder, force, self._written_at)
+        subset = write_subset(target, self.manifest, self.examples)
+        subset.path = out
+        return subset
 
     def _written_at(self, folder: Path) -> bool:
         """Whether ``folder`` already holds exactly this subset (a rerun)."""
@@ -248,6 +249,7 @@ def select(
     strategy runs.
     """
     started = time.perf_counter()
+    check_select_request(request)
     strategy = make_strategy(request.strategy, request.params, request.device)
     pool = store.read_pool(["id", "hash"])
     if pool.num_rows == 0:

@@ -8,6 +8,8 @@ trained model can name as its parent.
 from __future__ import annotations
 
 import json
+import os
+from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -22,6 +24,7 @@ from curate.files import (
     sha256_file,
 )
 from curate.manifest import FORMAT_VERSION, MANIFEST_FILE, Manifest
+from curate.targets import check_replaceable, holds_only
 
 EXAMPLES_FILE = "examples.jsonl"
 DEFAULT_SUBSETS_DIR = Path("data/subsets")
@@ -96,6 +99,11 @@ def load_subset(path: str | Path, verify: bool = True) -> Subset:
     if verify and manifest.keys != [(e["id"], e["hash"]) for e in examples]:
         raise SubsetError(f"{path}: examples.jsonl does not list the manifest's picks in order")
     return Subset(path, manifest, examples)
+
+
+def is_subset_folder(path: Path) -> bool:
+    """A folder holding exactly what :func:`write_subset` writes, and nothing else."""
+    return holds_only(Path(path), (MANIFEST_FILE, EXAMPLES_FILE), (MANIFEST_FILE, EXAMPLES_FILE))
 
 
 # ----------------------------------------------------------------------------- finding
@@ -281,8 +289,21 @@ _EXPORT_SUFFIX = {
 _SHAREGPT_FROM = {"system": "system", "user": "human", "assistant": "gpt"}
 
 
+# what `datasets.Dataset.save_to_disk` writes
+_HF_FILES, _HF_REQUIRED = ("data-*.arrow", "dataset_info.json", "state.json"), ("state.json",)
+
+
 def default_export_path(subset: Subset, fmt: str) -> Path:
-    return DEFAULT_EXPORTS_DIR / f"{subset.name}-{fmt}{_EXPORT_SUFFIX[fmt]}"
+    """``data/exports/<folder>-<fmt>.<ext>``, named after the subset *folder* the user
+    named, never after the manifest's ``name``: a received manifest decides no path."""
+    folder = Path(os.path.abspath(subset.path)).name
+    return DEFAULT_EXPORTS_DIR / f"{folder}-{fmt}{_EXPORT_SUFFIX[fmt]}"
+
+
+def _is_export(fmt: str) -> Callable[[Path], bool]:
+    if fmt == "hf":
+        return lambda path: holds_only(path, _HF_FILES, _HF_REQUIRED)
+    return lambda path: path.is_file() and path.suffix == _EXPORT_SUFFIX[fmt]
 
 
 def chat_turns(example: dict[str, Any]) -> list[dict[str, str]]:
@@ -341,17 +362,22 @@ def _table(examples: list[dict[str, Any]]):
     return pa.table(data)
 
 
-def export_subset(path: str | Path, fmt: str, out: str | Path | None = None) -> Path:
+def export_subset(
+    path: str | Path, fmt: str, out: str | Path | None = None, force: bool = False
+) -> Path:
     """Write the subset where fine-tuning tools read it; returns the file or folder written.
 
     alpaca / sharegpt: a JSON array (LLaMA-Factory, axolotl); messages: JSON Lines of
     ``{"messages": [...]}`` (TRL's conversational format); parquet / hf: canonical columns
     plus ``messages`` (``datasets.load_dataset("parquet", ...)`` / ``load_from_disk``).
+    An existing target is replaced only with ``force``, and only when it is an export of
+    this format (see :func:`curate.targets.check_replaceable`).
     """
     if fmt not in EXPORT_FORMATS:
         raise SubsetError(f"unknown export format {fmt!r}; choose from {', '.join(EXPORT_FORMATS)}")
     subset = load_subset(path, verify=True)
     out = Path(out) if out is not None else default_export_path(subset, fmt)
+    check_replaceable(out, f"{fmt} export", _is_export(fmt), force)
     if fmt == "hf":
         import datasets
 

@@ -20,6 +20,7 @@ and thread count; different hardware reduces floating-point sums in a different 
 from __future__ import annotations
 
 import json
+import math
 import shutil
 import time
 from collections.abc import Iterator
@@ -35,7 +36,8 @@ from curate.files import canonical_json, naming_path, replace_dir
 from curate.models import PRECISIONS
 from curate.progress import NO_PROGRESS, Progress
 from curate.prompts import IGNORE_INDEX, TEMPLATE_VERSION, PaddingCount, pad_batch, tokenize
-from curate.subsets import load_subset
+from curate.subsets import load_subset, verify_examples
+from curate.targets import check_replaceable, holds_only
 
 METRICS_FILE = "train_metrics.json"
 RUN_FILE = "run.json"  # in the work folder: the settings a resumed run must match
@@ -82,8 +84,10 @@ class TrainConfig:
             "grad_accum": self.grad_accum,
         }
         for name, value in positive.items():
-            if not value > 0:
+            if not (value > 0 and math.isfinite(value)):
                 raise TrainingError(f"--{name.replace('_', '-')} must be > 0, got {value}")
+        if not 0 <= self.seed < 2**32:
+            raise TrainingError(f"--seed must be from 0 to {2**32 - 1}, got {self.seed}")
         if self.max_length < 2:
             raise TrainingError(f"--max-length must be at least 2, got {self.max_length}")
         if self.precision not in PRECISIONS:
@@ -247,6 +251,13 @@ def _check_out(out: Path, subset_path: Path) -> None:
         raise TrainingError(f"--out {out}: exists and is not a folder")
     if subset_path.resolve().is_relative_to(out.resolve()):
         raise TrainingError(f"--out {out}: would replace the subset folder {subset_path}")
+    # a model folder curate wrote (a rerun) is replaced; any other folder is refused
+    check_replaceable(out, "model folder", is_model_folder, force=True)
+
+
+def is_model_folder(path: Path) -> bool:
+    """A folder :func:`train` wrote: its metrics file beside the weights, no subfolders."""
+    return holds_only(path, ("*",), (METRICS_FILE,))
 
 
 # ----------------------------------------------------------------------------- training
@@ -411,6 +422,7 @@ def train(
 
     config.check()
     subset = load_subset(subset_dir)
+    verify_examples(subset)  # as `subsets verify` and `select --parent` check it
     if not subset.examples:
         raise SubsetError(f"{subset.path}: subset is empty (0 examples); nothing to train on")
     out = Path(out)

@@ -255,3 +255,46 @@ def test_cli_generates_and_judges_against_references(
     assert result.code == 0, result.err
     judge = json.loads((tmp_path / "m" / "self.json").read_text())["judge"]
     assert (judge["tie"], judge["ws"]) == (3, 1.0)
+
+
+SECRETS = ("sk-userinfo", "sk-query")
+
+
+def test_a_key_in_the_url_is_sent_but_never_shown_and_the_query_survives(judge_server):
+    """Issue 23: `user:key@host` and `?api-key=` keys reach the endpoint (the query string
+    after /chat/completions, Azure-style) but no error line shows them."""
+    server = judge_server(["401"])
+    port = server.server_address[1]
+    url = f"http://me:sk-userinfo@127.0.0.1:{port}/openai/d?api-version=1&api-key=sk-query"
+    client = ChatClient(url, "judge-1", timeout_s=0.5, max_retries=0)
+    with pytest.raises(EvalError) as caught:
+        client.complete("system", "user")
+    line = str(caught.value)
+    assert "HTTP 401" in line and "api-key=***" in line, line
+    assert not any(secret in line for secret in SECRETS), line
+    assert server.requests[0]["path"] == "/openai/d/chat/completions?api-version=1&api-key=sk-query"
+    assert server.requests[0]["auth"] == "Bearer sk-userinfo"
+    with pytest.raises(EvalError) as caught:
+        ChatClient("http://me:sk-userinfo@127.0.0.1:9/v1?key=sk-query", "m").check_reachable()
+    assert "unreachable" in str(caught.value)
+    assert not any(secret in str(caught.value) for secret in SECRETS), caught.value
+
+
+@pytest.mark.slow
+def test_a_key_in_the_judge_url_is_in_no_file_written(judge_server, tiny_lm, tmp_path, cli):
+    server = judge_server()
+    port = server.server_address[1]
+    questions = tmp_path / "q.jsonl"
+    questions.write_text(json.dumps({"text": "Question?", "answer": "GOOD reference"}) + "\n")
+    out = tmp_path / "m" / "tiny.json"
+    url = f"http://me:sk-userinfo@127.0.0.1:{port}/v1?api-key=sk-query"
+    result = cli("eval", "model", tiny_lm, "--eval-set", questions, "--device", "cpu",
+                 "--max-new-tokens", "2", "--judge", url, "--judge-model", "judge-1",
+                 "--out", out, "--json")  # fmt: skip
+    assert result.code == 0, result.err
+    written = {p.name: p.read_text() for p in out.parent.iterdir()}
+    assert set(written) >= {"tiny.json", "tiny.details.json"}
+    for name, text in [*written.items(), ("stdout", result.out), ("stderr", result.err)]:
+        assert not any(secret in text for secret in SECRETS), name
+    details = json.loads(written["tiny.details.json"])
+    assert details["judge"]["url"] == f"http://***@127.0.0.1:{port}/v1?api-key=***"

@@ -179,7 +179,7 @@ def test_cosine_and_whitening_are_kcenter_on_transformed_rows(naive_kcenter):
     ref /= np.linalg.norm(ref, axis=1, keepdims=True)
     ours = whiten(x, 6)
     np.testing.assert_allclose(ours @ ours.T, ref @ ref.T, atol=1e-5)
-    with pytest.raises(SelectionError, match="--whiten must be between 1 and"):
+    with pytest.raises(ParamError, match="--whiten must be between 1 and"):  # exit 2
         whiten(x, 13)
 
 

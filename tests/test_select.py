@@ -210,7 +210,7 @@ def broken_db(tmp_path_factory, sample_pool, add_embeddings) -> Path:
         ),
         (
             dict(budget=5, embeddings="noscores", whiten=9),
-            SelectionError,
+            ParamError,  # a bad option value: exit 2
             "--whiten must be between 1 and",
         ),
     ],

@@ -223,6 +223,7 @@ def test_resume_after_interruption_gives_the_same_weights(reference, subset_dir,
     out = tmp_path / "rd_0"
     out.mkdir()
     (out / "older-model.txt").write_text("an earlier model lives here")
+    (out / METRICS_FILE).write_text("{}")  # curate wrote it: a model folder to replace
 
     class CrashAtStep7(NoProgress):  # epoch 2, one step after the checkpoint at step 6
         steps = 0
@@ -234,7 +235,7 @@ def test_resume_after_interruption_gives_the_same_weights(reference, subset_dir,
 
     with pytest.raises(TrainingInterrupted, match="checkpoint-6"):
         train(subset_dir, out, config, progress=CrashAtStep7())
-    assert [p.name for p in out.iterdir()] == ["older-model.txt"]  # --out untouched
+    assert sorted(p.name for p in out.iterdir()) == ["older-model.txt", METRICS_FILE]  # kept
     checkpoints = work_dir_for(out) / "checkpoints"
     assert [p.name for p in checkpoints.iterdir()] == ["checkpoint-6"]
 

@@ -61,13 +61,56 @@ def main() -> None:
         sys.argv.remove("--debug")
         os.environ["CURATE_DEBUG"] = "1"
     try:
-        app()
+        code = command()(standalone_mode=False)
     except CurateError as err:
         _fail(err, str(err), err.exit_code)
     except OSError as err:
         _fail(err, os_error_line(err), 1)
     except KeyboardInterrupt as err:
         _fail(err, "interrupted; nothing half-written was kept, and a rerun resumes", 130)
+    except _CLICK_ERROR as err:  # a usage error: one line, as every other error
+        where = getattr(getattr(err, "ctx", None), "command_path", None)
+        hint = f" (see `{where} --help`)" if where else ""
+        _fail(err, err.format_message() + hint, err.exit_code)
+    except typer.Abort as err:
+        _fail(err, "aborted", 1)
+    if code == 130:
+        _fail(
+            KeyboardInterrupt(),
+            "interrupted; nothing half-written was kept, and a rerun resumes",
+            130,
+        )
+    if isinstance(code, int) and code:
+        sys.exit(code)
+
+
+# click's exception base, as the click that typer runs on (its own copy) defines it
+_CLICK_ERROR = next(c for c in typer.BadParameter.__mro__ if c.__name__ == "ClickException")
+
+
+def command():
+    """The click command tree, its help made to read like the README's reference: a flag
+    shows no ``<bool>`` type, an argument its name in capitals (``{SOURCES}...``: required,
+    ``[DIRECTORY]``: optional)."""
+    root = typer.main.get_command(app)
+    for cmd in _walk(root):
+        help_option = cmd.get_help_option(typer.Context(cmd))
+        for param in [*cmd.params, *([help_option] if help_option else [])]:
+            if param.metavar is not None:
+                continue
+            if param.param_type_name == "option" and getattr(param, "is_flag", False):
+                param.metavar = ""
+            elif param.param_type_name == "argument":
+                param.metavar = param.name.upper()
+    return root
+
+
+def _walk(cmd):
+    yield cmd
+    if hasattr(cmd, "list_commands"):
+        ctx = typer.Context(cmd)
+        for name in cmd.list_commands(ctx):
+            yield from _walk(cmd.get_command(ctx, name))
 
 
 def _fail(err: BaseException, line: str, code: int) -> None:

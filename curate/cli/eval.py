@@ -124,12 +124,18 @@ def model_command(
     ] = 256,
     temperature: Annotated[float, typer.Option("--temperature", min=0.0, help="0 = greedy.")] = 0.0,
     seed: Annotated[
-        int, typer.Option("--seed", help="Sampling seed (with --temperature > 0).")
+        int,
+        typer.Option(
+            "--seed", min=0, max=2**32 - 1, help="Sampling seed (with --temperature > 0)."
+        ),
     ] = 0,
     judge: Annotated[
         str | None,
         typer.Option(
-            "--judge", help="OpenAI-compatible endpoint URL (e.g. https://api.openai.com/v1)."
+            "--judge",
+            help="OpenAI-compatible endpoint URL (e.g. https://api.openai.com/v1); a query "
+            "string stays after /chat/completions. Keys in the URL (user:KEY@host, ?api-key=) "
+            "are sent but shown and stored as ***; prefer --judge-key-env.",
         ),
     ] = None,
     judge_model: Annotated[
@@ -232,7 +238,10 @@ def compare_command(
         int, typer.Option("--n-boot", min=100, help="Bootstrap replicates.")
     ] = 10_000,
     seed: Annotated[
-        int, typer.Option("--seed", help="Bootstrap seed (fixed: same inputs, same CI).")
+        int,
+        typer.Option(
+            "--seed", min=0, max=2**32 - 1, help="Bootstrap seed (fixed: same inputs, same CI)."
+        ),
     ] = 0,
     out: OutOption = None,
     json_out: JsonOption = False,

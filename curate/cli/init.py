@@ -32,13 +32,21 @@ def init_command(
     check: Annotated[
         bool, typer.Option("--check", help="Only validate the folder's params.yaml; write nothing.")
     ] = False,
+    stamp: Annotated[
+        Path | None,
+        typer.Option(
+            "--stamp",
+            help="With --check: on success also write this file (one fixed line), for the "
+            "pipeline stages to run after.",
+        ),
+    ] = None,
     json_out: JsonOption = False,
 ) -> None:
     """Write dvc.yaml + params.yaml for `dvc repro` (git init / dvc init when missing)."""
     from curate.scaffold import PROFILES, check_folder, scaffold
 
     if check:
-        rounds = check_folder(directory)
+        rounds = check_folder(directory, stamp)
         if json_out:
             print_json({"params": str(directory / "params.yaml"), "rounds": rounds})
         else:

@@ -12,10 +12,9 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
-import click
 from typer.core import TyperCommand
 
-from curate.plugins import Plugin, Registry
+from curate.plugins import ParamError, Plugin, Registry
 
 
 def parse_plugin_options(args: list[str], plugin: type[Plugin]) -> dict[str, Any]:
@@ -27,7 +26,7 @@ def parse_plugin_options(args: list[str], plugin: type[Plugin]) -> dict[str, Any
     while i < len(args):
         token = args[i]
         if not token.startswith("--") or token == "--":
-            raise click.UsageError(f"unexpected argument {token!r}")
+            raise ParamError(f"unexpected argument {token!r}")
         name, eq, value = token[2:].partition("=")
         name = name.replace("-", "_")
         negated = name.removeprefix("no_")
@@ -42,7 +41,7 @@ def parse_plugin_options(args: list[str], plugin: type[Plugin]) -> dict[str, Any
             if takes_value and following is not None and not following.startswith("--"):
                 value, i = following, i + 1
             elif takes_value and name in declared:
-                raise click.UsageError(f"option --{token[2:]} needs a value")
+                raise ParamError(f"option --{token[2:]} needs a value")
             else:
                 value = True
         values[name] = value

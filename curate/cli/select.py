@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -57,7 +58,10 @@ def select_command(
         typer.Option("--whole-pool", help="Every pool row (the full-data reference run)."),
     ] = False,
     force: Annotated[
-        bool, typer.Option("--force", help="Replace a different subset already at --out.")
+        bool,
+        typer.Option(
+            "--force", help="Replace a different subset at --out (never a folder that is not one)."
+        ),
     ] = False,
     device: DeviceOption = "auto",
     json_out: JsonOption = False,
@@ -79,7 +83,7 @@ def select_command(
         embeddings=embeddings,
         parent=parent,
         seed=seed,
-        name=name or (out.name if out else None),
+        name=name or (Path(os.path.abspath(out)).name if out else None),
         device=device,
         whole_pool=whole_pool,
     )

@@ -175,6 +175,9 @@ def export_command(
         ),
     ] = None,
     dir: DirOption = DEFAULT_SUBSETS_DIR,
+    force: Annotated[
+        bool, typer.Option("--force", help="Replace an earlier export of this format at --out.")
+    ] = False,
     json_out: JsonOption = False,
 ) -> None:
     """Write the subset where fine-tuning tools read it.
@@ -185,7 +188,7 @@ def export_command(
     os.environ.setdefault("HF_DATASETS_DISABLE_PROGRESS_BARS", "1")  # no tqdm from save_to_disk
     from curate.subsets import export_subset, resolve_subset_dir
 
-    written = export_subset(resolve_subset_dir(subset, dir), format.value, out)
+    written = export_subset(resolve_subset_dir(subset, dir), format.value, out, force)
     if json_out:
         print_json({"format": format.value, "path": str(written)})
         return

@@ -7,6 +7,7 @@ column, when present, is checked against the pool by the importer. Problems rais
 
 from __future__ import annotations
 
+import zipfile
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -49,6 +50,7 @@ def _read_parquet(path: Path) -> tuple[list, object, list | None]:
         raise InvalidInputError(path, None, f"cannot read Parquet ({err})") from None
     _require(path, table.column_names)
     column = table["vector"].combine_chunks()
+    _require_real(path, "column 'vector'", column.type)
     try:
         vectors = np.asarray(column.to_pylist(), dtype=np.float32)
     except (TypeError, ValueError):
@@ -60,17 +62,26 @@ def _read_parquet(path: Path) -> tuple[list, object, list | None]:
 
 
 def _read_numpy(path: Path) -> tuple[list, object, list | None]:
+    if path.stat().st_size == 0:
+        raise InvalidInputError(path, None, "the file is empty (0 bytes)")
     try:
         loaded = np.load(path, allow_pickle=False)
-    except (OSError, ValueError) as err:
-        raise InvalidInputError(
-            path, None, f"cannot read ({str(err).splitlines()[0]}); object arrays are not accepted"
-        ) from None
+    except (OSError, ValueError, EOFError, zipfile.BadZipFile) as err:
+        raise InvalidInputError(path, None, _unreadable(err)) from None
     if isinstance(loaded, np.lib.npyio.NpzFile):
         with loaded:
             names = list(loaded.files)
             _require(path, names)
-            arrays = {k: loaded[k] for k in ("id", "vector", "hash") if k in names}
+            arrays = {}
+            for key in ("id", "vector", "hash"):
+                if key not in names:
+                    continue
+                try:
+                    arrays[key] = loaded[key]
+                except (OSError, ValueError, EOFError, zipfile.BadZipFile) as err:
+                    raise InvalidInputError(
+                        path, None, f"array {key!r}: {_unreadable(err)}"
+                    ) from None
     else:
         names = list(loaded.dtype.names or ())
         if not names:
@@ -83,11 +94,41 @@ def _read_numpy(path: Path) -> tuple[list, object, list | None]:
         _require(path, names)
         arrays = {k: loaded[k] for k in ("id", "vector", "hash") if k in names}
     hashes = [str(h) for h in arrays["hash"].tolist()] if "hash" in arrays else None
+    _require_real(path, "'vector'", arrays["vector"].dtype)
     try:
         vectors = np.asarray(arrays["vector"], dtype=np.float32)
     except (TypeError, ValueError):
         raise InvalidInputError(path, None, "'vector' must be a numeric N × d array") from None
     return [str(i) for i in arrays["id"].tolist()], vectors, hashes
+
+
+def _unreadable(err: BaseException) -> str:
+    text = str(err).splitlines()[0] if str(err) else type(err).__name__
+    return f"cannot read ({text}); object arrays are not accepted"
+
+
+def _require_real(path: Path, where: str, kind: object) -> None:
+    """Vectors are real floating or integer numbers: strings, booleans, complex numbers and
+    objects are refused, not coerced. ``kind`` is a NumPy dtype or an Arrow type."""
+    if isinstance(kind, np.dtype):
+        ok = kind.kind in "fiu" and kind.names is None
+        shown = str(kind)
+    else:
+        import pyarrow as pa
+
+        value = kind
+        while (
+            pa.types.is_list(value)
+            or pa.types.is_large_list(value)
+            or pa.types.is_fixed_size_list(value)
+        ):
+            value = value.value_type
+        ok = (pa.types.is_floating(value) or pa.types.is_integer(value)) and value is not kind
+        shown = str(kind)
+    if not ok:
+        raise InvalidInputError(
+            path, None, f"{where} holds {shown}; vectors must be real floating or integer numbers"
+        )
 
 
 def _require(path: Path, names: list[str]) -> None:

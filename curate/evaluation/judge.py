@@ -29,6 +29,7 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from curate.errors import EvalError
+from curate.evaluation.endpoints import join_chat_path, redact, redact_text, split_credentials
 from curate.files import jsonl_lines
 from curate.progress import NO_PROGRESS, Progress
 
@@ -80,23 +81,38 @@ class ChatClient:
     max_tokens: int = 512
     sleep: Callable[[float], None] = time.sleep
 
+    def __post_init__(self) -> None:
+        # user-info is no part of the request URL; its key is the fallback API key
+        self._plain_url, url_key = split_credentials(self.url)
+        self.api_key = self.api_key or url_key
+
     @property
     def endpoint(self) -> str:
-        url = self.url.rstrip("/")
-        return url if url.endswith("/chat/completions") else f"{url}/chat/completions"
+        """The URL requests go to (its query string, which may hold a key, kept)."""
+        return join_chat_path(self._plain_url)
+
+    @property
+    def shown(self) -> str:
+        """The endpoint as messages and files show it: credentials replaced by ``***``."""
+        return redact(self.endpoint)
+
+    def _safe(self, text: str) -> str:
+        return redact_text(text, self.url, (self.api_key,))
 
     def check_reachable(self) -> None:
         """Fail fast (before any generation) when nothing listens at the endpoint."""
         parts = urlsplit(self.endpoint)
         if parts.scheme not in ("http", "https") or not parts.hostname:
-            raise EvalError(f"judge URL {self.url!r} is not an http(s) URL")
+            raise EvalError(f"judge URL {redact(self.url)!r} is not an http(s) URL")
         port = parts.port or (443 if parts.scheme == "https" else 80)
         try:
             socket.create_connection(
                 (parts.hostname, port), timeout=min(self.timeout_s, 10)
             ).close()
         except OSError as err:
-            raise EvalError(f"judge endpoint {self.endpoint} is unreachable ({err})") from None
+            raise EvalError(
+                self._safe(f"judge endpoint {self.shown} is unreachable ({err})")
+            ) from None
 
     def complete(self, system: str, user: str) -> str:
         """The assistant message of one chat completion (temperature 0)."""
@@ -130,7 +146,9 @@ class ChatClient:
                     detail = err.read(300).decode("utf-8", "replace").strip().replace("\n", " ")
                     hint = "; check the API key variable" if err.code in (401, 403) else ""
                     raise EvalError(
-                        f"judge endpoint {self.endpoint} answered HTTP {err.code}{hint}: {detail}"
+                        self._safe(
+                            f"judge endpoint {self.shown} answered HTTP {err.code}{hint}: {detail}"
+                        )
                     ) from None
                 problem = f"HTTP {err.code}"
                 retry_after = err.headers.get("Retry-After") if err.headers else None
@@ -151,7 +169,7 @@ class ChatClient:
                 continue
             return self._message(raw)
         raise EvalError(
-            f"judge endpoint {self.endpoint}: {problem} after {self.max_retries + 1} tries"
+            self._safe(f"judge endpoint {self.shown}: {problem} after {self.max_retries + 1} tries")
         )
 
     def _delay(self, attempt: int, retry_after: str | None) -> float:
@@ -170,7 +188,7 @@ class ChatClient:
         except (ValueError, KeyError, IndexError, TypeError):
             shown = raw[:200].decode("utf-8", "replace")
             raise EvalError(
-                f"judge endpoint {self.endpoint} sent no chat completion: {shown!r}"
+                self._safe(f"judge endpoint {self.shown} sent no chat completion: {shown!r}")
             ) from None
         return content if isinstance(content, str) else ""
 

@@ -16,6 +16,7 @@ from typing import Any
 
 from curate.errors import EvalError, ModelError
 from curate.evaluation import results
+from curate.evaluation.endpoints import redact
 from curate.evaluation.eval_sets import EvalSet, load_eval_set
 from curate.evaluation.judge import ChatClient, Pair, judge_pairs
 from curate.evaluation.results import ModelEvalResult
@@ -198,7 +199,7 @@ def evaluate_model(
             if settings.generate
             else None
         ),
-        "judge": {"url": judge.url, "model": judge.model} if judge is not None else None,
+        "judge": {"url": redact(judge.url), "model": judge.model} if judge is not None else None,
         "questions": questions,
     }
     if out is not None:

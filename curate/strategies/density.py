@@ -108,6 +108,7 @@ class DensityKCenterStrategy(VectorStrategy):
             1.0,
             "β in weight = (mean radius / radius)^β; 0 is plain K-center",
             minimum=0,
+            maximum=10,
         ),
         METRIC_PARAM,
         WHITEN_PARAM,

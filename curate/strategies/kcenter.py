@@ -17,7 +17,7 @@ from pathlib import Path
 import numpy as np
 
 from curate.errors import SelectionError
-from curate.plugins import Param
+from curate.plugins import Param, ParamError
 from curate.progress import NO_PROGRESS, Progress
 from curate.strategies.base import Selection, VectorStrategy
 from curate.strategies.coverage import DEFAULT_CHUNK_ROWS, Coverage, block_rows
@@ -31,8 +31,10 @@ WHITEN_PARAM = Param(
     "whiten",
     int,
     None,
-    "measure on PCA-whitened, normalised vectors with this many components",
+    "measure on PCA-whitened, normalised vectors with this many components (at most the "
+    "vector size)",
     minimum=1,
+    maximum=65536,
 )
 
 
@@ -54,7 +56,7 @@ def whiten(x: np.ndarray, n_components: int) -> np.ndarray:
     ``n_components`` principal axes, scale each to unit variance, then L2-normalise."""
     n, dim = x.shape
     if not 1 <= n_components <= dim:
-        raise SelectionError(
+        raise ParamError(  # a bad option value: usage error, exit 2
             f"--whiten must be between 1 and the vector size {dim}, got {n_components}"
         )
     if n < 2:

@@ -168,6 +168,7 @@ class RobustKCenterStrategy(VectorStrategy):
             0.01,
             "expected outliers z: a row count when ≥ 1, else a fraction of the pool",
             minimum=0,
+            maximum=1e9,
         ),
         Param(
             "epsilon",
@@ -175,6 +176,7 @@ class RobustKCenterStrategy(VectorStrategy):
             0.5,
             "sample mode: draw among the ⌊(1+ε)·z⌋ farthest rows",
             minimum=0,
+            maximum=100,
         ),
         Param(
             "mode",

@@ -25,11 +25,14 @@ class FaultTally:
     rows_lost: int = 0
     rows_duplicated: int = 0
     tracebacks: int = 0
+    hostile: int = 0  # hostile inputs refused (a name, a manifest, a target, a setting)
+    outside_writes: int = 0  # paths outside what the user named that a command changed
 
     def line(self) -> str:
         return (
-            f"faults injected {self.faults}, rows lost {self.rows_lost}, "
-            f"rows duplicated {self.rows_duplicated}, tracebacks shown {self.tracebacks}"
+            f"faults injected {self.faults} ({self.hostile} hostile inputs), rows lost "
+            f"{self.rows_lost}, rows duplicated {self.rows_duplicated}, writes outside the "
+            f"named target {self.outside_writes}, tracebacks shown {self.tracebacks}"
         )
 
 
@@ -137,3 +140,34 @@ def records(start: int, stop: int, width: int = 40) -> list[dict]:
 def write_jsonl(path: Path, rows: list[dict]) -> Path:
     path.write_text("".join(json.dumps(r) + "\n" for r in rows), encoding="utf-8")
     return path
+
+
+def refused(result, *needles: str, code: int) -> str:
+    """A hostile input (``result``: the `cli` fixture's CliResult) was refused with ``code``
+    and exactly one line on stderr holding ``needles``; counted in the summary line."""
+    TALLY.faults += 1
+    TALLY.hostile += 1
+    TALLY.tracebacks += result.err.count("Traceback")
+    assert "Traceback" not in result.err, result.err
+    lines = [line for line in result.err.splitlines() if line.strip()]
+    assert result.code == code, (result.code, result.err)
+    assert len(lines) == 1, result.err
+    for needle in needles:
+        assert needle in lines[0], lines[0]
+    return lines[0]
+
+
+def snapshot(folder: Path) -> dict[str, bytes | None]:
+    """Every path under ``folder`` with its bytes (None for a folder)."""
+    return {
+        str(p.relative_to(folder)): (p.read_bytes() if p.is_file() else None)
+        for p in sorted(folder.rglob("*"))
+    }
+
+
+def untouched(before: dict, folder: Path) -> None:
+    """``folder`` holds exactly ``before`` (counted as outside writes when not)."""
+    after = snapshot(folder)
+    changed = {k for k in set(before) | set(after) if before.get(k, 0) != after.get(k, 0)}
+    TALLY.outside_writes += len(changed)
+    assert not changed, sorted(changed)[:5]
