@@ -104,10 +104,14 @@ class Pool:
         name: str | None = None,
         device: str = "auto",
         whole_pool: bool = False,
+        include_duplicates: bool = False,
+        include_contaminated: bool = False,
         progress: Progress = NO_PROGRESS,
     ) -> SubsetSelection:
         """Choose ``budget`` examples (or the parent's plus ``add``) in memory; nothing is
-        written until :func:`write_subset`."""
+        written until :func:`write_subset`. Rows flagged by a current ``curate dedup`` or
+        ``curate decontaminate`` result are left out unless ``include_duplicates`` /
+        ``include_contaminated``; a stale result is not used and named in ``warnings``."""
         from curate.select import SelectRequest, select
 
         request = SelectRequest(
@@ -121,6 +125,8 @@ class Pool:
             name=name,
             device=device,
             whole_pool=whole_pool,
+            include_duplicates=include_duplicates,
+            include_contaminated=include_contaminated,
         )
         return select(self.store, request, progress)
 

@@ -42,7 +42,7 @@ def dedup_command(
     ] = "all",
     shingle: Annotated[
         int, typer.Option("--shingle", min=1, max=64, help="Words per shingle (minhash).")
-    ] = 5,
+    ] = 3,
     num_perm: Annotated[
         int, typer.Option("--num-perm", min=16, max=1024, help="MinHash permutations.")
     ] = 128,

@@ -9,7 +9,7 @@ import typer
 from rich.table import Table
 
 from curate.cli._options import DEFAULT_DB_PATH, DbOption, DeviceOption, JsonOption
-from curate.cli._render import RichProgress, console, print_json
+from curate.cli._render import RichProgress, console, err_console, print_json
 from curate.cli.plugin_options import PluginHelpCommand, parse_plugin_options
 
 
@@ -59,6 +59,15 @@ def select_command(
     force: Annotated[
         bool, typer.Option("--force", help="Replace a different subset already at --out.")
     ] = False,
+    include_duplicates: Annotated[
+        bool, typer.Option("--include-duplicates", help="Also choose rows `curate dedup` flagged.")
+    ] = False,
+    include_contaminated: Annotated[
+        bool,
+        typer.Option(
+            "--include-contaminated", help="Also choose rows `curate decontaminate` flagged."
+        ),
+    ] = False,
     device: DeviceOption = "auto",
     json_out: JsonOption = False,
 ) -> None:
@@ -82,9 +91,13 @@ def select_command(
         name=name or (out.name if out else None),
         device=device,
         whole_pool=whole_pool,
+        include_duplicates=include_duplicates,
+        include_contaminated=include_contaminated,
     )
     with RichProgress() as progress:
         selection = select(Store(db), request, progress)
+    for warning in selection.warnings:
+        err_console.print(f"[yellow]warning:[/] {warning}", highlight=False, soft_wrap=True)
     subset = selection.write(out, force=force)
     summary = {
         **selection.to_dict(),
@@ -112,6 +125,10 @@ def _table(summary: dict[str, Any]) -> Table:
         table.add_row("embeddings", summary["embeddings"]["name"])
     if summary["embedded"]:
         table.add_row("embedded first", f"{summary['embedded']:,} rows")
+    for kind, ref in (summary["hygiene"] or {}).items():
+        table.add_row(
+            f"left out ({kind})", f"{ref['flagged']:,} rows (hyg_{kind} v{ref['version']})"
+        )
     if summary["coverage_radius"] is not None:
         table.add_row("coverage radius at last pick", f"{summary['coverage_radius']:.4g}")
     table.add_row("manifest sha256", summary["manifest_sha256"][:16])

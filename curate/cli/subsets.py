@@ -155,6 +155,11 @@ def verify_command(
     console.print(
         f"[green]ok[/] {report.name}: {report.examples:,} examples match their hashes and the pool "
         f"at {db}; parent {report.parent}"
+        + (
+            "; new picks avoid the dedup/decontaminate results named"
+            if report.hygiene == "ok"
+            else ""
+        )
     )
     if report.pool_version is not None and report.pool_version != report.pool_version_now:
         console.print(

@@ -52,7 +52,7 @@ class DedupSettings:
     threshold: float | None = None  # default per method: MINHASH_THRESHOLD / COSINE_THRESHOLD
     keep: str = "first"
     fields: str = "all"  # all turns, or the prompt (user turns) only
-    shingle: int = 5  # words per shingle (minhash)
+    shingle: int = 3  # words per shingle (minhash)
     num_perm: int = 128  # MinHash permutations (minhash)
     seed: int = 1  # MinHash hash seed (minhash)
     embeddings: str | None = None  # embeddings name (embedding)
