@@ -27,6 +27,7 @@ Three parts (all by default):
 from __future__ import annotations
 
 import argparse
+import itertools
 import json
 import random
 import subprocess
@@ -244,9 +245,9 @@ else:
     from curate.hygiene.text import row_text, shingles, words
     from curate.store import Store
     rows = Store(db).read_pool(["instruction", "input", "output", "messages"]).to_pylist()
-    lsh = MinHashLSH(threshold=0.7, num_perm=128)
+    lsh = MinHashLSH(threshold=0.7, num_perm=128)  # curate dedup's defaults: 3-word shingles
     sigs = MinHash.bulk(
-        ([s.encode() for s in shingles(words(row_text(r)), 5)] for r in rows), num_perm=128, seed=1
+        ([s.encode() for s in shingles(words(row_text(r)), 3)] for r in rows), num_perm=128, seed=1
     )
     for i, m in enumerate(sigs):
         lsh.insert(i, m)
@@ -264,7 +265,7 @@ def synthetic_rows(n: int, seed: int = 0):
     near duplicates (one word replaced) of an earlier row."""
     rng = random.Random(seed)
     vocab = [f"w{i}" for i in range(20_000)]
-    weights = [1.0 / (i + 1) for i in range(len(vocab))]
+    cum = list(itertools.accumulate(1.0 / (i + 1) for i in range(len(vocab))))
     made: list[str] = []
     for i in range(n):
         if made and rng.random() < 0.01:
@@ -272,7 +273,7 @@ def synthetic_rows(n: int, seed: int = 0):
             words[rng.randrange(len(words))] = rng.choice(vocab)
             text = " ".join(words)
         else:
-            text = " ".join(rng.choices(vocab, weights, k=rng.randint(12, 40)))
+            text = " ".join(rng.choices(vocab, cum_weights=cum, k=rng.randint(12, 40)))
         made.append(text)
         yield {"instruction": text, "output": f"answer {i}"}
 

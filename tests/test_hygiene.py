@@ -304,3 +304,48 @@ def test_cli_dedup_then_decontaminate_then_select(planted, cli, tmp_path):
                  "--out", tmp_path / "s", "--json")  # fmt: skip
     assert result.code == 0 and set(result.json()["hygiene"]) == {"dedup", "decontaminate"}
     assert cli("subsets", "verify", tmp_path / "s", "--db", db).code == 0
+
+
+# ----------------------------------------------------------------------------- eval, pipeline
+
+
+def test_the_eval_overlap_warning_counts_from_the_stored_result_or_computes_it(planted):
+    from curate.hygiene.decontaminate import overlap_warning
+
+    store, eval_set = planted["store"], planted["eval"]
+    computed = overlap_warning(store, eval_set)
+    assert "1 of its questions match 1 pool rows (8-gram overlap >= 0.5)" in computed
+    assert "run `curate decontaminate" in computed and store.hygiene_result("decontaminate") is None
+    decontaminate(store, DecontaminateSettings((str(eval_set),)))
+    stored = overlap_warning(store, eval_set)
+    assert "1 of its questions match 1 pool rows (hyg_decontaminate v1)" in stored
+    clean = planted["path"] / "clean.jsonl"
+    clean.write_text(json.dumps({"text": "Name three moons of Jupiter and say who found them."}))
+    assert overlap_warning(store, clean) is None
+
+
+def test_curate_eval_model_warns_when_the_eval_set_overlaps_the_pool(planted, cli, tiny_lm):
+    row = planted["rows"][20]
+    eval_set = planted["path"] / "qa.jsonl"
+    eval_set.write_text(json.dumps({**row, "id": "q1"}) + "\n")
+    result = cli("eval", "model", tiny_lm, "--eval-set", eval_set, "--db", planted["store"].path,
+                 "--device", "cpu", "--max-length", "128")  # fmt: skip
+    assert result.code == 0, result.err
+    assert "overlaps the pool" in result.err and "1 of its questions match 1 pool rows" in (
+        " ".join(result.err.split())
+    )
+
+
+def test_the_pipeline_cleans_the_pool_before_every_selection():
+    import yaml
+
+    root = Path(__file__).resolve().parents[1]
+    template = root / "curate" / "templates" / "dvc.yaml"
+    stages = yaml.safe_load(template.read_text())["stages"]
+    assert stages["dedup"]["cmd"] == "curate dedup --db ${db}"
+    assert stages["decontaminate"]["cmd"] == "curate decontaminate --db ${db} --against ${eval.set}"
+    tables = {"${db}/hyg_dedup.lance", "${db}/hyg_decontaminate.lance"}
+    for name in ("select_rd_0", "select_full", "select"):
+        body = stages[name].get("do", stages[name])
+        assert tables <= set(body["deps"]), name
+    assert (root / "dvc.yaml").read_text() == template.read_text()

@@ -230,3 +230,48 @@ def _summary(store, settings, pool_version, n, rows: pa.Table, index: _Index) ->
         "per_set": per_set,
         "examples": examples,
     }
+
+
+def overlap_warning(store, eval_set: str | Path) -> str | None:
+    """One line when ``eval_set`` overlaps the pool (default settings), else None: read from
+    the stored result when it is current and covers this eval set, else computed now
+    (streamed, nothing written). None too when there is no pool."""
+    from curate.files import sha256_file
+
+    if not store.has_pool() or (
+        not str(eval_set).startswith("hf://") and not Path(eval_set).is_file()
+    ):
+        return None
+    settings = DecontaminateSettings((str(eval_set),))
+    stored = store.hygiene_result("decontaminate")
+    sha = None if str(eval_set).startswith("hf://") else sha256_file(eval_set)
+    covered = (
+        stored is not None
+        and stored.pool_version == store.pool_version()
+        and any(s["sha256"] == sha for s in stored.settings.get("against", []))
+    )
+    if covered:
+        rows = [r for r in stored.rows.to_pylist() if r["eval_sha256"] == sha]
+        questions = {r["eval_id"] for r in rows}
+        flagged = {r["position"] for r in rows}
+        how = f"hyg_decontaminate v{stored.version}"
+    else:
+        index = build_index(settings)
+        questions, flagged = set(), set()
+        for positions, batch in store.iter_pool(ROW_COLUMNS):
+            for position, row in zip(positions.tolist(), batch.to_pylist(), strict=True):
+                for q, _ in matches(index, row_text(row, settings.fields), settings.min_overlap):
+                    questions.add(index.questions[q][2])
+                    flagged.add(position)
+        how = f"{settings.ngram}-gram overlap >= {settings.min_overlap:g}"
+    if not flagged:
+        return None
+    advice = (
+        "`curate select` leaves those rows out unless --include-contaminated"
+        if covered
+        else f"run `curate decontaminate --against {eval_set}` so selection leaves them out"
+    )
+    return (
+        f"the eval set {eval_set} overlaps the pool at {store.path}: {len(questions)} of its "
+        f"questions match {len(flagged)} pool rows ({how}); {advice}"
+    )
