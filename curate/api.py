@@ -28,6 +28,8 @@ from curate.progress import NO_PROGRESS, Progress
 if TYPE_CHECKING:
     from curate.embed import EmbedReport
     from curate.evaluation.results import ModelEvalResult
+    from curate.hygiene.decontaminate import DecontaminateReport
+    from curate.hygiene.dedup import DedupReport
     from curate.ingest import IngestReport
     from curate.select import SubsetSelection
     from curate.subsets import Subset
@@ -129,6 +131,23 @@ class Pool:
             include_contaminated=include_contaminated,
         )
         return select(self.store, request, progress)
+
+    def dedup(self, progress: Progress = NO_PROGRESS, **settings: Any) -> DedupReport:
+        """Store the pool's near-duplicate groups (``settings``: :class:`DedupSettings`
+        fields: method, threshold, keep, ...); :meth:`select` then leaves them out."""
+        from curate.hygiene.dedup import DedupSettings, dedup
+
+        return dedup(self.store, DedupSettings(**settings), progress)
+
+    def decontaminate(
+        self, *against: str | Path, progress: Progress = NO_PROGRESS, **settings: Any
+    ) -> DecontaminateReport:
+        """Store the pool rows that overlap the eval sets ``against`` (``settings``: ngram,
+        min_overlap, fields); :meth:`select` then leaves them out."""
+        from curate.hygiene.decontaminate import DecontaminateSettings, decontaminate
+
+        request = DecontaminateSettings(tuple(str(a) for a in against), **settings)
+        return decontaminate(self.store, request, progress)
 
     def summary(self) -> dict[str, Any]:
         """Rows, sources, categories, duplicates dropped, length percentiles, version."""

@@ -349,3 +349,36 @@ def test_the_pipeline_cleans_the_pool_before_every_selection():
         body = stages[name].get("do", stages[name])
         assert tables <= set(body["deps"]), name
     assert (root / "dvc.yaml").read_text() == template.read_text()
+
+
+def test_a_pool_that_changes_during_dedup_gets_no_result(planted, monkeypatch, tmp_path):
+    from curate.errors import ConflictError
+
+    store = planted["store"]
+    more = tmp_path / "more.jsonl"
+    more.write_text(json.dumps({"instruction": "Arrived mid-run", "output": "yes"}) + "\n")
+    real = minhash.components
+
+    def ingest_meanwhile(pairs):
+        ingest(Store(store.path), [str(more)])
+        return real(pairs)
+
+    monkeypatch.setattr(minhash, "components", ingest_meanwhile)
+    with pytest.raises(ConflictError, match="changed while `curate dedup` read it"):
+        dedup(store, DedupSettings())
+    assert store.hygiene_result("dedup") is None
+
+
+def test_the_python_api_cleans_then_selects(planted):
+    import curate
+
+    pool = curate.Pool(planted["store"].path)
+    assert pool.dedup(keep="longest").flagged == 19
+    assert pool.decontaminate(planted["eval"], min_overlap=0.9).flagged == 1
+    chosen = pool.select(strategy="random", whole_pool=True)
+    assert len(chosen.ids) == len(pool) - 20 and set(chosen.to_dict()["hygiene"]) == {
+        "dedup",
+        "decontaminate",
+    }
+    assert len(pool.select(strategy="random", whole_pool=True, include_duplicates=True,
+                           include_contaminated=True).ids) == len(pool)  # fmt: skip

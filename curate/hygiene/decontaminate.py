@@ -25,7 +25,7 @@ from typing import Any
 import numpy as np
 import pyarrow as pa
 
-from curate.hygiene.dedup import HygieneError
+from curate.hygiene.dedup import HygieneError, check_unchanged
 from curate.hygiene.text import TEXT_FIELDS, row_text, words
 from curate.progress import NO_PROGRESS, Progress
 
@@ -185,6 +185,7 @@ def decontaminate(
         progress.advance(len(positions))
     found.sort(key=lambda r: (r["position"], r["eval_set"], r["eval_id"]))
     rows = pa.Table.from_pylist(found, schema=RESULT_SCHEMA)
+    check_unchanged(store, pool_version, "decontaminate")
     summary = _summary(store, stored_settings, pool_version, n, rows, index)
     version = store.write_hygiene("decontaminate", rows, pool_version, stored_settings, summary)
     return DecontaminateReport(**summary, version=version, seconds=time.perf_counter() - started)

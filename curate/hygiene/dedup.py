@@ -21,7 +21,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from curate.errors import CurateError, EmbeddingError
+from curate.errors import ConflictError, CurateError, EmbeddingError
 from curate.hygiene import minhash
 from curate.hygiene.text import TEXT_FIELDS, row_text, shingles, words
 from curate.progress import NO_PROGRESS, Progress
@@ -44,6 +44,16 @@ EXAMPLES = 3
 
 class HygieneError(CurateError):
     """A hygiene setting or input that cannot be used."""
+
+
+def check_unchanged(store, pool_version: int | None, what: str) -> None:
+    """Raise before writing when the pool moved on while ``what`` read it: the result would
+    be tagged with a version it was not computed on."""
+    if store.pool_version() != pool_version:
+        raise ConflictError(
+            f"the pool at {store.path} changed while `curate {what}` read it (version "
+            f"{pool_version} -> {store.pool_version()}); nothing was written: rerun it"
+        )
 
 
 @dataclass(frozen=True)
@@ -125,6 +135,7 @@ def dedup(store, settings: DedupSettings, progress: Progress = NO_PROGRESS) -> D
     else:
         found = _embedding_groups(store, settings, progress)
     rows = _result_rows(store, found)
+    check_unchanged(store, pool_version, "dedup")
     summary = _summary(store, settings, pool_version, n, rows)
     version = store.write_hygiene("dedup", rows, pool_version, settings.to_dict(), summary)
     return DedupReport(**summary, version=version, seconds=time.perf_counter() - started)
