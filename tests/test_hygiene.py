@@ -278,14 +278,25 @@ def _tables(db: Path) -> list[str]:
         (["dedup", "--method", "embedding"], 1, "the embedding method needs an embeddings table"),
         (["decontaminate", "--against", "EMPTY"], 1, "empty.jsonl: the file is empty"),
         (["decontaminate", "--against", "MISSING"], 1, "missing.jsonl: eval set not found"),
+        (["decontaminate", "--against", "BINARY"], 1, "binary.jsonl"),
         (["decontaminate", "--against", "EVAL", "--min-overlap", "2"], 2, "not in (0, 1]"),
     ],
-    ids=["threshold-high", "threshold-zero", "no-embeddings", "empty-eval", "no-eval", "overlap"],
+    ids=[
+        "threshold-high",
+        "threshold-zero",
+        "no-embeddings",
+        "empty-eval",
+        "no-eval",
+        "binary-eval",
+        "overlap",
+    ],  # fmt: skip
 )
 def test_bad_input_is_one_line_and_writes_nothing(planted, cli, args, code, message):
     db, path = planted["store"].path, planted["path"]
     (path / "empty.jsonl").write_text("")
+    (path / "binary.jsonl").write_bytes(b"\xff\xfe\x00garbage\x80\n")
     swap = {"EMPTY": path / "empty.jsonl", "MISSING": path / "missing.jsonl"}
+    swap["BINARY"] = path / "binary.jsonl"
     swap["EVAL"] = planted["eval"]
     result = cli(*[swap.get(a, a) for a in args], "--db", db)
     assert result.code == code

@@ -107,8 +107,8 @@ def build_index(settings: DecontaminateSettings) -> _Index:
     grams: dict[str, list[int]] = defaultdict(list)
     short: dict[str, list[int]] = defaultdict(list)
     for path in settings.against:
-        if not path.startswith("hf://") and not Path(path).is_file():
-            raise HygieneError(f"{path}: eval set not found (or not a file)")
+        if not path.startswith("hf://") and not Path(path).exists():
+            raise HygieneError(f"{path}: eval set not found")
         eval_set = load_eval_set(path)
         for item in eval_set.items:
             number = len(questions)
@@ -240,7 +240,7 @@ def overlap_warning(store, eval_set: str | Path) -> str | None:
     from curate.files import sha256_file
 
     if not store.has_pool() or (
-        not str(eval_set).startswith("hf://") and not Path(eval_set).is_file()
+        not str(eval_set).startswith("hf://") and not Path(eval_set).exists()
     ):
         return None
     settings = DecontaminateSettings((str(eval_set),))
