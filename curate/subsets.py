@@ -172,7 +172,7 @@ class VerifyReport:
     pool_version: int | None  # the version the subset was built on ...
     pool_version_now: int | None  # ... and the pool's version now
     parent: str  # "ok", "not found" or "none"
-    hygiene: str = "none"  # picks avoid the hygiene results named in the manifest: "ok"/"none"
+    hygiene: str = "none"  # new picks avoid the hygiene results named: "ok", "none", "gone"
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)

@@ -191,6 +191,9 @@ def test_selection_leaves_flagged_rows_out_and_verify_checks_the_recorded_result
     assert verify_subset(subset.path, store).hygiene == "ok"
     dedup(store, DedupSettings(threshold=0.95))  # a later result: verify reads the recorded one
     assert verify_subset(subset.path, store).hygiene == "ok"
+    store.db.drop_table("hyg_dedup")  # rebuilt, as a pipeline rerun does: nothing to check
+    dedup(store, DedupSettings(threshold=0.9))
+    assert verify_subset(subset.path, store).hygiene == "gone"
 
     opted = select(
         store,

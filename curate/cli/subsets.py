@@ -161,6 +161,11 @@ def verify_command(
             else ""
         )
     )
+    if report.hygiene == "gone":
+        console.print(
+            "note: a dedup/decontaminate result it was chosen under is no longer in the "
+            "database as recorded (rebuilt since), so its exclusions were not checked"
+        )
     if report.pool_version is not None and report.pool_version != report.pool_version_now:
         console.print(
             f"note: built on pool version {report.pool_version}, the pool is now at "

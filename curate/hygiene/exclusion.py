@@ -82,27 +82,27 @@ def lift(selection: Selection, index: np.ndarray) -> Selection:
 
 def verify_hygiene(store, manifest, subset_path) -> str:
     """Check that a subset's new picks avoid the rows flagged by the results its manifest
-    names, read at the recorded table versions: "ok", or "none" when it names none."""
+    names, read at the recorded table versions. Returns "ok", "none" (it names none) or
+    "gone" (a named result no longer exists as recorded: the table was rebuilt, e.g. by a
+    pipeline rerun, so nothing can be checked); raises when a pick is a flagged row."""
     refs = manifest.hygiene or {}
     if not refs:
         return "none"
     new = manifest.keys[len(manifest.keys) - manifest.added :]
+    status = "ok"
     for kind, ref in refs.items():
         result = store.hygiene_result(kind, version=ref["version"])
-        if result is None:
-            raise SubsetError(
-                f"{subset_path}: was chosen under hyg_{kind} v{ref['version']}, which is not "
-                f"in {store.path}; wrong --db, or the table was rebuilt"
-            )
-        if result.settings != ref["settings"] or result.pool_version != ref["pool_version"]:
-            raise SubsetError(
-                f"{subset_path}: hyg_{kind} v{ref['version']} in {store.path} differs from the "
-                "result the subset was chosen under (settings or pool version)"
-            )
+        if (
+            result is None
+            or result.settings != ref["settings"]
+            or result.pool_version != ref["pool_version"]
+        ):
+            status = "gone"
+            continue
         bad = [key for key in new if key in flagged_keys(kind, result.rows)]
         if bad:
             raise SubsetError(
                 f"{subset_path}: {len(bad)} picks (e.g. {bad[0][0]!r}) are rows flagged by "
                 f"hyg_{kind} v{ref['version']}, which the subset claims to have left out"
             )
-    return "ok"
+    return status
