@@ -143,6 +143,9 @@ def test_embedding_dedup_groups_rows_with_near_identical_vectors(planted, add_em
     rows = store.hygiene_result("dedup").rows.to_pylist()
     assert {r["position"] for r in rows} == {3, 40, 41} and report.flagged == 2
     assert {r["group"] for r in rows} == {3}
+    assert dedup(store, DedupSettings(method="embedding", threshold=0.99)).reused
+    store.replace_embeddings("e", store.read_embeddings("e"))  # re-embedded under one name
+    assert not dedup(store, DedupSettings(method="embedding", threshold=0.99)).reused
 
 
 def test_decontaminate_lists_each_row_with_the_question_it_matches(planted):

@@ -12,6 +12,7 @@ the settings; a rerun with the same settings on the same pool version does no wo
 
 from __future__ import annotations
 
+import dataclasses
 import tempfile
 import time
 from dataclasses import asdict, dataclass, field
@@ -121,13 +122,18 @@ def dedup(store, settings: DedupSettings, progress: Progress = NO_PROGRESS) -> D
     pool_version = store.pool_version()
     store.pool()  # a PoolError naming the command to run when there is no pool
     n = store.pool_count()
+    stored = settings.to_dict()
     if settings.method == "embedding":
-        _check_embeddings(store, settings.embeddings)
+        name = _check_embeddings(store, settings.embeddings)
+        settings = dataclasses.replace(settings, embeddings=name)
+        # re-embedding under the same name makes a new table version: a new result
+        table_version = store.open(store.embedding_table(name)).version
+        stored = {**settings.to_dict(), "embeddings_version": table_version}
     previous = store.hygiene_result("dedup")
     if (
         previous is not None
         and previous.pool_version == pool_version
-        and previous.settings == settings.to_dict()
+        and previous.settings == stored
     ):
         return DedupReport(**previous.summary, version=previous.version, reused=True)
     if settings.method == "minhash":
@@ -136,21 +142,23 @@ def dedup(store, settings: DedupSettings, progress: Progress = NO_PROGRESS) -> D
         found = _embedding_groups(store, settings, progress)
     rows = _result_rows(store, found)
     check_unchanged(store, pool_version, "dedup")
-    summary = _summary(store, settings, pool_version, n, rows)
-    version = store.write_hygiene("dedup", rows, pool_version, settings.to_dict(), summary)
+    summary = _summary(store, stored, pool_version, n, rows)
+    version = store.write_hygiene("dedup", rows, pool_version, stored, summary)
     return DedupReport(**summary, version=version, seconds=time.perf_counter() - started)
 
 
-def _check_embeddings(store, name: str | None) -> None:
+def _check_embeddings(store, name: str | None) -> str:
+    """The embeddings name to read (the only one when none is given)."""
     names = store.embedding_names()
     if name is None and len(names) == 1:
-        return
+        return names[0]
     if name is None or name not in names:
         known = ", ".join(names) or "none; run `curate embed` first"
         raise EmbeddingError(
             f"the embedding method needs an embeddings table of the pool at {store.path} "
             f"(--embeddings NAME; known: {known})"
         )
+    return name
 
 
 def _minhash_groups(store, settings: DedupSettings, n: int, progress: Progress):
@@ -193,8 +201,7 @@ def _scratch(store):
 
 
 def _embedding_groups(store, settings: DedupSettings, progress: Progress):
-    name = settings.embeddings or store.embedding_names()[0]
-    vectors = store.load_vectors(name).matrix
+    vectors = store.load_vectors(settings.embeddings).matrix
     norms = np.linalg.norm(vectors, axis=1, keepdims=True)
     x = vectors / np.where(norms == 0, 1.0, norms)
     n = len(x)
@@ -274,14 +281,14 @@ def _result_rows(store, found: Found) -> pa.Table:
     )
 
 
-def _summary(store, settings: DedupSettings, pool_version, n: int, rows: pa.Table) -> dict:
+def _summary(store, settings: dict, pool_version, n: int, rows: pa.Table) -> dict:
     keep = rows["keep"].to_numpy(zero_copy_only=False)
     groups = rows["group"].to_numpy()
     sizes = np.unique(groups, return_counts=True)[1] if len(groups) else np.zeros(0, int)
     return {
         "db": str(store.path),
         "pool_version": pool_version,
-        "settings": settings.to_dict(),
+        "settings": settings,
         "rows": n,
         "groups": len(sizes),
         "flagged": int((~keep).sum()),
