@@ -399,3 +399,28 @@ def test_the_python_api_cleans_then_selects(planted):
     }
     assert len(pool.select(strategy="random", whole_pool=True, include_duplicates=True,
                            include_contaminated=True).ids) == len(pool)  # fmt: skip
+
+
+@pytest.mark.slow
+def test_dedup_killed_mid_run_keeps_the_previous_result_and_the_rerun_cleans_up(tmp_path):
+    """kill -9 of a real `curate dedup` while its signature file exists (the heavy part)."""
+    import time
+
+    from tests.faults.tools import kill_after, records, run, start, write_jsonl
+
+    rows = records(0, 40_000) + [{**r, "output": r["output"] + " ok"} for r in records(0, 500)]
+    store = Store(tmp_path / "db")
+    ingest(store, [str(write_jsonl(tmp_path / "pool.jsonl", rows))])
+    before = dedup(store, DedupSettings())
+    proc = start("dedup", "--db", "db", "--threshold", "0.9", cwd=tmp_path)
+    deadline = time.monotonic() + 120
+    while not list(store.path.glob(".curate-dedup-*")) and time.monotonic() < deadline:
+        time.sleep(0.01)
+    assert kill_after(proc, 0.2), "the run ended before it could be killed"
+    assert list(store.path.glob(".curate-dedup-*"))  # what the killed run left
+    after = store.hygiene_result("dedup")
+    assert after.version == before.version and after.settings["threshold"] == 0.7
+    done = run("dedup", "--db", "db", "--threshold", "0.9", "--json", cwd=tmp_path)
+    assert done.returncode == 0, done.stderr
+    assert not list(store.path.glob(".curate-dedup-*"))
+    assert store.hygiene_result("dedup").settings["threshold"] == 0.9

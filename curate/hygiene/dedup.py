@@ -13,6 +13,8 @@ the settings; a rerun with the same settings on the same pool version does no wo
 from __future__ import annotations
 
 import dataclasses
+import os
+import shutil
 import tempfile
 import time
 from dataclasses import asdict, dataclass, field
@@ -23,6 +25,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from curate.errors import ConflictError, CurateError, EmbeddingError
+from curate.files import naming_path, owner_pid, pid_alive
 from curate.hygiene import minhash
 from curate.hygiene.text import TEXT_FIELDS, row_text, shingles, words
 from curate.progress import NO_PROGRESS, Progress
@@ -169,7 +172,7 @@ def _minhash_groups(store, settings: DedupSettings, n: int, progress: Progress):
     valid = np.zeros(n, dtype=bool)
     n_chars = np.zeros(n, dtype=np.int64)
     progress.start(n, "rows", "minhash")
-    with tempfile.TemporaryDirectory(prefix=".curate-dedup-", dir=_scratch(store)) as tmp:
+    with tempfile.TemporaryDirectory(prefix=_scratch(store), dir=store.path) as tmp:
         sigs = np.lib.format.open_memmap(
             f"{tmp}/signatures.npy", "w+", np.uint32, (max(n, 1), settings.num_perm)
         )
@@ -195,9 +198,19 @@ def _minhash_groups(store, settings: DedupSettings, n: int, progress: Progress):
         return _keep(groups, similarity, n_chars, settings.keep)
 
 
-def _scratch(store):
-    store.path.mkdir(parents=True, exist_ok=True)
-    return store.path
+SCRATCH_PREFIX = ".curate-dedup-"
+
+
+def _scratch(store) -> str:
+    """The prefix of this run's signature folder in the database folder (``.curate-dedup-
+    <pid>-``), after removing those of killed runs (a live pid's is never touched)."""
+    with naming_path(store.path):
+        store.path.mkdir(parents=True, exist_ok=True)
+        for leftover in store.path.glob(f"{SCRATCH_PREFIX}*"):
+            pid = owner_pid(leftover.name, SCRATCH_PREFIX)
+            if pid is not None and pid != os.getpid() and not pid_alive(pid):
+                shutil.rmtree(leftover, ignore_errors=True)
+    return f"{SCRATCH_PREFIX}{os.getpid()}-"
 
 
 def _embedding_groups(store, settings: DedupSettings, progress: Progress):
