@@ -31,6 +31,8 @@ from curate.progress import NO_PROGRESS, Progress
 if TYPE_CHECKING:
     from curate.embed import EmbedReport
     from curate.evaluation.results import ModelEvalResult
+    from curate.hygiene.decontaminate import DecontaminateReport
+    from curate.hygiene.dedup import DedupReport
     from curate.ingest import IngestReport
     from curate.select import SubsetSelection
     from curate.subsets import Subset
@@ -114,10 +116,14 @@ class Pool:
         name: str | None = None,
         device: str = "auto",
         whole_pool: bool = False,
+        include_duplicates: bool = False,
+        include_contaminated: bool = False,
         progress: Progress = NO_PROGRESS,
     ) -> SubsetSelection:
         """Choose ``budget`` examples (or the parent's plus ``add``) in memory; nothing is
-        written until :func:`write_subset`."""
+        written until :func:`write_subset`. Rows flagged by a current ``curate dedup`` or
+        ``curate decontaminate`` result are left out unless ``include_duplicates`` /
+        ``include_contaminated``; a stale result is not used and named in ``warnings``."""
         from curate.select import SelectRequest, select
 
         request = SelectRequest(
@@ -131,8 +137,27 @@ class Pool:
             name=name,
             device=device,
             whole_pool=whole_pool,
+            include_duplicates=include_duplicates,
+            include_contaminated=include_contaminated,
         )
         return select(self.store, request, progress)
+
+    def dedup(self, progress: Progress = NO_PROGRESS, **settings: Any) -> DedupReport:
+        """Store the pool's near-duplicate groups (``settings``: :class:`DedupSettings`
+        fields: method, threshold, keep, ...); :meth:`select` then leaves them out."""
+        from curate.hygiene.dedup import DedupSettings, dedup
+
+        return dedup(self.store, DedupSettings(**settings), progress)
+
+    def decontaminate(
+        self, *against: str | Path, progress: Progress = NO_PROGRESS, **settings: Any
+    ) -> DecontaminateReport:
+        """Store the pool rows that overlap the eval sets ``against`` (``settings``: ngram,
+        min_overlap, fields); :meth:`select` then leaves them out."""
+        from curate.hygiene.decontaminate import DecontaminateSettings, decontaminate
+
+        request = DecontaminateSettings(tuple(str(a) for a in against), **settings)
+        return decontaminate(self.store, request, progress)
 
     def summary(self) -> dict[str, Any]:
         """Rows, sources, categories, duplicates dropped, length percentiles, version."""

@@ -5,8 +5,10 @@
 byte-identical files and a stable ``manifest_sha256`` that a child subset or a trained
 model can name as its parent.
 
-Format versions: 1 (curate 0.1) is the current one. A later version that adds a field
-gets its own number; :meth:`Manifest.from_dict` keeps reading every earlier one.
+Format versions: 1 (curate 0.1) is the current one; 2 adds ``hygiene`` (the dedup and
+decontamination results the picks avoided) and is written only by a subset chosen under
+such a result, so every other subset keeps its version-1 bytes.
+:meth:`Manifest.from_dict` keeps reading every earlier one.
 """
 
 from __future__ import annotations
@@ -22,7 +24,8 @@ from curate.files import canonical_json
 from curate.targets import name_problem
 
 FORMAT_VERSION = 1
-READABLE_VERSIONS = (1,)
+READABLE_VERSIONS = (1, 2)
+HYGIENE_VERSION = 2  # the format version of a manifest with ``hygiene``
 MANIFEST_FILE = "manifest.json"
 
 
@@ -84,6 +87,9 @@ class Manifest:
     created_by: str
     format_version: int = FORMAT_VERSION
     examples_sha256: str = ""  # filled in when the subset is written
+    # kind ("dedup", "decontaminate") -> {version, pool_version, settings, flagged} of each
+    # hygiene result whose flagged rows the new picks left out (format version 2)
+    hygiene: dict[str, Any] | None = None
 
     @property
     def ids(self) -> list[str]:
@@ -98,6 +104,11 @@ class Manifest:
     def added(self) -> int:
         """How many picks this subset added to its parent's."""
         return int(self.params.get("added", len(self.picks)))
+
+    @property
+    def current_version(self) -> int:
+        """The format version this manifest is written at: 2 with ``hygiene``, else 1."""
+        return HYGIENE_VERSION if self.hygiene else FORMAT_VERSION
 
     def replace(self, **changes: Any) -> Manifest:
         return dataclasses.replace(self, **changes)
@@ -116,7 +127,7 @@ class Manifest:
             "created_by": self.created_by,
             "format_version": self.format_version,
             "examples_sha256": self.examples_sha256,
-        }
+        } | ({"hygiene": self.hygiene} if self.hygiene else {})
 
     def to_json(self) -> str:
         return canonical_json(self.to_dict())
@@ -130,7 +141,7 @@ class Manifest:
         version = data.get("format_version")
         if type(version) is not int or version not in READABLE_VERSIONS:
             raise SubsetError(f"{source}: unsupported format_version {version!r}")
-        unknown = sorted(set(data) - _V1_FIELDS)
+        unknown = sorted(set(data) - (_V1_FIELDS | ({"hygiene"} if version >= 2 else set())))
         if unknown:
             raise SubsetError(
                 f"{source}: unknown field {unknown[0]!r} for format_version {version}"
@@ -156,6 +167,7 @@ class Manifest:
             created_by=get("created_by", str),
             format_version=version,
             examples_sha256=get("examples_sha256", str),
+            hygiene=get("hygiene", dict, optional=True) if version >= HYGIENE_VERSION else None,
         )
 
     @classmethod
@@ -175,7 +187,7 @@ class Manifest:
         Path(path).write_text(self.to_json(), encoding="utf-8")
 
 
-_V1_FIELDS = frozenset(f.name for f in dataclasses.fields(Manifest))
+_V1_FIELDS = frozenset(f.name for f in dataclasses.fields(Manifest)) - {"hygiene"}
 
 
 _KINDS = {str: "a string", int: "an integer", dict: "an object", list: "a list"}

@@ -20,6 +20,7 @@ import pyarrow as pa
 from curate import __version__
 from curate.errors import EmbeddingError, SelectionError, SubsetError
 from curate.files import sha256_bytes
+from curate.hygiene.exclusion import exclusion, lift, restrict
 from curate.manifest import EmbeddingsRef, Manifest, ParentRef, PoolRef
 from curate.progress import NO_PROGRESS, Progress
 from curate.records import Example
@@ -49,6 +50,8 @@ class SelectRequest:
     name: str | None = None
     device: str = "auto"
     whole_pool: bool = False  # every pool row, in the strategy's order (the full reference)
+    include_duplicates: bool = False  # choose rows `curate dedup` flagged, too
+    include_contaminated: bool = False  # choose rows `curate decontaminate` flagged, too
 
 
 @dataclass
@@ -61,6 +64,7 @@ class SubsetSelection:
     added: int
     seconds: float
     embedded: int = 0  # pool rows embedded first because the pool had no embeddings
+    warnings: list[str] = field(default_factory=list)  # e.g. a stale hygiene result
 
     @property
     def name(self) -> str:
@@ -104,6 +108,8 @@ class SubsetSelection:
             "embeddings": m.embeddings.to_dict() if m.embeddings else None,
             "coverage_radius": distances[-1] if distances else None,
             "seconds": round(self.seconds, 3),
+            "hygiene": m.hygiene,
+            "warnings": self.warnings,
         }
 
 
@@ -258,12 +264,20 @@ def select(
     keys = {key: pos for pos, key in enumerate(zip(ids, hashes, strict=True))}
     parent = _verified_parent(request.parent, keys, store) if request.parent else None
     chosen = parent[1] if parent else np.zeros(0, np.int64)
-    total, added = _budget(request, len(chosen), len(ids))
+    include = {"dedup": request.include_duplicates, "decontaminate": request.include_contaminated}
+    hygiene = exclusion(store, include)
+    excluded = np.asarray(sorted(keys[k] for k in hygiene.keys if k in keys), dtype=np.int64)
+    open_rows = len(ids) - len(np.setdiff1d(excluded, chosen))
+    total, added = _budget(request, len(chosen), open_rows)
     arrays, embeddings, embedded = _pool_arrays(store, strategy, request.embeddings, ids, progress)
     name = request.name or default_name(strategy.name, total, request.seed)
 
     progress.start(added, "picks", f"select {strategy.name}")
-    selection = strategy.select(arrays, chosen, added, request.seed, progress)
+    if len(excluded):  # the strategy sees the pool without the flagged rows
+        arrays, chosen_open, index = restrict(arrays, chosen, excluded)
+        selection = lift(strategy.select(arrays, chosen_open, added, request.seed, progress), index)
+    else:
+        selection = strategy.select(arrays, chosen, added, request.seed, progress)
 
     parent_picks = (
         [{"id": p["id"], "hash": p["hash"]} for p in parent[0].manifest.picks] if parent else []
@@ -281,10 +295,12 @@ def select(
         embeddings=EmbeddingsRef(**embeddings) if embeddings else None,
         picks=picks,
         created_by=f"curate {__version__}",
+        hygiene=hygiene.refs or None,
     )
     positions = np.concatenate([chosen, selection.indices])
     examples = _examples(store, positions, [(p["id"], p["hash"]) for p in picks])
-    return SubsetSelection(manifest, examples, added, time.perf_counter() - started, embedded)
+    seconds = time.perf_counter() - started
+    return SubsetSelection(manifest, examples, added, seconds, embedded, hygiene.warnings)
 
 
 def _verified_parent(

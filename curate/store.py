@@ -59,6 +59,7 @@ import pyarrow.compute as pc
 from curate.errors import ConflictError, EmbeddingError, PoolError
 from curate.files import naming_path
 from curate.paths import DEFAULT_DB
+from curate.store_hygiene import HygieneTables
 
 POOL_TABLE = "pool"
 EMBEDDING_PREFIX = "emb_"
@@ -127,8 +128,8 @@ class Vectors:
     scores: dict[str, np.ndarray] = field(default_factory=dict)
 
 
-class Store:
-    """One LanceDB database folder."""
+class Store(HygieneTables):
+    """One LanceDB database folder (its hygiene results: :mod:`curate.store_hygiene`)."""
 
     def __init__(self, path: str | Path = DEFAULT_DB, lock_timeout: float | None = None):
         self.path = Path(path)

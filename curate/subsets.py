@@ -23,7 +23,7 @@ from curate.files import (
     sha256_bytes,
     sha256_file,
 )
-from curate.manifest import FORMAT_VERSION, MANIFEST_FILE, Manifest
+from curate.manifest import MANIFEST_FILE, Manifest
 from curate.targets import check_replaceable, holds_only
 
 EXAMPLES_FILE = "examples.jsonl"
@@ -59,12 +59,14 @@ def examples_blob(examples: list[dict[str, Any]]) -> bytes:
 def write_subset(out_dir: str | Path, manifest: Manifest, examples: list[dict[str, Any]]) -> Subset:
     """Write both files into a temp folder beside ``out_dir`` and swap it into place.
 
-    The manifest is written at the current ``format_version`` with ``examples_sha256``
+    The manifest is written at its current ``format_version`` with ``examples_sha256``
     filled in here.
     """
     out_dir = Path(out_dir)
     blob = examples_blob(examples)
-    manifest = manifest.replace(format_version=FORMAT_VERSION, examples_sha256=sha256_bytes(blob))
+    manifest = manifest.replace(
+        format_version=manifest.current_version, examples_sha256=sha256_bytes(blob)
+    )
     with atomic_dir(out_dir) as tmp:
         (tmp / EXAMPLES_FILE).write_bytes(blob)
         manifest.write(tmp / MANIFEST_FILE)
@@ -180,6 +182,7 @@ class VerifyReport:
     pool_version: int | None  # the version the subset was built on ...
     pool_version_now: int | None  # ... and the pool's version now
     parent: str  # "ok", "not found" or "none"
+    hygiene: str = "none"  # new picks avoid the hygiene results named: "ok", "none", "gone"
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -200,6 +203,8 @@ def verify_subset(path: str | Path, store) -> VerifyReport:
             f"{subset.path}: {len(missing)} of {len(keys)} examples (e.g. {missing[0]!r}) are not "
             f"in the pool at {store.path}; wrong --db, or the pool was rebuilt"
         )
+    from curate.hygiene.exclusion import verify_hygiene
+
     return VerifyReport(
         str(subset.path),
         subset.name,
@@ -207,6 +212,7 @@ def verify_subset(path: str | Path, store) -> VerifyReport:
         subset.manifest.pool.version,
         store.pool_version(),
         parent,
+        verify_hygiene(store, subset.manifest, subset.path),
     )
 
 

@@ -378,7 +378,7 @@ def test_selecting_again_rewrites_the_0_1_bytes(name, v1_pool, tmp_path):
         (lambda m: m.pop("budget"), "field 'budget' is missing"),
         (lambda m: m.update(seed="0"), "field 'seed' must be an integer"),
         (lambda m: m.update(seed=True), "field 'seed' must be an integer"),
-        (lambda m: m.update(format_version=2), "unsupported format_version 2"),
+        (lambda m: m.update(format_version=3), "unsupported format_version 3"),
         (lambda m: m.update(colour="red"), "unknown field 'colour' for format_version 1"),
         (
             lambda m: m.update(pool={"version": 1}),

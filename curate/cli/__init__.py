@@ -26,7 +26,7 @@ app = typer.Typer(
 
 # Each module defines ``register(app)``; listed explicitly so `--help` order is deliberate.
 COMMAND_MODULES = (
-    "ingest", "pool", "embed", "select", "subsets", "train", "eval", "plot", "report", "init",
+    "ingest", "pool", "embed", "dedup", "decontaminate", "select", "subsets", "train", "eval", "plot", "report", "init",
 )  # fmt: skip
 
 

@@ -31,3 +31,10 @@ PrecisionOption = Annotated[
         "AVX512-BF16/AMX; else fp32), fp32 or bf16.",
     ),
 ]
+
+
+def unit_interval(value: float | None) -> float | None:
+    """Option callback: a fraction in (0, 1] (a similarity or overlap threshold)."""
+    if value is not None and not 0.0 < value <= 1.0:
+        raise typer.BadParameter(f"{value:g} is not in (0, 1]")
+    return value

@@ -9,7 +9,7 @@ import typer
 from rich.table import Table
 
 from curate.cli._options import DEFAULT_DB_PATH, DbOption, DeviceOption, JsonOption, PrecisionOption
-from curate.cli._render import RichProgress, console, print_json
+from curate.cli._render import RichProgress, console, err_console, print_json
 
 eval_app = typer.Typer(
     help="Evaluate subsets (Vendi, coverage) and models (held-out NLL, answers, LLM judge).",
@@ -158,6 +158,10 @@ def model_command(
         int, typer.Option("--judge-workers", min=1, help="Concurrent judge requests.")
     ] = 4,
     out: OutOption = None,
+    db: Annotated[
+        Path,
+        typer.Option("--db", help="Pool whose overlap with the eval set is warned about."),
+    ] = DEFAULT_DB_PATH,
     json_out: JsonOption = False,
 ) -> None:
     """Held-out NLL of reference answers; --generate answers; --judge a pairwise LLM judge."""
@@ -186,6 +190,9 @@ def model_command(
     with RichProgress() as progress:
         metrics, _ = evaluate_model(model_dir, eval_set, settings, out, progress)
     _show(f"model {model_dir} on {eval_set}", metrics, out, json_out)
+    from curate.store import Store
+
+    _warn_overlap(Store(db), eval_set)
 
 
 @eval_app.command("round")
@@ -220,6 +227,16 @@ def round_command(
             Store(db), subset, model, embeddings, eval_set, settings, out, progress
         )
     _show(f"round {subset.name}", metrics, out, json_out)
+    _warn_overlap(Store(db), eval_set)
+
+
+def _warn_overlap(store, eval_set: str) -> None:
+    """A warning line, with counts, when the eval set overlaps the pool (issue 19)."""
+    from curate.hygiene.decontaminate import overlap_warning
+
+    warning = overlap_warning(store, eval_set)
+    if warning:
+        err_console.print(f"[yellow]warning:[/] {warning}", highlight=False, soft_wrap=True)
 
 
 def _runs(value: str) -> list[Path]:

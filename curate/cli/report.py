@@ -62,6 +62,7 @@ def report_command(
     with RichProgress() as progress:
         runs, experiments = collect_runs(repo, progress)
         report = build_report(runs, experiments, baseline, n_boot, progress=progress)
+    report.warnings.extend(_overlap(repo, params))
     written = write_report(report, out, repo, runs, strategy, params.get("db", "data/lancedb"))
     passed, reason = check_report(report, strategy)
     if json_out:
@@ -74,6 +75,20 @@ def report_command(
         )
         if not passed:
             raise typer.Exit(1)
+
+
+def _overlap(repo: Path, params: dict) -> list[str]:
+    """The eval set's overlap with the pool, as a warning line (none when either is absent)."""
+    from curate.hygiene.decontaminate import overlap_warning
+    from curate.store import Store
+
+    eval_set = (
+        (params.get("eval") or {}).get("set") if isinstance(params.get("eval"), dict) else None
+    )
+    if not isinstance(eval_set, str) or not (repo / eval_set).is_file():
+        return []
+    warning = overlap_warning(Store(repo / params.get("db", "data/lancedb")), repo / eval_set)
+    return [warning] if warning else []
 
 
 def _render(report, written: list[Path]) -> None:

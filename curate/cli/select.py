@@ -10,7 +10,7 @@ import typer
 from rich.table import Table
 
 from curate.cli._options import DEFAULT_DB_PATH, DbOption, DeviceOption, JsonOption
-from curate.cli._render import RichProgress, console, print_json
+from curate.cli._render import RichProgress, console, err_console, print_json
 from curate.cli.plugin_options import PluginHelpCommand, parse_plugin_options
 
 
@@ -63,6 +63,15 @@ def select_command(
             "--force", help="Replace a different subset at --out (never a folder that is not one)."
         ),
     ] = False,
+    include_duplicates: Annotated[
+        bool, typer.Option("--include-duplicates", help="Also choose rows `curate dedup` flagged.")
+    ] = False,
+    include_contaminated: Annotated[
+        bool,
+        typer.Option(
+            "--include-contaminated", help="Also choose rows `curate decontaminate` flagged."
+        ),
+    ] = False,
     device: DeviceOption = "auto",
     json_out: JsonOption = False,
 ) -> None:
@@ -86,9 +95,13 @@ def select_command(
         name=name or (Path(os.path.abspath(out)).name if out else None),
         device=device,
         whole_pool=whole_pool,
+        include_duplicates=include_duplicates,
+        include_contaminated=include_contaminated,
     )
     with RichProgress() as progress:
         selection = select(Store(db), request, progress)
+    for warning in selection.warnings:
+        err_console.print(f"[yellow]warning:[/] {warning}", highlight=False, soft_wrap=True)
     subset = selection.write(out, force=force)
     summary = {
         **selection.to_dict(),
@@ -116,6 +129,10 @@ def _table(summary: dict[str, Any]) -> Table:
         table.add_row("embeddings", summary["embeddings"]["name"])
     if summary["embedded"]:
         table.add_row("embedded first", f"{summary['embedded']:,} rows")
+    for kind, ref in (summary["hygiene"] or {}).items():
+        table.add_row(
+            f"left out ({kind})", f"{ref['flagged']:,} rows (hyg_{kind} v{ref['version']})"
+        )
     if summary["coverage_radius"] is not None:
         table.add_row("coverage radius at last pick", f"{summary['coverage_radius']:.4g}")
     table.add_row("manifest sha256", summary["manifest_sha256"][:16])

@@ -155,7 +155,17 @@ def verify_command(
     console.print(
         f"[green]ok[/] {report.name}: {report.examples:,} examples match their hashes and the pool "
         f"at {db}; parent {report.parent}"
+        + (
+            "; new picks avoid the dedup/decontaminate results named"
+            if report.hygiene == "ok"
+            else ""
+        )
     )
+    if report.hygiene == "gone":
+        console.print(
+            "note: a dedup/decontaminate result it was chosen under is no longer in the "
+            "database as recorded (rebuilt since), so its exclusions were not checked"
+        )
     if report.pool_version is not None and report.pool_version != report.pool_version_now:
         console.print(
             f"note: built on pool version {report.pool_version}, the pool is now at "
