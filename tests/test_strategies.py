@@ -540,3 +540,18 @@ def test_longest_takes_the_longest_responses_of_any_shape(tmp_path, cli, chat_re
                        "--add", "3", "--out", tmp_path / "b")  # fmt: skip
     assert code == 0, err
     assert load_subset(tmp_path / "b").ids == [stored[i]["id"] for i in expected[:9]]
+
+
+def test_longest_leaves_out_rows_a_hygiene_result_flags(tmp_path, cli):
+    rows = [{"instruction": f"q{i}", "output": f"answer {i} " + "x" * (10 * i)} for i in range(8)]
+    rows.append({"instruction": "q7 ", "output": rows[7]["output"] + "!"})  # a near duplicate
+    pool = tmp_path / "pool.jsonl"
+    pool.write_text("".join(json.dumps(r) + "\n" for r in rows), encoding="utf-8")
+    db = str(tmp_path / "db")
+    assert cli("ingest", pool, "--db", db).code == 0
+    assert cli("dedup", "--db", db).code == 0
+    code, _, err = cli("select", "--db", db, "--strategy", "longest", "--budget", "3",
+                       "--out", tmp_path / "a")  # fmt: skip
+    assert code == 0, err
+    picked = [e["output"] for e in load_subset(tmp_path / "a").examples]
+    assert len({o.rstrip("!") for o in picked}) == 3  # never both copies of the longest row

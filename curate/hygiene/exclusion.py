@@ -71,6 +71,7 @@ def restrict(
         len(index),
         arrays.vectors[index] if arrays.vectors is not None else None,
         {name: values[index] for name, values in arrays.scores.items()},
+        arrays.lengths[index] if arrays.lengths is not None else None,
     )
     return small, np.searchsorted(index, chosen).astype(np.int64), index
 
