@@ -10,7 +10,7 @@ import typer
 from rich.table import Table
 
 from curate.cli._options import DEFAULT_DB_PATH, DbOption, DeviceOption, JsonOption, PrecisionOption
-from curate.cli._render import RichProgress, console, err_console, print_json
+from curate.cli._render import console, err_console, print_json, progress_renderer
 
 
 def embed_command(
@@ -108,7 +108,7 @@ def embed_command(
         with err_console.status(f"loading {model.spec}"):
             model.load()
         check_compatible(store, plan, model)  # fail before the progress bar starts
-        with RichProgress() as progress:
+        with progress_renderer() as progress:
             report = run_embedding(store, model, plan, progress)
     else:
         report = run_embedding(store, model, plan)

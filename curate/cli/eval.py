@@ -9,7 +9,7 @@ import typer
 from rich.table import Table
 
 from curate.cli._options import DEFAULT_DB_PATH, DbOption, DeviceOption, JsonOption, PrecisionOption
-from curate.cli._render import RichProgress, console, print_json
+from curate.cli._render import console, print_json, progress_renderer
 
 eval_app = typer.Typer(
     help="Evaluate subsets (Vendi, coverage) and models (held-out NLL, answers, LLM judge).",
@@ -177,7 +177,7 @@ def model_command(
         judge=judge_settings,
         precision=precision,
     )
-    with RichProgress() as progress:
+    with progress_renderer() as progress:
         metrics, _ = evaluate_model(model_dir, eval_set, settings, out, progress)
     _show(f"model {model_dir} on {eval_set}", metrics, out, json_out)
 
@@ -209,7 +209,7 @@ def round_command(
         device=device,
         precision=precision,
     )
-    with RichProgress() as progress:
+    with progress_renderer() as progress:
         metrics, _ = evaluate_round(
             Store(db), subset, model, embeddings, eval_set, settings, out, progress
         )

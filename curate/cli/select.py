@@ -9,7 +9,7 @@ import typer
 from rich.table import Table
 
 from curate.cli._options import DEFAULT_DB_PATH, DbOption, DeviceOption, JsonOption
-from curate.cli._render import RichProgress, console, print_json
+from curate.cli._render import console, print_json, progress_renderer
 from curate.cli.plugin_options import PluginHelpCommand, parse_plugin_options
 
 
@@ -83,7 +83,7 @@ def select_command(
         device=device,
         whole_pool=whole_pool,
     )
-    with RichProgress() as progress:
+    with progress_renderer() as progress:
         selection = select(Store(db), request, progress)
     subset = selection.write(out, force=force)
     summary = {
