@@ -70,6 +70,7 @@ def test_cli_writes_lines_when_stderr_is_not_a_terminal(
     second writes none, and stdout holds only the result."""
     from curate.store import Store
 
+    monkeypatch.chdir(tmp_path)  # the subset goes to ./data/subsets
     pool = tmp_path / "pool.jsonl"
     pool.write_text(
         "".join(f'{{"instruction": "question {i}", "output": "answer {i}"}}\n' for i in range(60))

@@ -78,10 +78,15 @@ def resolve_model_path(kind: str, target: str) -> str:
 
 
 def load_embedder(
-    spec: str = DEFAULT_SPEC, max_length: int = 512, device: str = "auto", precision: str = "fp32"
+    spec: str = DEFAULT_SPEC,
+    max_length: int = 512,
+    device: str = "auto",
+    precision: str = "fp32",
+    scores: bool = False,
 ) -> Embedder:
     """The embedder a spec names (cheap: weights load on first use); ``precision`` is
-    ``auto``, ``fp32`` or ``bf16``."""
+    ``auto``, ``fp32`` or ``bf16``; ``scores`` asks for the uncertainty scores too (``lm:``
+    only: they cost the LM head over the vocabulary for every response token)."""
     from curate.models import PRECISIONS
 
     if max_length < 2:
@@ -89,8 +94,14 @@ def load_embedder(
     if precision not in PRECISIONS:
         raise EmbeddingError(f"precision {precision!r}: choose from {', '.join(PRECISIONS)}")
     kind, target = parse_spec(spec)
-    embedder = EMBEDDERS.get(kind)
-    return embedder(spec, resolve_model_path(kind, target), max_length, device, precision)
+    cls = EMBEDDERS.get(kind)
+    if scores and not cls.can_score:
+        raise EmbeddingError(
+            f"{spec} computes no uncertainty scores; a causal LM (lm:<model>) does"
+        )
+    embedder = cls(spec, resolve_model_path(kind, target), max_length, device, precision)
+    embedder.with_scores = scores
+    return embedder
 
 
 def default_name(spec: str) -> str:
