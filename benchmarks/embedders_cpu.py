@@ -15,9 +15,10 @@ so it is computed once and cached). Settings' vectors are cached beside it by na
 
 Settings: ``fp32-256`` (the reference itself, timed), ``fp32-128`` (MiniLM's training
 length), ``bf16-256``/``bf16-128`` (bf16 weights, as ``--precision bf16``), and
-``static-256``/``static-512``: a model2vec-style static model distilled offline from the
-local MiniLM (each vocabulary token's contextual output, PCA to 256 dimensions,
-Zipf/SIF weighting; a row is the mean of its tokens' vectors).
+``static-256``/``static-512``: ``static:minilm``, the model2vec-style static model
+distilled offline from the local MiniLM (:mod:`curate.embedders.static`: each vocabulary
+token's output, PCA to 256 dimensions, SIF weighting; a row is the mean of its tokens'
+vectors).
 """
 
 from __future__ import annotations
@@ -55,46 +56,15 @@ def embed_minilm(rows: list[dict], precision: str, length: int) -> np.ndarray:
     return out
 
 
-def distill_static(dim: int = 256, sif: float = 1e-4) -> tuple[np.ndarray, object]:
-    """model2vec's recipe from the local MiniLM: every vocabulary token's output vector
-    (``[CLS] token [SEP]``), PCA to ``dim``, weights ``sif / (sif + p(rank))`` with a Zipf
-    ``p`` over the vocabulary order."""
-    import torch
+def embed_static(rows: list[dict], length: int) -> np.ndarray:
+    """``static:minilm`` as curate ships it (distilled once, then cached)."""
+    from curate.embedders import load_embedder
 
-    model = minilm("fp32", 256)._model
-    bert, tokenizer = model[0].auto_model, model.tokenizer
-    vocab = len(tokenizer)
-    cls, sep = tokenizer.cls_token_id, tokenizer.sep_token_id
-    vectors = np.zeros((vocab, bert.config.hidden_size), np.float32)
-    with torch.inference_mode():
-        for start in range(0, vocab, 1024):
-            ids = torch.arange(start, min(start + 1024, vocab))
-            batch = torch.stack([torch.full_like(ids, cls), ids, torch.full_like(ids, sep)], 1)
-            vectors[start : start + len(ids)] = (
-                bert(input_ids=batch).last_hidden_state[:, 1].numpy()
-            )
-    centred = vectors - vectors.mean(0)
-    _, _, vt = np.linalg.svd(centred[:: max(1, vocab // 20000)], full_matrices=False)
-    reduced = centred @ vt[:dim].T
-    rank = np.arange(1, vocab + 1)
-    p = (1 / rank) / (1 / rank).sum()
-    reduced *= (sif / (sif + p))[:, None]
-    return reduced.astype(np.float32), tokenizer
-
-
-def embed_static(rows: list[dict], table: np.ndarray, tokenizer, length: int) -> np.ndarray:
-    from curate.embedders.sentence_transformer import example_text
-
-    texts = [example_text(r) for r in rows]
-    out = np.zeros((len(rows), table.shape[1]), np.float32)
-    special = set(tokenizer.all_special_ids)
-    for start in range(0, len(texts), 256):
-        encoded = tokenizer(texts[start : start + 256], truncation=True, max_length=length)
-        for k, ids in enumerate(encoded["input_ids"]):
-            ids = [t for t in ids if t not in special]
-            out[start + k] = table[ids].mean(0) if ids else 0
-    norms = np.linalg.norm(out, axis=1, keepdims=True)
-    return out / np.maximum(norms, 1e-12)
+    embedder = load_embedder("static:minilm", length, "cpu")
+    out = np.zeros((len(rows), embedder.dim), np.float32)
+    for indices, result in embedder.embed(rows):
+        out[indices] = result.vectors
+    return out
 
 
 def coverage(reference: np.ndarray, picks: np.ndarray) -> tuple[float, float]:
@@ -134,7 +104,6 @@ def main() -> None:
     timed = [rows[i] for i in np.linspace(0, len(rows) - 1, args.speed_rows).round().astype(int)]
     ref_picks = kcenter_greedy(reference, None, args.picks, seed=0, device="cpu").indices
     ref_radius, ref_mean = coverage(reference, ref_picks)
-    static = None
     print(
         f"{'setting':<12}{'rows/s':>9}{'× ref':>8}{'radius':>9}{'Δ':>8}{'mean':>9}{'Δ':>8}  contract"
     )
@@ -143,11 +112,10 @@ def main() -> None:
         kind, length = setting.split("-")
         cache = args.reference.with_name(f"{args.reference.stem}.{setting}.{len(ids)}.npy")
         if kind == "static":
-            if static is None:
-                started = time.perf_counter()
-                static = distill_static()
-                print(f"  (static model distilled in {time.perf_counter() - started:.0f} s)")
-            run = lambda rs, s=static, n=int(length): embed_static(rs, *s, n)  # noqa: E731
+            started = time.perf_counter()
+            embed_static(rows[:1], int(length))  # distils on first use, then reads the cache
+            print(f"  (static model ready in {time.perf_counter() - started:.0f} s)")
+            run = lambda rs, n=int(length): embed_static(rs, n)  # noqa: E731
         else:
             run = lambda rs, k=kind, n=int(length): embed_minilm(rs, k, n)  # noqa: E731
         run(timed[:8])  # warm-up

@@ -3,8 +3,9 @@ on a chat-shaped pool, each a whole process (wall time, peak RSS), for the code 
 change (a `git archive` of ``--baseline``, run with its own PYTHONPATH) and this checkout,
 in the same run, on the same pool and machine.
 
-    nice -n 10 python benchmarks/oneoff.py                 # 16,000 rows: the baseline alone ≈ 40 min
-    nice -n 10 python benchmarks/oneoff.py --rows 800      # a quick look
+    nice -n 10 python benchmarks/oneoff.py              # 16,000 rows: the baseline alone > 1 h
+    nice -n 10 python benchmarks/oneoff.py --rows 400 --embedder static:minilm
+    python benchmarks/oneoff.py --baseline none --embedder static:minilm   # this checkout only
     python benchmarks/oneoff.py --baseline-from old.json   # reuse a baseline measured earlier
 
 The pool comes from ``benchmarks/chat_pool.py`` (ShareGPT conversations composed from
@@ -63,7 +64,9 @@ def run(code: Path, args: list[str], log: Path, env: dict[str, str]) -> dict:
     }
 
 
-def job(code: Path, pool: Path, work: Path, budget: int, env: dict[str, str]) -> dict:
+def job(
+    code: Path, pool: Path, work: Path, budget: int, env: dict[str, str], embedder: str | None
+) -> dict:
     work.mkdir(parents=True, exist_ok=True)
     db = work / "db"
     ingest = run(
@@ -73,14 +76,22 @@ def job(code: Path, pool: Path, work: Path, budget: int, env: dict[str, str]) ->
         work / "ingest.log",
         env,
     )  # fmt: skip
-    select = run(
+    steps = {"ingest": ingest}
+    if embedder:
+        steps["embed"] = run(
+            code,
+            ["embed", "--embedder", embedder, "--db", str(db), "--json"],
+            work / "embed.log",
+            env,
+        )
+    steps["select"] = run(
         code,
         ["select", "--budget", str(budget), "--db", str(db), "--out", str(work / "subset"),
          "--json"],
         work / "select.log",
         env,
     )  # fmt: skip
-    return {"ingest": ingest, "select": select}
+    return steps
 
 
 def checkout(rev: str, into: Path) -> Path:
@@ -100,6 +111,9 @@ def main() -> None:
     parser.add_argument("--baseline", default=BASELINE, help="git revision of the baseline")
     parser.add_argument("--baseline-from", type=Path, help="a --json file of an earlier run")
     parser.add_argument("--json", type=Path, help="also write the figures here")
+    parser.add_argument(
+        "--embedder", help="this checkout runs `curate embed --embedder SPEC` before select"
+    )
     parser.add_argument("--keep", type=Path, help="work here and keep it (default: a temp dir)")
     args = parser.parse_args()
 
@@ -114,32 +128,37 @@ def main() -> None:
         results: dict[str, dict] = {}
         if args.baseline_from:
             results["baseline"] = json.loads(args.baseline_from.read_text())["baseline"]
+        elif args.baseline == "none":
+            results["baseline"] = {}
         else:
             base = checkout(args.baseline, work / "baseline-code")
             print(f"baseline {args.baseline}: running", flush=True)
-            results["baseline"] = job(base, pool, work / "baseline", args.budget, env)
+            results["baseline"] = job(base, pool, work / "baseline", args.budget, env, None)
         print("this checkout: running", flush=True)
-        results["current"] = job(ROOT, pool, work / "current", args.budget, env)
+        results["current"] = job(ROOT, pool, work / "current", args.budget, env, args.embedder)
 
     header = f"{'command':<10}{'code':<10}{'wall s':>9}{'× faster':>10}{'peak RSS MB':>13}"
     header += f"{'progress lines':>16}"
     print()
     print(header)
     print("-" * len(header))
-    for command in ("ingest", "select"):
+    for command in ("ingest", "embed", "select"):
         for label in ("baseline", "current"):
-            r = results[label][command]
-            ratio = results["baseline"][command]["seconds"] / r["seconds"]
+            r = results[label].get(command)
+            if r is None:
+                continue
+            base = results["baseline"].get(command) if label == "current" else r
+            ratio = f"{base['seconds'] / r['seconds']:>9.2f}×" if base else f"{'':>10}"
             print(
-                f"{command:<10}{label:<10}{r['seconds']:>9.1f}{ratio:>9.2f}×"
+                f"{command:<10}{label:<10}{r['seconds']:>9.1f}{ratio}"
                 f"{r['peak_rss_mb']:>13,.0f}{r['progress_lines']:>16}"
             )
-    for label in ("baseline", "current"):
-        total = sum(results[label][c]["seconds"] for c in ("ingest", "select"))
-        peak = max(results[label][c]["peak_rss_mb"] for c in ("ingest", "select"))
+    for label in [k for k, v in results.items() if v]:
+        total = sum(r["seconds"] for r in results[label].values())
+        peak = max(r["peak_rss_mb"] for r in results[label].values())
         added = (results[label]["ingest"]["result"] or {}).get("added")
-        print(f"{label}: ingest + select {total / 60:.1f} min, peak RSS {peak:,.0f} MB, "
-              f"{added} rows added")  # fmt: skip
+        print(f"{label}: {' + '.join(results[label])} {total / 60:.1f} min, peak RSS "
+              f"{peak:,.0f} MB, {added} rows added")  # fmt: skip
     last = results["current"]["select"]["last_progress"]
     if last:
         print(f"last progress line of select: {last}")

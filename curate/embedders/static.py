@@ -23,6 +23,7 @@ from curate.embedders.sentence_transformer import example_text
 
 DIM = 256
 SIF = 1e-4
+CHARS_PER_TOKEN_BOUND = 32  # no WordPiece token plus its spacing runs longer in real text
 RECIPE = f"model2vec-style: token outputs, PCA {DIM}, SIF {SIF}, v1"
 
 
@@ -66,9 +67,10 @@ class StaticEmbedder(Embedder):
     def embed_batch(self, rows: list[dict[str, Any]]) -> BatchResult:
         self.load()
         special = set(self.tokenizer.all_special_ids)
-        encoded = self.tokenizer(
-            [example_text(r) for r in rows], truncation=True, max_length=self.max_length
-        )["input_ids"]
+        # Tokenizing a long chat whole only to keep its first max_length tokens costs more
+        # than the lookup: cut the text first, far past where those tokens can end.
+        texts = [example_text(r)[: self.max_length * CHARS_PER_TOKEN_BOUND] for r in rows]
+        encoded = self.tokenizer(texts, truncation=True, max_length=self.max_length)["input_ids"]
         out = np.zeros((len(rows), self._model.shape[1]), np.float32)
         for k, ids in enumerate(encoded):
             ids = [t for t in ids if t not in special]
