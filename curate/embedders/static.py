@@ -13,6 +13,7 @@ The text is the one ``st:`` reads; ``max_length`` truncates the tokens.
 
 from __future__ import annotations
 
+import hashlib
 from functools import cached_property
 from typing import Any
 
@@ -53,9 +54,11 @@ class StaticEmbedder(Embedder):
 
     def _table(self) -> np.ndarray:
         from curate.files import atomic_file
-        from curate.models import cache_root
+        from curate.models import cache_root, weights_fingerprint
 
-        path = cache_root() / "static" / f"{self.fingerprint}.npy"
+        # The table depends on the source weights and the recipe, not on max_length.
+        key = hashlib.sha256(f"{weights_fingerprint(self.model_path)}|{RECIPE}".encode())
+        path = cache_root() / "static" / f"{key.hexdigest()[:32]}.npy"
         if path.exists():
             return np.load(path)
         table = distill(self.model_path)
