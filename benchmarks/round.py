@@ -62,10 +62,10 @@ def gemm_peak(dtype: torch.dtype, n: int = 1024, seconds: float = 3.0) -> float:
     return best
 
 
-def embed_phase(rows, precision, max_length):
+def embed_phase(rows, precision, max_length, scores=False):
     from curate.embedders import load_embedder
 
-    embedder = load_embedder("lm:smollm2", max_length, "cpu", precision)
+    embedder = load_embedder("lm:smollm2", max_length, "cpu", precision, scores)
     embedder.load()
     embedder.embed_batch(rows[:2])  # warm-up
     embedder.padding.tokens = embedder.padding.slots = 0
@@ -154,6 +154,9 @@ def main() -> None:
     parser.add_argument("--train-examples", type=int, default=8, help="picks trained on")
     parser.add_argument("--max-length", type=int, default=256)
     parser.add_argument("--json", type=Path, help="also write every figure here")
+    parser.add_argument(
+        "--embed-only", action="store_true", help="only the embed phases, with and without scores"
+    )
     args = parser.parse_args()
 
     from curate.files import jsonl_lines
@@ -186,6 +189,14 @@ def main() -> None:
             phases["embed"], vectors[label] = embed_phase(pool, label, args.max_length)
             params = phases["embed"]["params"]
             print(f"  {label} embed {phases['embed']['seconds']:.1f}s", flush=True)
+            # Before vectors-only embedding: the LM head and uncertainty scores every round.
+            phases["embed+scores"], scored = embed_phase(pool, label, args.max_length, True)
+            drift = float(np.abs(scored - vectors[label]).max())
+            print(f"  {label} embed+scores {phases['embed+scores']['seconds']:.1f}s", flush=True)
+            phases["embed+scores"]["drift"] = drift
+            if args.embed_only:
+                results[label] = phases
+                continue
             phases["select"], picks[label] = select_phase(vectors[label], args.picks)
             chosen = [pool[i] for i in picks[label][: args.train_examples]]
             phases["train"] = train_phase(chosen, label, args.max_length, Path(tmp), params)
@@ -195,15 +206,16 @@ def main() -> None:
             results[label] = phases
 
     print()
-    header = f"{'phase':<7}{'precision':<11}{'seconds':>9}{'tokens':>9}{'tokens/s':>10}"
+    header = f"{'phase':<13}{'precision':<11}{'seconds':>9}{'tokens':>9}{'tokens/s':>10}"
     header += f"{'× fp32':>8}{'GFLOP/s':>9}{'of peak':>9}{'padding':>9}"
     print(header)
     print("-" * len(header))
-    for phase in ("embed", "select", "train", "eval"):
+    shown = ("embed+scores", "embed") + (() if args.embed_only else ("select", "train", "eval"))
+    for phase in shown:
         for label in ("fp32", "auto"):
             r = results[label][phase]
             precision = r.get("precision", "-" if phase == "select" else label)
-            line = f"{phase:<7}{label + ('=' + precision if label == 'auto' else ''):<11}"
+            line = f"{phase:<13}{label + ('=' + precision if label == 'auto' else ''):<11}"
             line += f"{r['seconds']:>9.2f}"
             if "tokens" in r:
                 rate = r["tokens"] / r["seconds"]
@@ -216,6 +228,18 @@ def main() -> None:
                 speedup = results["fp32"][phase]["seconds"] / r["seconds"]
                 line += f"{'':>9}{'':>10}{speedup:>7.2f}×"
             print(line)
+
+    print()
+    print("embed without the LM head and uncertainty scores (a strategy that reads only vectors):")
+    for label in ("fp32", "auto"):
+        before, after = results[label]["embed+scores"], results[label]["embed"]
+        print(
+            f"  {label:<5} {before['seconds']:.2f} s with scores -> {after['seconds']:.2f} s "
+            f"without ({before['seconds'] / after['seconds']:.2f}x), "
+            f"max |vector difference| {before['drift']:.1e}"
+        )
+    if args.embed_only:
+        return
 
     a, b = vectors["fp32"], vectors["auto"]
     cosine = (a * b).sum(1) / (np.linalg.norm(a, axis=1) * np.linalg.norm(b, axis=1))

@@ -84,22 +84,26 @@ class Pool:
         device: str = "auto",
         precision: str = "auto",
         batch_size: int | None = None,
+        scores: bool = False,
         progress: Progress = NO_PROGRESS,
     ) -> EmbedReport:
         """Give every row a vector from ``embedder`` (default: all-MiniLM-L6-v2; ``lm:PATH``
         is DiverseEvol's mean last hidden state), cached by model and row. ``precision``
-        ``auto`` computes ``lm:`` vectors in bf16 where the device does so natively."""
+        ``auto`` computes ``lm:`` vectors in bf16 where the device does so natively;
+        ``scores`` stores ``lm:``'s uncertainty scores too (the uncertainty strategies read
+        them)."""
         from curate.embed import plan_embedding, run_embedding
         from curate.embedders import DEFAULT_SPEC, load_embedder
 
         _check_args(
             embedder=(embedder, str | None), name=(name, str | None), max_length=(max_length, int),
             device=(device, str), precision=(precision, str), batch_size=(batch_size, int | None),
+            scores=(scores, bool),
         )  # fmt: skip
         if max_length < 1 or (batch_size is not None and batch_size < 1):
             raise UsageError("max_length and batch_size must be positive integers")
 
-        model = load_embedder(embedder or DEFAULT_SPEC, max_length, device, precision)
+        model = load_embedder(embedder or DEFAULT_SPEC, max_length, device, precision, scores)
         plan = plan_embedding(self.store, model, name, batch_size)
         return run_embedding(self.store, model, plan, progress)
 

@@ -10,6 +10,11 @@ lists every fragment so far, so thousands of one-batch commits would make the ta
 and slow; a few seconds between commits keeps that small while a kill -9 loses only the
 work since the last one. The re-run reuses everything that was committed.
 
+Scores: ``lm:`` embedders compute the uncertainty scores only when asked. They are not
+part of the fingerprint (the vectors are the same either way) but of the table's columns:
+a table with scores keeps getting them; asking for scores on a table without them embeds
+every row again into a table with them.
+
 Replacement: rows with another fingerprint (an older model), rows whose content left the
 pool, and duplicates stay until every pool row has a current vector; only then is the
 table rewritten in one commit (pool order, exactly one row per pool row). Until then
@@ -103,16 +108,24 @@ def plan_embedding(
     keys = list(zip(pool["id"].to_pylist(), pool["hash"].to_pylist(), strict=True))
     table = store.embedding_table(name)
     schema, stored_rows, valid = store.embeddings_schema(name), 0, set()
+    stored_scores = schema is not None and "least_confidence" in schema.names
+    if schema is not None and embedder.can_score and stored_scores and not embedder.with_scores:
+        embedder.with_scores = True  # a table with scores stays whole: new rows get them too
     if schema is not None:
         stored = store.read_embeddings(name, ["id", "hash", "fingerprint"])
         stored_rows = stored.num_rows
-        valid = {
-            (i, h)
-            for i, h, fp in zip(
-                *(stored[c].to_pylist() for c in ("id", "hash", "fingerprint")), strict=True
-            )
-            if fp == embedder.fingerprint
-        }
+        rescore = embedder.with_scores and not stored_scores  # every row again, with scores
+        valid = (
+            set()
+            if rescore
+            else {
+                (i, h)
+                for i, h, fp in zip(
+                    *(stored[c].to_pylist() for c in ("id", "hash", "fingerprint")), strict=True
+                )
+                if fp == embedder.fingerprint
+            }
+        )
     todo = [pos for pos, key in enumerate(keys) if key not in valid]
     lengths = pool["n_chars"].to_pylist()
     ranks = Ranks.from_env()
@@ -354,10 +367,13 @@ def _rewrite(store: Store, plan: EmbedPlan, appended: bool) -> int:
 
 def check_compatible(store: Store, plan: EmbedPlan, embedder: Embedder) -> pa.Schema:
     """The table schema ``embedder`` writes; an existing, non-empty table must already have
-    it (a different dimension under the same name is an error, and nothing is changed).
-    Loads the model when its dimension is not known yet."""
+    it (a different dimension under the same name is an error, and nothing is changed),
+    except that a table without scores is rebuilt with them when they are asked for (the
+    plan then embeds every row). Loads the model when its dimension is not known yet."""
     schema = embedding_schema(embedder.dim, embedder.with_scores)
     if plan.stored_schema is None or plan.stored_schema == schema or plan.stored_rows == 0:
+        return schema
+    if embedder.with_scores and embedding_schema(embedder.dim, False) == plan.stored_schema:
         return schema
     raise EmbeddingError(
         _mismatch(plan.name, plan.stored_schema, embedder.dim, embedder.with_scores, store.path)

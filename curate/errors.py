@@ -35,6 +35,8 @@ class InvalidInputError(CurateError):
     def __init__(self, path: str, line: int | None, reason: str):
         self.path, self.line, self.reason = str(path), line, reason
         where = f"{self.path}:{line}" if line is not None else self.path
+        if hasattr(line, "where"):  # a JSON-array element: its index and id say more
+            where = line.where(self.path)
         super().__init__(f"{where}: {reason}")
 
 

@@ -32,6 +32,7 @@ from curate.errors import InvalidInputError
 from curate.files import atomic_write_text, naming_path, owner_pid, pid_alive
 from curate.progress import NO_PROGRESS, Progress
 from curate.records import (
+    ArrayPosition,
     BadLine,
     Example,
     has_explicit_id,
@@ -181,6 +182,9 @@ def ingest(
                             {
                                 "source": source,
                                 "line": line,
+                                **(
+                                    {"index": line.index} if isinstance(line, ArrayPosition) else {}
+                                ),
                                 "reason": str(err),
                                 "record": _jsonable(record),
                             }

@@ -18,6 +18,7 @@ from __future__ import annotations
 import csv
 import errno
 import hashlib
+import itertools
 import json
 import unicodedata
 from collections import Counter
@@ -316,9 +317,37 @@ def _first_byte(path: Path) -> bytes:
     return b""
 
 
+class ArrayPosition(int):
+    """Where a JSON-array element starts: the line (this int, for every caller that wants a
+    line), the element's index in the array and its ``id`` when it has one. An error names
+    ``pool.json: record [11] (id "conv-11")``, not line 1 of a one-line export (the line
+    comes first when it says more: ``pool.json:57: record [11]``)."""
+
+    index: int
+    record_id: str | None
+
+    def __new__(cls, line: int, index: int, record_id: str | None = None) -> ArrayPosition:
+        position = super().__new__(cls, line)
+        position.index, position.record_id = index, record_id
+        return position
+
+    def where(self, path: str) -> str:
+        where = f"{path}:{int(self)}" if self > 1 else path
+        where += f": record [{self.index}]"
+        if self.record_id is not None:
+            where += f" (id {json.dumps(self.record_id, ensure_ascii=False)})"
+        return where
+
+
+def _record_id(value: Any) -> str | None:
+    raw = value.get("id") if isinstance(value, dict) else None
+    return str(raw).strip()[:80] if raw not in (None, "") else None
+
+
 def _read_json(path: Path) -> Iterator[tuple[int, Any]]:
-    """A JSON array element by element (with the line each element starts on), or JSON
-    Lines when the first character is ``{``: the content decides, not the extension."""
+    """A JSON array element by element (with the line each element starts on, its index and
+    id: :class:`ArrayPosition`), or JSON Lines when the first character is ``{``: the
+    content decides, not the extension."""
     first = _first_byte(path)
     if first == b"{":
         yield from _read_jsonl(path)
@@ -346,14 +375,15 @@ def _read_json(path: Path) -> Iterator[tuple[int, Any]]:
     if pos < len(text) and text[pos] == "]":
         return
     line, counted = 1, 0  # line number of `counted`, advanced incrementally
-    while True:
+    for index in itertools.count():
         line += text.count("\n", counted, pos)
         counted = pos
         try:
             value, end = decoder.raw_decode(text, pos)
         except json.JSONDecodeError as err:
-            raise InvalidInputError(path, err.lineno, f"malformed JSON: {err.msg}") from None
-        yield line, value
+            where = ArrayPosition(err.lineno, index)
+            raise InvalidInputError(path, where, f"malformed JSON: {err.msg}") from None
+        yield ArrayPosition(line, index, _record_id(value)), value
         pos = skip(end)
         if pos < len(text) and text[pos] == ",":
             pos = skip(pos + 1)

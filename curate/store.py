@@ -497,7 +497,8 @@ class Store(HygieneTables):
             )
         if with_scores and len(score_cols) < len(SCORE_COLUMNS):
             raise EmbeddingError(
-                f"embeddings {name!r} have no uncertainty scores; embed with an `lm:` embedder"
+                f"embeddings {name!r} have no uncertainty scores; embed with an `lm:` embedder "
+                "and --scores"
             )
         return Vectors(
             name, fingerprints.pop() if fingerprints else "", ids, hashes, matrix, scores

@@ -25,7 +25,7 @@ def test_two_ranks_split_the_work_and_match_one_process(tiny_lm, store, tmp_path
     run = curate_process(
         "embed", "--db", store.path, "--embedder", f"lm:{tiny_lm}", "--name", "two",
         "--batch-size", "3", "--max-length", "128", "--device", "cpu", "--precision", "fp32",
-        "--json",
+        "--scores", "--json",
         launcher=["-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2"],
         env={"OMP_NUM_THREADS": "1"}, cwd=ROOT, timeout=300,
     )  # fmt: skip
@@ -35,7 +35,9 @@ def test_two_ranks_split_the_work_and_match_one_process(tiny_lm, store, tmp_path
     per_rank = summary["embedded_per_rank"]
     assert len(per_rank) == 2 and min(per_rank) > 0 and sum(per_rank) == 20
 
-    one_process = load_embedder(f"lm:{tiny_lm}", max_length=128, device="cpu", precision="fp32")
+    one_process = load_embedder(
+        f"lm:{tiny_lm}", max_length=128, device="cpu", precision="fp32", scores=True
+    )
     single = embed_pool(store, one_process, "one", batch_size=3)
     assert single.fingerprint == summary["fingerprint"]
     two, one = (

@@ -10,7 +10,7 @@ import typer
 from rich.table import Table
 
 from curate.cli._options import DEFAULT_DB_PATH, DbOption, DeviceOption, JsonOption, PrecisionOption
-from curate.cli._render import RichProgress, console, err_console, print_json
+from curate.cli._render import console, err_console, print_json, progress_renderer
 
 
 def embed_command(
@@ -20,7 +20,7 @@ def embed_command(
         typer.Option(
             "--embedder",
             help="st:<path|hub-id> (sentence-transformers), lm:<path|hub-id|smollm2> (causal LM, "
-            "mean of the last hidden layer + uncertainty scores) or gguf:<file>. "
+            "mean of the last hidden layer) or gguf:<file>. "
             "Default: st:minilm, the offline all-MiniLM-L6-v2.",
         ),
     ] = None,
@@ -62,6 +62,15 @@ def embed_command(
             "pipeline's per-round stages pass ${strategy}, so `random` skips them.",
         ),
     ] = None,
+    scores: Annotated[
+        bool,
+        typer.Option(
+            "--scores",
+            help="Store lm:'s uncertainty scores too (least confidence, margin, entropy: the LM "
+            "head over the vocabulary for every response token). Implied by --for-strategy "
+            "with a strategy that reads them.",
+        ),
+    ] = False,
     json_out: JsonOption = False,
 ) -> None:
     """Embed every pool row; reuse vectors whose embedder and content are unchanged.
@@ -99,7 +108,11 @@ def embed_command(
         _render(import_vectors(store, import_file, name), json_out)
         return
     os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")  # our bar, not transformers'
-    model = load_embedder(embedder or DEFAULT_SPEC, max_length, device, precision)
+    if for_strategy is not None:
+        from curate.strategies import STRATEGIES
+
+        scores = scores or STRATEGIES.get(for_strategy).needs_scores
+    model = load_embedder(embedder or DEFAULT_SPEC, max_length, device, precision, scores)
     plan = plan_embedding(store, model, name, batch_size)
     if not plan.ranks.is_main:  # only rank 0 renders
         run_embedding(store, model, plan)
@@ -108,7 +121,7 @@ def embed_command(
         with err_console.status(f"loading {model.spec}"):
             model.load()
         check_compatible(store, plan, model)  # fail before the progress bar starts
-        with RichProgress() as progress:
+        with progress_renderer() as progress:
             report = run_embedding(store, model, plan, progress)
     else:
         report = run_embedding(store, model, plan)

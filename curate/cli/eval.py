@@ -9,7 +9,7 @@ import typer
 from rich.table import Table
 
 from curate.cli._options import DEFAULT_DB_PATH, DbOption, DeviceOption, JsonOption, PrecisionOption
-from curate.cli._render import RichProgress, console, err_console, print_json
+from curate.cli._render import console, err_console, print_json, progress_renderer
 
 eval_app = typer.Typer(
     help="Evaluate subsets (Vendi, coverage) and models (held-out NLL, answers, LLM judge).",
@@ -187,7 +187,7 @@ def model_command(
         judge=judge_settings,
         precision=precision,
     )
-    with RichProgress() as progress:
+    with progress_renderer() as progress:
         metrics, _ = evaluate_model(model_dir, eval_set, settings, out, progress)
     _show(f"model {model_dir} on {eval_set}", metrics, out, json_out)
     from curate.store import Store
@@ -222,7 +222,7 @@ def round_command(
         device=device,
         precision=precision,
     )
-    with RichProgress() as progress:
+    with progress_renderer() as progress:
         metrics, _ = evaluate_round(
             Store(db), subset, model, embeddings, eval_set, settings, out, progress
         )

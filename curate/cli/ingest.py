@@ -9,7 +9,7 @@ import typer
 from rich.table import Table
 
 from curate.cli._options import DEFAULT_DB_PATH, DbOption, JsonOption
-from curate.cli._render import RichProgress, console, print_json
+from curate.cli._render import console, print_json, progress_renderer
 from curate.records import FORMATS
 
 
@@ -61,7 +61,7 @@ def ingest_command(
             f"unknown format {format!r}; choose from {', '.join(FORMATS)}", param_hint="--format"
         )
     store = Store(db)
-    with RichProgress() as progress:
+    with progress_renderer() as progress:
         report = ingest(
             store, sources, format, source_name, skip_invalid, rejects, progress=progress
         )

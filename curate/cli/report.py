@@ -10,7 +10,7 @@ import typer
 from rich.table import Table
 
 from curate.cli._options import JsonOption
-from curate.cli._render import RichProgress, console, err_console, print_json
+from curate.cli._render import console, err_console, print_json, progress_renderer
 
 
 def report_command(
@@ -59,7 +59,7 @@ def report_command(
     params = yaml.safe_load(params_file.read_text()) if params_file.is_file() else {}
     params = params if isinstance(params, dict) else {}
     strategy = strategy or params.get("strategy") or "kcenter"
-    with RichProgress() as progress:
+    with progress_renderer() as progress:
         runs, experiments = collect_runs(repo, progress)
         report = build_report(runs, experiments, baseline, n_boot, progress=progress)
     report.warnings.extend(_overlap(repo, params))

@@ -10,7 +10,7 @@ import typer
 from rich.table import Table
 
 from curate.cli._options import DEFAULT_DB_PATH, DbOption, DeviceOption, JsonOption
-from curate.cli._render import RichProgress, console, err_console, print_json
+from curate.cli._render import console, err_console, print_json, progress_renderer
 from curate.cli.plugin_options import PluginHelpCommand, parse_plugin_options
 
 
@@ -98,7 +98,7 @@ def select_command(
         include_duplicates=include_duplicates,
         include_contaminated=include_contaminated,
     )
-    with RichProgress() as progress:
+    with progress_renderer() as progress:
         selection = select(Store(db), request, progress)
     for warning in selection.warnings:
         err_console.print(f"[yellow]warning:[/] {warning}", highlight=False, soft_wrap=True)

@@ -9,7 +9,7 @@ import typer
 from rich.table import Table
 
 from curate.cli._options import DeviceOption, JsonOption, PrecisionOption
-from curate.cli._render import RichProgress, console, print_json
+from curate.cli._render import console, print_json, progress_renderer
 
 
 def train_command(
@@ -81,7 +81,7 @@ def train_command(
         device=device,
         precision=precision,
     )
-    with RichProgress() as progress:
+    with progress_renderer() as progress:
         result = train(subset_dir, out, config, resume=resume, progress=progress)
     metrics = result.metrics
     if not result.is_main_process:

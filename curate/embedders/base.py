@@ -55,7 +55,8 @@ class Embedder(Plugin, ABC):
 
     pooling: ClassVar[str]  # how token states become one vector (part of the fingerprint)
     text_format: ClassVar[str]  # how a row becomes text/tokens (part of the fingerprint)
-    with_scores: ClassVar[bool] = False  # whether batches carry uncertainty scores
+    can_score: ClassVar[bool] = False  # whether it can compute uncertainty scores at all
+    with_scores: bool = False  # whether batches carry them (set per run: load_embedder(scores=))
     default_batch_size: ClassVar[int] = 32  # most rows in one batch
     # Most padded tokens (rows × longest row) in one batch; None: rows only.
     batch_tokens: ClassVar[int | None] = None

