@@ -18,6 +18,7 @@ import numpy as np
 import pyarrow as pa
 
 from curate import __version__
+from curate.embedders.ranks import launched_world
 from curate.errors import ConflictError, EmbeddingError, SelectionError, SubsetError
 from curate.files import sha256_bytes
 from curate.manifest import EmbeddingsRef, Manifest, ParentRef, PoolRef
@@ -220,13 +221,25 @@ def _picks(ids: list[str], hashes: list[str], selection: Selection) -> list[dict
 
 def select(
     store: Store, request: SelectRequest, progress: Progress = NO_PROGRESS
-) -> SubsetSelection:
+) -> SubsetSelection | None:
     """Run one selection in memory; nothing is written (see :meth:`SubsetSelection.write`).
 
     Everything that can fail (unknown strategy or parameter, budget, a parent that does
     not verify or comes from another pool, missing or NaN vectors) fails before the
-    strategy runs.
+    strategy runs. Under torchrun (``WORLD_SIZE`` > 1) the vectors are sharded over the
+    ranks (:mod:`curate.select_sharded`): rank 0 gets the selection, the others None.
     """
+    if launched_world() > 1:
+        from curate.select_sharded import select_sharded
+
+        return select_sharded(store, request, progress)
+    return select_one_process(store, request, progress)
+
+
+def select_one_process(
+    store: Store, request: SelectRequest, progress: Progress = NO_PROGRESS
+) -> SubsetSelection:
+    """:func:`select` in this process, whatever the launcher."""
     started = time.perf_counter()
     strategy = make_strategy(request.strategy, request.params, request.device)
     pool = store.read_pool(["id", "hash"])

@@ -297,6 +297,31 @@ class Store:
         table = table.take(pc.sort_indices(table["pos"]))
         return table if columns is None else table.select(columns)
 
+    def pool_keys(self, version: int) -> pa.Array:
+        """One string per pool row at table ``version``, in pool order, equal exactly when
+        (id, hash) is (the sharded selection's only whole-pool column: ~85 bytes a row)."""
+        table = self.pool()
+        table.checkout(version)
+        rows = table.search().select(["pos", "id", "hash"]).to_arrow()
+        rows = rows.take(pc.sort_indices(rows["pos"]))
+        return _row_keys(rows["id"], rows["hash"])
+
+    def pool_rows_at(self, version: int, positions: np.ndarray, columns: list[str]) -> pa.Table:
+        """``columns`` of the pool rows at ``positions`` (pool order) at table ``version``."""
+        table = self.pool()
+        table.checkout(version)
+        wanted = np.unique(positions)
+        parts = [
+            table.search()
+            .where(f"pos IN ({', '.join(str(int(p)) for p in wanted[s : s + 2000])})")
+            .select(["pos", *columns])
+            .to_arrow()
+            for s in range(0, len(wanted), 2000)
+        ]
+        found = pa.concat_tables(parts)
+        where = pc.index_in(pa.array(positions, pa.int64()), value_set=found["pos"])
+        return found.take(where).select(columns)
+
     def next_pos(self) -> int:
         if not self.has_pool() or self.pool_count() == 0:
             return 0
@@ -417,6 +442,23 @@ class Store:
         """Merge the ``name`` table's small fragments (checkpoint appends) into a few files."""
         with self.writing(f"write embeddings {name!r}"):
             self.open(self.embedding_table(name)).optimize()
+
+    def embeddings_version(self, name: str) -> int:
+        return self.open(self.embedding_table(name)).version
+
+    def embeddings_slice(
+        self, name: str, version: int, start: int, stop: int, columns: list[str]
+    ) -> pa.Table:
+        """Stored rows ``start:stop`` (by offset, storage order) of the ``name`` embeddings
+        at table ``version``: what one rank of a sharded selection reads."""
+        table = self.open(self.embedding_table(name))
+        table.checkout(version)
+        return table.take_offsets(list(range(start, stop))).select(columns).to_arrow()
+
+    def embeddings_rows_at(self, name: str, version: int) -> int:
+        table = self.open(self.embedding_table(name))
+        table.checkout(version)
+        return table.count_rows()
 
     def load_vectors(self, name: str, with_scores: bool = False) -> Vectors:
         """Vectors for every pool row, in pool order, checked for completeness and NaN/inf.

@@ -84,7 +84,9 @@ def select_command(
         whole_pool=whole_pool,
     )
     with RichProgress() as progress:
-        selection = select(Store(db), request, progress)
+        selection = _select_on_ranks(select, Store(db), request, progress)
+    if selection is None:  # a torchrun rank other than 0: rank 0 writes and renders
+        return
     subset = selection.write(out, force=force)
     summary = {
         **selection.to_dict(),
@@ -95,6 +97,24 @@ def select_command(
         print_json(summary)
         return
     console.print(_table(summary))
+
+
+def _select_on_ranks(select, store, request, progress):
+    """``select``; under torchrun only rank 0 shows progress and the error line (every rank
+    exits with the same code)."""
+    from curate.embedders.ranks import launched_rank, launched_world
+    from curate.errors import CurateError
+    from curate.progress import NO_PROGRESS
+
+    if launched_world() <= 1:
+        return select(store, request, progress)
+    quiet = launched_rank() != 0
+    try:
+        return select(store, request, NO_PROGRESS if quiet else progress)
+    except CurateError as err:
+        if quiet:
+            raise typer.Exit(err.exit_code) from None
+        raise
 
 
 def _table(summary: dict[str, Any]) -> Table:

@@ -12,6 +12,15 @@ from dataclasses import dataclass
 from typing import Any
 
 
+def launched_world() -> int:
+    """``WORLD_SIZE`` as torchrun/accelerate set it (1 outside a launcher)."""
+    return int(os.environ.get("WORLD_SIZE", "1"))
+
+
+def launched_rank() -> int:
+    return int(os.environ.get("RANK", "0"))
+
+
 @dataclass
 class Ranks:
     rank: int = 0
@@ -20,16 +29,18 @@ class Ranks:
     owns_group: bool = False
 
     @classmethod
-    def from_env(cls) -> Ranks:
-        world = int(os.environ.get("WORLD_SIZE", "1"))
+    def from_env(cls, backend: str = "gloo") -> Ranks:
+        """This process's rank; ``backend`` as torch.distributed spells it (``gloo``, or
+        ``cpu:gloo,cuda:nccl`` for a group whose CUDA tensors travel over NCCL)."""
+        world = launched_world()
         if world <= 1:
             return cls()
         import torch.distributed as dist
 
         if dist.is_initialized():
-            group = dist.new_group(backend="gloo")
+            group = dist.new_group(backend=backend)
             return cls(dist.get_rank(), dist.get_world_size(), group, False)
-        dist.init_process_group(backend="gloo")
+        dist.init_process_group(backend=backend)
         return cls(dist.get_rank(), dist.get_world_size(), None, True)
 
     @property
