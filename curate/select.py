@@ -18,9 +18,9 @@ import numpy as np
 import pyarrow as pa
 
 from curate import __version__
-from curate.embedders.ranks import launched_world
 from curate.errors import ConflictError, EmbeddingError, SelectionError, SubsetError
 from curate.files import sha256_bytes
+from curate.launch import launched_world
 from curate.manifest import EmbeddingsRef, Manifest, ParentRef, PoolRef
 from curate.progress import NO_PROGRESS, Progress
 from curate.records import Example

@@ -21,6 +21,7 @@ collective fail, which becomes one :class:`SelectionError`.
 from __future__ import annotations
 
 import os
+import re
 import time
 from typing import Any
 
@@ -29,8 +30,8 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from curate import __version__
-from curate.embedders.ranks import Ranks
 from curate.errors import CurateError, EmbeddingError, SelectionError
+from curate.launch import Ranks
 from curate.manifest import EmbeddingsRef, Manifest, ParentRef, PoolRef
 from curate.progress import NO_PROGRESS, Progress
 from curate.select import SelectRequest, SubsetSelection, _budget, _examples, default_name
@@ -71,9 +72,16 @@ def select_sharded(
 ) -> SubsetSelection | None:
     """The selection on rank 0; None on the other ranks (they return once it is made)."""
     device = comm_device(request.device)
-    ranks = Ranks.from_env("cpu:gloo,cuda:nccl" if device == "cuda" else "gloo")
+    ranks = Ranks()
     try:
+        ranks = Ranks.from_env("cpu:gloo,cuda:nccl" if device == "cuda" else "gloo")
         return _run(store, request, ranks, Collectives(ranks, device), progress)
+    except RuntimeError as err:  # torch.distributed: a peer is gone, or timed out
+        reason = re.sub(r"\[[^\]]*\]\s*", "", str(err).splitlines()[0] if str(err) else "")
+        raise SelectionError(
+            f"a rank was lost during selection ({reason or type(err).__name__}); "
+            "nothing was written"
+        ) from err
     finally:
         ranks.close()
 
@@ -126,25 +134,20 @@ def _run(store, request, ranks, comm, progress) -> SubsetSelection | None:
     plan = _from_main(
         ranks, _agreed(ranks, lambda: _plan(store, request) if ranks.is_main else None)
     )
-    coverage = _agreed(ranks, _read_shard, store, plan, ranks, comm, strategy.options["metric"])
+    coverage = _read_shard(store, plan, ranks, strategy.options["metric"])
     if ranks.is_main:
         progress.start(plan["added"], "picks", f"select {strategy.name} ({ranks.world} ranks)")
     coverage.bound_from(comm.max_float(coverage.local_max_sq_norm))
-    try:
-        picked = sharded_greedy(
-            coverage,
-            comm,
-            plan["size"],
-            np.asarray(plan["chosen"], np.int64),
-            plan["added"],
-            request.seed,
-            metric=strategy.options["metric"],
-            progress=progress,
-        )
-    except RuntimeError as err:  # torch.distributed: a peer is gone
-        raise SelectionError(
-            f"a rank was lost during selection ({str(err).splitlines()[0]}); nothing was written"
-        ) from err
+    picked = sharded_greedy(
+        coverage,
+        comm,
+        plan["size"],
+        np.asarray(plan["chosen"], np.int64),
+        plan["added"],
+        request.seed,
+        metric=strategy.options["metric"],
+        progress=progress,
+    )
     if not ranks.is_main:
         return None
     return _subset(store, request, strategy, plan, picked, time.perf_counter() - started)
@@ -218,38 +221,21 @@ def _plan(store: Store, request: SelectRequest) -> dict[str, Any]:
     }
 
 
-def _read_shard(store: Store, plan: dict, ranks: Ranks, comm: Collectives, metric: str):
-    """This rank's rows: which stored rows it keeps (by pool position), then their vectors."""
+def _read_shard(store: Store, plan: dict, ranks: Ranks, metric: str) -> ShardCoverage:
+    """This rank's rows: which stored rows it keeps (by pool position), then their vectors.
+    Local work runs in :func:`_agreed` stages; the collectives sit between them, so every
+    rank reaches each collective or every rank raises."""
     import torch
     import torch.distributed as dist
 
-    name, version, stored, size = (
-        plan["embeddings"],
-        plan["emb_version"],
-        plan["stored"],
-        plan["size"],
-    )
-    if stored < ranks.world:
-        raise SelectionError(
-            f"embeddings {name!r} hold {stored} rows, fewer than the {ranks.world} ranks"
-        )
-    lo, hi = stored * ranks.rank // ranks.world, stored * (ranks.rank + 1) // ranks.world
-    keys = store.pool_keys(plan["pool_version"])
-    if len(keys) != size:
-        raise SelectionError(f"the pool at {store.path} changed while planning; run again")
-    positions = np.full(hi - lo, -1, np.int64)
-    for s in range(lo, hi, KEY_ROWS):
-        batch = store.embeddings_slice(name, version, s, min(s + KEY_ROWS, hi), ["id", "hash"])
-        where = pc.index_in(
-            pc.binary_join_element_wise(batch["id"], batch["hash"], "\x00"), value_set=keys
-        )
-        positions[s - lo : s - lo + batch.num_rows] = where.fill_null(-1).to_numpy(False)
+    name, size = plan["embeddings"], plan["size"]
+    keys, positions, lo, hi = _agreed(ranks, _stored_positions, store, plan, ranks)
     # the last stored row of each (id, hash) wins, as in one process: max of offset + 1
     claims = np.zeros(size, np.int64)
     found = np.flatnonzero(positions >= 0)
     np.maximum.at(claims, positions[found], found + lo + 1)
     dist.all_reduce(torch.from_numpy(claims), op=dist.ReduceOp.MAX, group=ranks.group)
-    missing = np.flatnonzero(claims == 0)
+    missing = np.flatnonzero(claims == 0)  # the same on every rank
     if len(missing):
         shown = ", ".join(keys[int(i)].as_py().split("\x00")[0] for i in missing[:5])
         raise EmbeddingError(
@@ -261,9 +247,56 @@ def _read_shard(store: Store, plan: dict, ranks: Ranks, comm: Collectives, metri
     twins = np.flatnonzero(first != np.arange(size))  # the pool holds an (id, hash) twice
     sources = first[twins]
     del keys, claims, first  # the keys' memory is free before the vectors are read
+    x, local, fingerprints, bad = _agreed(
+        ranks, _read_vectors, store, plan, lo, hi, positions, winners, twins, sources
+    )
+    checks = _gathered(ranks, (sorted(fingerprints), bad[:5].tolist(), len(bad)))
+    all_fps = sorted({f for fps, _, _ in checks for f in fps})
+    if len(all_fps) > 1:
+        raise EmbeddingError(
+            f"embeddings {name!r} mix {len(all_fps)} embedder fingerprints; "
+            f"rerun `curate embed --name {name}` to refresh them"
+        )
+    n_bad = sum(n for _, _, n in checks)
+    if n_bad:
+        shown = np.array([p for _, b, _ in checks for p in b][:5], np.int64)
+        rows = store.pool_rows_at(plan["pool_version"], shown, ["id"])["id"].to_pylist()
+        raise EmbeddingError(
+            f"embeddings {name!r} have NaN/inf vectors for {n_bad} rows ({', '.join(rows)})"
+        )
+    plan["fingerprint"] = all_fps[0] if all_fps else ""
+    if metric == "cosine":
+        x = normalize_rows(x)
+    return ShardCoverage(x, local, 0.0)
+
+
+def _stored_positions(store: Store, plan: dict, ranks: Ranks):
+    """The pool's keys, and the pool position of each stored row this rank reads (-1: a row
+    of no pool row), with the rank's offsets [lo, hi)."""
+    name, version, stored = plan["embeddings"], plan["emb_version"], plan["stored"]
+    if stored < ranks.world:
+        raise SelectionError(
+            f"embeddings {name!r} hold {stored} rows, fewer than the {ranks.world} ranks"
+        )
+    lo, hi = stored * ranks.rank // ranks.world, stored * (ranks.rank + 1) // ranks.world
+    keys = store.pool_keys(plan["pool_version"])
+    if len(keys) != plan["size"]:
+        raise SelectionError(f"the pool at {store.path} changed while planning; run again")
+    positions = np.full(hi - lo, -1, np.int64)
+    for s in range(lo, hi, KEY_ROWS):
+        batch = store.embeddings_slice(name, version, s, min(s + KEY_ROWS, hi), ["id", "hash"])
+        joined = pc.binary_join_element_wise(batch["id"], batch["hash"], "\x00")
+        where = pc.index_in(joined, value_set=keys)
+        positions[s - lo : s - lo + batch.num_rows] = where.fill_null(-1).to_numpy(False)
+    return keys, positions, lo, hi
+
+
+def _read_vectors(store, plan, lo, hi, positions, winners, twins, sources):
+    """The kept rows' float32 vectors, sorted by pool position (twins copied from their
+    source), each written straight to its slot: the peak is the slice plus one chunk."""
+    name, version = plan["embeddings"], plan["emb_version"]
     mine = positions[winners]
-    twin_rows = twins[np.isin(sources, mine)]
-    twin_sources = sources[np.isin(sources, mine)]
+    twin_rows, twin_sources = twins[np.isin(sources, mine)], sources[np.isin(sources, mine)]
     local = np.sort(np.concatenate([mine, twin_rows]))
     dim = store.embeddings_schema(name).field("vector").type.list_size
     x = np.empty((len(local), dim), np.float32)
@@ -282,24 +315,7 @@ def _read_shard(store: Store, plan: dict, ranks: Ranks, comm: Collectives, metri
     for p, q in zip(twin_rows, twin_sources, strict=True):
         x[np.searchsorted(local, p)] = x[np.searchsorted(local, q)]
     bad = local[~np.isfinite(x).all(axis=1)]
-    errors = [f for f in _gathered(ranks, (sorted(fingerprints), bad[:5].tolist(), len(bad)))]
-    all_fps = sorted({f for fps, _, _ in errors for f in fps})
-    if len(all_fps) > 1:
-        raise EmbeddingError(
-            f"embeddings {name!r} mix {len(all_fps)} embedder fingerprints; "
-            f"rerun `curate embed --name {name}` to refresh them"
-        )
-    n_bad = sum(n for _, _, n in errors)
-    if n_bad:
-        shown = np.array([p for _, b, _ in errors for p in b][:5], np.int64)
-        rows = store.pool_rows_at(plan["pool_version"], shown, ["id"])["id"].to_pylist()
-        raise EmbeddingError(
-            f"embeddings {name!r} have NaN/inf vectors for {n_bad} rows ({', '.join(rows)})"
-        )
-    plan["fingerprint"] = all_fps[0] if all_fps else ""
-    if metric == "cosine":
-        x = normalize_rows(x)
-    return ShardCoverage(x, local, 0.0)
+    return x, local, fingerprints, bad
 
 
 def _gathered(ranks: Ranks, value: Any) -> list:

@@ -102,8 +102,8 @@ def select_command(
 def _select_on_ranks(select, store, request, progress):
     """``select``; under torchrun only rank 0 shows progress and the error line (every rank
     exits with the same code)."""
-    from curate.embedders.ranks import launched_rank, launched_world
     from curate.errors import CurateError
+    from curate.launch import launched_rank, launched_world
     from curate.progress import NO_PROGRESS
 
     if launched_world() <= 1:

@@ -118,7 +118,7 @@ class ShardCoverage(Coverage):
 
 
 class Collectives:
-    """The few collectives the sharded loop needs, over a :class:`~curate.embedders.ranks.Ranks`
+    """The few collectives the sharded loop needs, over a :class:`~curate.launch.Ranks`
     group; tensors live on ``device`` (``cuda`` for NCCL, else the CPU for gloo)."""
 
     def __init__(self, ranks, device: str = "cpu"):
