@@ -60,6 +60,7 @@ class SubsetSelection:
     added: int
     seconds: float
     embedded: int = 0  # pool rows embedded first because the pool had no embeddings
+    ranks: int = 1  # processes the vectors were sharded over (torchrun)
 
     @property
     def name(self) -> str:
@@ -100,6 +101,7 @@ class SubsetSelection:
             "size": len(m.picks),
             "added": self.added,
             "embedded": self.embedded,
+            "ranks": self.ranks,
             "parent": m.parent.to_dict() if m.parent else None,
             "embeddings": m.embeddings.to_dict() if m.embeddings else None,
             "coverage_radius": distances[-1] if distances else None,

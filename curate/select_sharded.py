@@ -150,7 +150,9 @@ def _run(store, request, ranks, comm, progress) -> SubsetSelection | None:
     )
     if not ranks.is_main:
         return None
-    return _subset(store, request, strategy, plan, picked, time.perf_counter() - started)
+    selection = _subset(store, request, strategy, plan, picked, time.perf_counter() - started)
+    selection.ranks = ranks.world
+    return selection
 
 
 def _sharded_strategy(request: SelectRequest):

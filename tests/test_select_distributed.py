@@ -124,7 +124,8 @@ def test_two_ranks_pick_what_one_process_picks(tmp_path):
                  "--out", out, "--json"], nproc=2)
     )  # fmt: skip
     assert code == 0, err[-3000:]
-    assert json.loads(stdout[stdout.index("{") :])["size"] == 60  # only rank 0 prints
+    summary = json.loads(stdout[stdout.index("{") :])  # only rank 0 prints
+    assert summary["size"] == 60 and summary["ranks"] == 2
     _assert_same_subset(one, out)
     picks = [p["id"] for p in json.loads((out / "manifest.json").read_text())["picks"]]
     assert "ex-00011" not in picks[:2]  # its stale stored vector (100, ...) would be far
@@ -139,9 +140,11 @@ def test_two_nodes_select_with_parent_and_cosine_equals_one_process(tmp_path):
     select(store, request).write(one)
     out = tmp_path / "nodes"
     args = ["select", "--db", store.path, "--budget", 50, "--parent", parent, "--metric",
-            "cosine", "--name", "c", "--out", out]  # fmt: skip
+            "cosine", "--name", "c", "--out", out, "--json"]  # fmt: skip
     results = _two_nodes(args)
     assert [r[0] for r in results] == [0, 0], results[0][2][-3000:] + results[1][2][-3000:]
+    assert json.loads(results[0][1][results[0][1].index("{") :])["ranks"] == 2
+    assert "{" not in results[1][1]  # the node without rank 0 prints nothing
     _assert_same_subset(one, out)
 
 

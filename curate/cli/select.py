@@ -135,6 +135,8 @@ def _table(summary: dict[str, Any]) -> Table:
     if summary["coverage_radius"] is not None:
         table.add_row("coverage radius at last pick", f"{summary['coverage_radius']:.4g}")
     table.add_row("manifest sha256", summary["manifest_sha256"][:16])
+    if summary.get("ranks", 1) > 1:
+        table.add_row("ranks", str(summary["ranks"]))
     table.add_row("time", f"{summary['seconds']:.1f}s")
     return table
 
