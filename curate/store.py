@@ -69,6 +69,7 @@ PENDING_LOG_FILE = ".curate-ingest-pending.json"
 LOCK_TIMEOUT_ENV = "CURATE_LOCK_TIMEOUT"
 DEFAULT_LOCK_TIMEOUT = 10.0
 LOAD_CHUNK_BYTES = 4 << 20  # vectors read per take while loading (a scan reads far ahead)
+KEY_CHUNK_ROWS = 1 << 20  # stored rows whose (id, hash) are looked up in the pool at once
 
 MESSAGE_TYPE = pa.list_(pa.struct([("role", pa.string()), ("content", pa.string())]))
 POOL_SCHEMA = pa.schema(
@@ -490,15 +491,23 @@ class Store:
         table.checkout(table.version)  # one snapshot for every chunk, whatever commits meanwhile
         stored = table.count_rows()
         step = max(64, LOAD_CHUNK_BYTES // (4 * max(dim, 1)))
+        # each stored row's pool position, looked up a million rows at a time: a lookup
+        # builds a hash table of the whole pool, so one per small chunk was quadratic
+        where_all = np.full(stored, -1, np.int64)
+        for start in range(0, stored, KEY_CHUNK_ROWS):
+            offsets = list(range(start, min(start + KEY_CHUNK_ROWS, stored)))
+            keys = table.take_offsets(offsets).select(["id", "hash"]).to_arrow()
+            where = pc.index_in(_row_keys(keys["id"], keys["hash"]), value_set=pool_keys)
+            where_all[start : start + len(offsets)] = where.fill_null(-1).to_numpy(False)
         for start in range(0, stored, step):
             offsets = list(range(start, min(start + step, stored)))
-            batch = table.take_offsets(offsets).select(columns).to_arrow()
+            batch = table.take_offsets(offsets).select(columns[2:]).to_arrow()
             fingerprints.update(pc.unique(batch["fingerprint"]).to_pylist())
-            where = pc.index_in(_row_keys(batch["id"], batch["hash"]), value_set=pool_keys)
-            rows = np.flatnonzero(pc.is_valid(where).to_numpy(zero_copy_only=False))
+            where = where_all[start : start + len(offsets)]
+            rows = np.flatnonzero(where >= 0)
             if rows.size == 0:
                 continue
-            positions = where.to_numpy(zero_copy_only=False)[rows].astype(np.int64)
+            positions = where[rows]
             flat = batch["vector"].combine_chunks().flatten().to_numpy(zero_copy_only=False)
             vectors = flat.reshape(batch.num_rows, dim)[rows]
             matrix[positions] = vectors
