@@ -42,7 +42,7 @@ from curate.strategies.kcenter_sharded import Collectives, ShardCoverage, sharde
 from curate.subsets import load_subset, verify_examples
 
 SHARDED = ("kcenter", "random")
-KEY_ROWS = 1 << 20  # stored rows whose keys are read per take
+KEY_ROWS = 1 << 16  # stored rows whose keys are read per take
 
 
 class RankFailed(CurateError):
@@ -284,13 +284,16 @@ def _stored_positions(store: Store, plan: dict, ranks: Ranks):
     keys = store.pool_keys(plan["pool_version"])
     if len(keys) != plan["size"]:
         raise SelectionError(f"the pool at {store.path} changed while planning; run again")
-    positions = np.full(hi - lo, -1, np.int64)
+    # small takes (a take holds far more than its two columns while it runs), then one
+    # lookup: each lookup builds a hash table of the whole pool
+    parts = []
     for s in range(lo, hi, KEY_ROWS):
         batch = store.embeddings_slice(name, version, s, min(s + KEY_ROWS, hi), ["id", "hash"])
-        joined = pc.binary_join_element_wise(batch["id"], batch["hash"], "\x00")
-        where = pc.index_in(joined, value_set=keys)
-        positions[s - lo : s - lo + batch.num_rows] = where.fill_null(-1).to_numpy(False)
-    return keys, positions, lo, hi
+        parts.append(pc.binary_join_element_wise(batch["id"], batch["hash"], "\x00"))
+    stored_keys = pa.chunked_array(parts, pa.string())
+    where = pc.index_in(stored_keys, value_set=keys).fill_null(-1)
+    positions = where.to_numpy() if len(stored_keys) else np.zeros(0, np.int64)
+    return keys, positions.astype(np.int64), lo, hi
 
 
 def _read_vectors(store, plan, lo, hi, positions, winners, twins, sources):

@@ -69,7 +69,7 @@ PENDING_LOG_FILE = ".curate-ingest-pending.json"
 LOCK_TIMEOUT_ENV = "CURATE_LOCK_TIMEOUT"
 DEFAULT_LOCK_TIMEOUT = 10.0
 LOAD_CHUNK_BYTES = 4 << 20  # vectors read per take while loading (a scan reads far ahead)
-KEY_CHUNK_ROWS = 1 << 20  # stored rows whose (id, hash) are looked up in the pool at once
+KEY_CHUNK_ROWS = 1 << 16  # stored rows whose (id, hash) are read per take
 
 MESSAGE_TYPE = pa.list_(pa.struct([("role", pa.string()), ("content", pa.string())]))
 POOL_SCHEMA = pa.schema(
@@ -491,14 +491,16 @@ class Store:
         table.checkout(table.version)  # one snapshot for every chunk, whatever commits meanwhile
         stored = table.count_rows()
         step = max(64, LOAD_CHUNK_BYTES // (4 * max(dim, 1)))
-        # each stored row's pool position, looked up a million rows at a time: a lookup
-        # builds a hash table of the whole pool, so one per small chunk was quadratic
-        where_all = np.full(stored, -1, np.int64)
+        # each stored row's pool position in one lookup (a lookup builds a hash table of the
+        # whole pool, so one per chunk was quadratic), from keys read in small takes
+        parts = []
         for start in range(0, stored, KEY_CHUNK_ROWS):
             offsets = list(range(start, min(start + KEY_CHUNK_ROWS, stored)))
             keys = table.take_offsets(offsets).select(["id", "hash"]).to_arrow()
-            where = pc.index_in(_row_keys(keys["id"], keys["hash"]), value_set=pool_keys)
-            where_all[start : start + len(offsets)] = where.fill_null(-1).to_numpy(False)
+            parts.append(_row_keys(keys["id"], keys["hash"]))
+        stored_keys = pa.chunked_array(parts, pa.string())
+        where_all = pc.index_in(stored_keys, value_set=pool_keys).fill_null(-1)
+        where_all = where_all.to_numpy() if stored else np.zeros(0, np.int64)
         for start in range(0, stored, step):
             offsets = list(range(start, min(start + step, stored)))
             batch = table.take_offsets(offsets).select(columns[2:]).to_arrow()
