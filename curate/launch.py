@@ -20,6 +20,11 @@ def launched_world() -> int:
     return int(os.environ.get("WORLD_SIZE", "1"))
 
 
+def launched() -> bool:
+    """Whether a launcher started this process (torchrun sets ``WORLD_SIZE`` even for one)."""
+    return "WORLD_SIZE" in os.environ and "MASTER_ADDR" in os.environ
+
+
 def launched_rank() -> int:
     """``RANK`` as the launcher set it (0 outside a launcher)."""
     return int(os.environ.get("RANK", "0"))
@@ -45,11 +50,12 @@ class Ranks:
     owns_group: bool = False
 
     @classmethod
-    def from_env(cls, backend: str = "gloo") -> Ranks:
+    def from_env(cls, backend: str = "gloo", single: bool = False) -> Ranks:
         """This process's rank; ``backend`` as torch.distributed spells it (``gloo``, or
-        ``cpu:gloo,cuda:nccl`` for a group whose CUDA tensors travel over NCCL)."""
+        ``cpu:gloo,cuda:nccl`` for a group whose CUDA tensors travel over NCCL). With
+        ``single``, a launcher's one-process run gets a group too."""
         world = launched_world()
-        if world <= 1:
+        if world <= 1 and not (single and launched()):
             return cls()
         import torch.distributed as dist
 

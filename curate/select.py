@@ -20,7 +20,7 @@ import pyarrow as pa
 from curate import __version__
 from curate.errors import ConflictError, EmbeddingError, SelectionError, SubsetError
 from curate.files import sha256_bytes
-from curate.launch import launched_world
+from curate.launch import launched
 from curate.manifest import EmbeddingsRef, Manifest, ParentRef, PoolRef
 from curate.progress import NO_PROGRESS, Progress
 from curate.records import Example
@@ -228,10 +228,10 @@ def select(
 
     Everything that can fail (unknown strategy or parameter, budget, a parent that does
     not verify or comes from another pool, missing or NaN vectors) fails before the
-    strategy runs. Under torchrun (``WORLD_SIZE`` > 1) the vectors are sharded over the
+    strategy runs. Under torchrun (any ``--nproc-per-node``) the vectors are sharded over the
     ranks (:mod:`curate.select_sharded`): rank 0 gets the selection, the others None.
     """
-    if launched_world() > 1:
+    if launched():
         from curate.select_sharded import select_sharded
 
         return select_sharded(store, request, progress)

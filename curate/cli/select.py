@@ -103,10 +103,10 @@ def _select_on_ranks(select, store, request, progress):
     """``select``; under torchrun only rank 0 shows progress and the error line (every rank
     exits with the same code)."""
     from curate.errors import CurateError
-    from curate.launch import launched_rank, launched_world
+    from curate.launch import launched, launched_rank
     from curate.progress import NO_PROGRESS
 
-    if launched_world() <= 1:
+    if not launched():
         return select(store, request, progress)
     quiet = launched_rank() != 0
     try:
