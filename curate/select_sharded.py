@@ -12,6 +12,10 @@ To know the pool position of a stored row, every rank reads the pool's (id, hash
 (which stored row wins when an (id, hash) was stored twice: the last one, as in one process).
 Rank 0 alone writes the subset; the CLI writes nothing when any rank failed.
 
+The per-pick fold runs with NumPy on the host on every backend: under NCCL (``--device
+cuda``) only the per-pick collectives use the GPU (a GPU fold, as ``TorchCoverage`` does
+for one process, is not written yet).
+
 Failures are agreed: each stage runs on every rank, the ranks exchange what went wrong, and
 all raise the first failing rank's error (one line, non-zero exit), so no rank waits forever
 in a collective its peer never reaches. A rank lost mid-loop makes the others' next
