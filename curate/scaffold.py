@@ -166,6 +166,11 @@ def validate_params(params: Any, source: str = PARAMS_FILE) -> list[str]:
         raise SettingError(
             f"{source}: `precision` is {precision!r}; choose from {', '.join(PRECISIONS)}"
         )
+    launcher = _get(params, "launcher")  # absent in params files older than the option
+    if launcher is not _MISSING and not isinstance(launcher, str):
+        raise ScaffoldError(
+            f"{source}: `launcher` must be a string (may be empty), not {launcher!r}"
+        )
     _check_strategy(params, source)
     return round_order(_get(params, "rounds"), source)
 

@@ -21,6 +21,7 @@ from curate import __version__
 from curate.errors import EmbeddingError, SelectionError, SubsetError
 from curate.files import sha256_bytes
 from curate.hygiene.exclusion import exclusion, lift, restrict
+from curate.launch import launched
 from curate.manifest import EmbeddingsRef, Manifest, ParentRef, PoolRef
 from curate.progress import NO_PROGRESS, Progress
 from curate.records import Example
@@ -65,6 +66,7 @@ class SubsetSelection:
     seconds: float
     embedded: int = 0  # pool rows embedded first because the pool had no embeddings
     warnings: list[str] = field(default_factory=list)  # e.g. a stale hygiene result
+    ranks: int = 1  # processes the vectors were sharded over (torchrun)
 
     @property
     def name(self) -> str:
@@ -104,6 +106,7 @@ class SubsetSelection:
             "size": len(m.picks),
             "added": self.added,
             "embedded": self.embedded,
+            "ranks": self.ranks,
             "parent": m.parent.to_dict() if m.parent else None,
             "embeddings": m.embeddings.to_dict() if m.embeddings else None,
             "coverage_radius": distances[-1] if distances else None,
@@ -247,13 +250,25 @@ def _picks(ids: list[str], hashes: list[str], selection: Selection) -> list[dict
 
 def select(
     store: Store, request: SelectRequest, progress: Progress = NO_PROGRESS
-) -> SubsetSelection:
+) -> SubsetSelection | None:
     """Run one selection in memory; nothing is written (see :meth:`SubsetSelection.write`).
 
     Everything that can fail (unknown strategy or parameter, budget, a parent that does
     not verify or comes from another pool, missing or NaN vectors) fails before the
-    strategy runs.
+    strategy runs. Under torchrun (any ``--nproc-per-node``) the vectors are sharded over the
+    ranks (:mod:`curate.select_sharded`): rank 0 gets the selection, the others None.
     """
+    if launched():
+        from curate.select_sharded import select_sharded
+
+        return select_sharded(store, request, progress)
+    return select_one_process(store, request, progress)
+
+
+def select_one_process(
+    store: Store, request: SelectRequest, progress: Progress = NO_PROGRESS
+) -> SubsetSelection:
+    """:func:`select` in this process, whatever the launcher."""
     started = time.perf_counter()
     check_select_request(request)
     strategy = make_strategy(request.strategy, request.params, request.device)

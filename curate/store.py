@@ -70,6 +70,7 @@ PENDING_LOG_FILE = ".curate-ingest-pending.json"
 LOCK_TIMEOUT_ENV = "CURATE_LOCK_TIMEOUT"
 DEFAULT_LOCK_TIMEOUT = 10.0
 LOAD_CHUNK_BYTES = 4 << 20  # vectors read per take while loading (a scan reads far ahead)
+KEY_CHUNK_ROWS = 1 << 16  # stored rows whose (id, hash) are read per take
 
 MESSAGE_TYPE = pa.list_(pa.struct([("role", pa.string()), ("content", pa.string())]))
 POOL_SCHEMA = pa.schema(
@@ -298,6 +299,31 @@ class Store(HygieneTables):
         table = table.take(pc.sort_indices(table["pos"]))
         return table if columns is None else table.select(columns)
 
+    def pool_keys(self, version: int) -> pa.Array:
+        """One string per pool row at table ``version``, in pool order, equal exactly when
+        (id, hash) is (the sharded selection's only whole-pool column: ~85 bytes a row)."""
+        table = self.pool()
+        table.checkout(version)
+        rows = table.search().select(["pos", "id", "hash"]).to_arrow()
+        rows = rows.take(pc.sort_indices(rows["pos"]))
+        return _row_keys(rows["id"], rows["hash"])
+
+    def pool_rows_at(self, version: int, positions: np.ndarray, columns: list[str]) -> pa.Table:
+        """``columns`` of the pool rows at ``positions`` (pool order) at table ``version``."""
+        table = self.pool()
+        table.checkout(version)
+        wanted = np.unique(positions)
+        parts = [
+            table.search()
+            .where(f"pos IN ({', '.join(str(int(p)) for p in wanted[s : s + 2000])})")
+            .select(["pos", *columns])
+            .to_arrow()
+            for s in range(0, len(wanted), 2000)
+        ]
+        found = pa.concat_tables(parts)
+        where = pc.index_in(pa.array(positions, pa.int64()), value_set=found["pos"])
+        return found.take(where).select(columns)
+
     def next_pos(self) -> int:
         if not self.has_pool() or self.pool_count() == 0:
             return 0
@@ -419,6 +445,23 @@ class Store(HygieneTables):
         with self.writing(f"write embeddings {name!r}"):
             self.open(self.embedding_table(name)).optimize()
 
+    def embeddings_version(self, name: str) -> int:
+        return self.open(self.embedding_table(name)).version
+
+    def embeddings_slice(
+        self, name: str, version: int, start: int, stop: int, columns: list[str]
+    ) -> pa.Table:
+        """Stored rows ``start:stop`` (by offset, storage order) of the ``name`` embeddings
+        at table ``version``: what one rank of a sharded selection reads."""
+        table = self.open(self.embedding_table(name))
+        table.checkout(version)
+        return table.take_offsets(list(range(start, stop))).select(columns).to_arrow()
+
+    def embeddings_rows_at(self, name: str, version: int) -> int:
+        table = self.open(self.embedding_table(name))
+        table.checkout(version)
+        return table.count_rows()
+
     def load_vectors(self, name: str, with_scores: bool = False) -> Vectors:
         """Vectors for every pool row, in pool order, checked for completeness and NaN/inf.
 
@@ -449,15 +492,25 @@ class Store(HygieneTables):
         table.checkout(table.version)  # one snapshot for every chunk, whatever commits meanwhile
         stored = table.count_rows()
         step = max(64, LOAD_CHUNK_BYTES // (4 * max(dim, 1)))
+        # each stored row's pool position in one lookup (a lookup builds a hash table of the
+        # whole pool, so one per chunk was quadratic), from keys read in small takes
+        parts = []
+        for start in range(0, stored, KEY_CHUNK_ROWS):
+            offsets = list(range(start, min(start + KEY_CHUNK_ROWS, stored)))
+            keys = table.take_offsets(offsets).select(["id", "hash"]).to_arrow()
+            parts.append(_row_keys(keys["id"], keys["hash"]))
+        stored_keys = pa.chunked_array(parts, pa.string())
+        where_all = pc.index_in(stored_keys, value_set=pool_keys).fill_null(-1)
+        where_all = where_all.to_numpy() if stored else np.zeros(0, np.int64)
         for start in range(0, stored, step):
             offsets = list(range(start, min(start + step, stored)))
-            batch = table.take_offsets(offsets).select(columns).to_arrow()
+            batch = table.take_offsets(offsets).select(columns[2:]).to_arrow()
             fingerprints.update(pc.unique(batch["fingerprint"]).to_pylist())
-            where = pc.index_in(_row_keys(batch["id"], batch["hash"]), value_set=pool_keys)
-            rows = np.flatnonzero(pc.is_valid(where).to_numpy(zero_copy_only=False))
+            where = where_all[start : start + len(offsets)]
+            rows = np.flatnonzero(where >= 0)
             if rows.size == 0:
                 continue
-            positions = where.to_numpy(zero_copy_only=False)[rows].astype(np.int64)
+            positions = where[rows]
             flat = batch["vector"].combine_chunks().flatten().to_numpy(zero_copy_only=False)
             vectors = flat.reshape(batch.num_rows, dim)[rows]
             matrix[positions] = vectors

@@ -294,3 +294,12 @@ def test_encode_head_equals_the_whole_encoding_cut(tokenizer, pieces, limit):
     for special in (True, False):
         whole = tokenizer(text, add_special_tokens=special)["input_ids"][:limit]
         assert encode_head(tokenizer, text, special, limit) == whole
+
+
+def test_an_error_line_holding_markup_brackets_is_printed_as_is(tmp_path, cli):
+    pool = tmp_path / "pool.jsonl"
+    rows = [{"id": "[/red]", "instruction": "x", "output": str(i)} for i in range(2)]
+    pool.write_text("".join(json.dumps(r) + "\n" for r in rows), encoding="utf-8")
+    code, _, err = cli("ingest", str(pool), "--db", str(tmp_path / "db"))
+    assert code != 0 and err.count("\n") == 1  # rich read "[/red]" as a closing tag: a crash
+    assert "id '[/red]' is used by two different records" in err

@@ -63,11 +63,16 @@ def test_every_stage_runs_a_declared_command_on_declared_inputs():
     pipeline = yaml.safe_load((TEMPLATES / "dvc.yaml").read_text())["stages"]
     for name, stage in pipeline.items():
         body = stage.get("do", stage)
-        assert body["cmd"].startswith("curate "), name
+        # the heavy stages run under params.yaml's `launcher` (empty: plain `curate`)
+        assert body["cmd"].removeprefix("${launcher} ").startswith("curate "), name
         for dep in body.get("deps", []):
             assert dep.split("/")[0] in ("${pool}", "${db}", "data", "${eval.set}"), (name, dep)
     assert "${item}" in pipeline["select"]["do"]["cmd"]  # grows from the previous round
     assert "--budget" not in pipeline["select"]["do"]["cmd"]
+    launched = {
+        n for n, st in pipeline.items() if st.get("do", st)["cmd"].startswith("${launcher}")
+    }
+    assert launched == {"embed", "select", "train", "train_rd_0", "train_full"}
 
 
 # ---------------------------------------------------------------------------- validation
@@ -94,6 +99,7 @@ def _default_params() -> dict:
         ),
         (lambda p: p.update(strategy_params=["cosine"]), "`strategy_params` must be a mapping"),
         (lambda p: p.update(seed=None), "`seed` must be an integer"),
+        (lambda p: p.update(launcher=["torchrun"]), "`launcher` must be a string"),
         (lambda p: p["rounds"].update(rd_4="rd_9"), "rounds.rd_4 grows from 'rd_9'"),
         (lambda p: p["rounds"].update(rd_0="rd_1"), "rounds.rd_0 is not a usable round name"),
         (lambda p: p.update(rounds={}), "`rounds` must map each round"),

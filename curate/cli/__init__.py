@@ -120,7 +120,10 @@ def _fail(err: BaseException, line: str, code: int) -> None:
 
     if "--json" in sys.argv[1:]:
         print_json({"error": line, "exit_code": code})
-    err_console.print(f"[bold red]error:[/] {line}", highlight=False, soft_wrap=True)
+    from rich.markup import escape
+
+    # The line is data (a path, a record, a torch error) and may hold "[/...]": never markup.
+    err_console.print(f"[bold red]error:[/] {escape(line)}", highlight=False, soft_wrap=True)
     sys.exit(code)
 
 

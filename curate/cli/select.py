@@ -99,7 +99,9 @@ def select_command(
         include_contaminated=include_contaminated,
     )
     with progress_renderer() as progress:
-        selection = select(Store(db), request, progress)
+        selection = _select_on_ranks(select, Store(db), request, progress)
+    if selection is None:  # a torchrun rank other than 0: rank 0 writes and renders
+        return
     for warning in selection.warnings:
         err_console.print(f"[yellow]warning:[/] {warning}", highlight=False, soft_wrap=True)
     subset = selection.write(out, force=force)
@@ -112,6 +114,24 @@ def select_command(
         print_json(summary)
         return
     console.print(_table(summary))
+
+
+def _select_on_ranks(select, store, request, progress):
+    """``select``; under torchrun only rank 0 shows progress and the error line (every rank
+    exits with the same code)."""
+    from curate.errors import CurateError
+    from curate.launch import launched, launched_rank
+    from curate.progress import NO_PROGRESS
+
+    if not launched():
+        return select(store, request, progress)
+    quiet = launched_rank() != 0
+    try:
+        return select(store, request, NO_PROGRESS if quiet else progress)
+    except CurateError as err:
+        if quiet:
+            raise typer.Exit(err.exit_code) from None
+        raise
 
 
 def _table(summary: dict[str, Any]) -> Table:
@@ -136,6 +156,8 @@ def _table(summary: dict[str, Any]) -> Table:
     if summary["coverage_radius"] is not None:
         table.add_row("coverage radius at last pick", f"{summary['coverage_radius']:.4g}")
     table.add_row("manifest sha256", summary["manifest_sha256"][:16])
+    if summary.get("ranks", 1) > 1:
+        table.add_row("ranks", str(summary["ranks"]))
     table.add_row("time", f"{summary['seconds']:.1f}s")
     return table
 
