@@ -19,7 +19,10 @@ import pytest
 ROOT = Path(__file__).resolve().parents[1]
 
 EXPECTED_STAGES = {
+    "check",
     "ingest",
+    "dedup",
+    "decontaminate",
     "embed_minilm",
     "select_rd_0",
     "train_rd_0",
