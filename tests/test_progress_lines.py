@@ -87,3 +87,18 @@ def test_cli_writes_lines_when_stderr_is_not_a_terminal(
     lines = done.err.splitlines()
     assert lines[0].startswith("select kcenter: 1/5 picks (20.0%), ")
     assert lines[-1].startswith("select kcenter: 5 picks done in ")
+
+
+def test_hygiene_commands_write_lines_when_stderr_is_not_a_terminal(cli, tmp_path, monkeypatch):
+    pool = tmp_path / "pool.jsonl"
+    pool.write_text(
+        "".join(f'{{"instruction": "question {i}", "output": "answer {i}"}}\n' for i in range(30))
+    )
+    db = tmp_path / "db"
+    assert cli("ingest", pool, "--db", db).code == 0
+    monkeypatch.setenv("CURATE_PROGRESS_INTERVAL", "0")
+    for args in (["dedup"], ["decontaminate", "--against", pool]):
+        done = cli(*args, "--db", db, "--json")
+        assert done.code == 0, done.err
+        assert done.err.strip(), f"curate {args[0]} wrote no progress line"
+        assert "\x1b[" not in done.err  # plain lines, not a rich bar

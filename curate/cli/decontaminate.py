@@ -9,7 +9,7 @@ import typer
 from rich.table import Table
 
 from curate.cli._options import DEFAULT_DB_PATH, DbOption, JsonOption, unit_interval
-from curate.cli._render import RichProgress, console, print_json
+from curate.cli._render import console, print_json, progress_renderer
 
 
 def decontaminate_command(
@@ -52,7 +52,7 @@ def decontaminate_command(
     from curate.store import Store
 
     settings = DecontaminateSettings(tuple(against), ngram, min_overlap, fields)
-    with RichProgress() as progress:
+    with progress_renderer() as progress:
         report = decontaminate(Store(db), settings, progress)
     if json_out:
         print_json(report)

@@ -8,7 +8,7 @@ import typer
 from rich.table import Table
 
 from curate.cli._options import DEFAULT_DB_PATH, DbOption, JsonOption, unit_interval
-from curate.cli._render import RichProgress, console, print_json
+from curate.cli._render import console, print_json, progress_renderer
 
 
 def dedup_command(
@@ -65,7 +65,7 @@ def dedup_command(
     from curate.store import Store
 
     settings = DedupSettings(method, threshold, keep, fields, shingle, num_perm, 1, embeddings)
-    with RichProgress() as progress:
+    with progress_renderer() as progress:
         report = dedup(Store(db), settings, progress)
     if json_out:
         print_json(report)
