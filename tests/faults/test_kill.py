@@ -113,7 +113,7 @@ def test_embed_killed_anywhere_resumes_to_the_same_vectors(tmp_path, fault_check
 
     base = _base_db(tmp_path, 200)
     rows = pool_state(base)
-    args = ["embed", "--embedder", f"lm:{tiny_lm}", "--name", "t", "--device", "cpu"]
+    args = ["embed", "--embedder", f"lm:{tiny_lm}", "--scores", "--name", "t", "--device", "cpu"]
     args += ["--batch-size", "16", "--max-length", "64"]
     shutil.copytree(base, tmp_path / "ref")
     reference = run(*args, "--db", "ref", cwd=tmp_path)
