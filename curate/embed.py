@@ -101,7 +101,7 @@ def plan_embedding(
 ) -> EmbedPlan:
     started = time.perf_counter()
     name = check_name(name or default_name(embedder.spec))
-    store.pool()  # raises PoolError when there is no pool table
+    store.require_pool()  # raises PoolError when there is no pool table
     pool = store.read_pool(["id", "hash", "n_chars"])
     if pool.num_rows == 0:
         raise PoolError(f"the pool in {store.path} is empty; add rows with `curate ingest SOURCE`")
@@ -203,7 +203,7 @@ def import_vectors(store: Store, path: str | Path, name: str | None = None) -> E
     path = Path(path)
     name = check_name(name or slug(path.stem) or "imported")
     data = read_vector_file(path)
-    store.pool()
+    store.require_pool()
     pool = store.read_pool(["id", "hash"])
     if pool.num_rows == 0:
         raise PoolError(f"the pool in {store.path} is empty; add rows with `curate ingest SOURCE`")

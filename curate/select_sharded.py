@@ -174,7 +174,7 @@ def _sharded_strategy(request: SelectRequest):
 
 def _plan(store: Store, request: SelectRequest) -> dict[str, Any]:
     """Rank 0's plan: pinned table versions, budget, the parent's pool positions."""
-    version = store.pool().version
+    version = store.require_pool()
     keys = store.pool_keys(version)
     if len(keys) == 0:
         raise SelectionError(f"the pool at {store.path} is empty; run `curate ingest` first")

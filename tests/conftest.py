@@ -402,7 +402,7 @@ def _add_embeddings(
     if scores is not None:
         columns.update({c: pa.array(scores[c][rows], pa.float32()) for c in SCORE_COLUMNS})
     schema = embedding_schema(dim, with_scores=scores is not None)
-    store.db.create_table(store.embedding_table(name), data=pa.table(columns, schema=schema))
+    store.create_embeddings(name, schema, pa.table(columns, schema=schema))
 
 
 @pytest.fixture(scope="session")

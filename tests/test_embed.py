@@ -203,7 +203,7 @@ def test_rerun_reuses_everything_and_new_rows_are_the_only_ones_embedded(tiny_lm
     assert (report.embedded, report.reused, report.removed) == (5, 16, 0)
     after = pool16.load_vectors("tiny", with_scores=True)
     assert after.matrix.shape == (21, 64)
-    assert pool16.open("emb_tiny").count_rows() == 21
+    assert pool16.embeddings_count("tiny") == 21
     np.testing.assert_array_equal(after.matrix[:16], before.matrix)  # old vectors untouched
 
 
@@ -234,7 +234,7 @@ def test_new_model_replaces_old_vectors_only_after_it_succeeds(tiny_lm, tiny_b, 
     assert (report.embedded, report.reused, report.removed) == (12, 4, 16)
     vectors = pool16.load_vectors("rd")
     assert vectors.fingerprint == newer.fingerprint
-    assert pool16.open("emb_rd").count_rows() == 16
+    assert pool16.embeddings_count("rd") == 16
     assert vectors.ids == pool16.read_pool(["id"])["id"].to_pylist()
 
 
@@ -262,11 +262,11 @@ def test_kill_9_mid_run_resumes_from_the_written_batches(tiny_lm, pool16, curate
     )
     killed = curate_process(script=script, timeout=300)
     assert killed.returncode == -9, killed.stderr[-2000:]
-    assert pool16.open("emb_resume").count_rows() == 8
+    assert pool16.embeddings_count("resume") == 8
 
     report = embed_pool(pool16, load_embedder(f"lm:{tiny_lm}"), "resume", batch_size=4)
     assert (report.embedded, report.reused, report.removed) == (8, 8, 0)
-    assert pool16.open("emb_resume").count_rows() == 16
+    assert pool16.embeddings_count("resume") == 16
     embed_pool(pool16, load_embedder(f"lm:{tiny_lm}", scores=True), "fresh", batch_size=4)
     resumed, fresh = pool16.load_vectors("resume", True), pool16.load_vectors("fresh", True)
     np.testing.assert_allclose(resumed.matrix, fresh.matrix, atol=1e-5)
@@ -276,12 +276,12 @@ def test_kill_9_mid_run_resumes_from_the_written_batches(tiny_lm, pool16, curate
 
 def test_dimension_change_under_a_name_is_an_error_and_changes_nothing(tiny_lm, minilm, pool16):
     embed_pool(pool16, load_embedder(f"lm:{tiny_lm}"), "shared", batch_size=8)
-    version = pool16.open("emb_shared").version
+    version = pool16.embeddings_version("shared")
     with pytest.raises(
         EmbeddingError, match=r"64-d vectors, the new ones are 384-d; choose another --name"
     ):
         embed_pool(pool16, minilm, "shared")
-    assert pool16.open("emb_shared").version == version
+    assert pool16.embeddings_version("shared") == version
     assert pool16.load_vectors("shared").matrix.shape == (16, 64)
 
 
@@ -289,7 +289,7 @@ def test_empty_or_missing_pool_is_a_clear_error(store, tiny_lm):
     embedder = load_embedder(f"lm:{tiny_lm}")
     with pytest.raises(PoolError, match="no pool table"):
         embed_pool(store, embedder)
-    store.db.create_table("pool", schema=POOL_SCHEMA)
+    store.append_pool(POOL_SCHEMA.empty_table())
     with pytest.raises(PoolError, match="pool .* is empty"):
         embed_pool(store, embedder)
 
@@ -347,14 +347,14 @@ def test_bad_import_files_name_the_problem_and_change_nothing(mutate, message, p
     good = tmp_path / "good.npz"
     np.savez(good, id=np.array(ids), vector=matrix)
     import_vectors(pool16, good, "imp")
-    version = pool16.open("emb_imp").version
+    version = pool16.embeddings_version("imp")
     bad_ids, bad_matrix = mutate(list(ids), matrix.copy())
     bad = tmp_path / "bad.npz"
     np.savez(bad, id=np.array(bad_ids), vector=bad_matrix)
     with pytest.raises(InvalidInputError) as err:
         import_vectors(pool16, bad, "imp")
     assert str(bad) in str(err.value) and message in str(err.value)
-    assert pool16.open("emb_imp").version == version
+    assert pool16.embeddings_version("imp") == version
 
 
 def test_import_rejects_a_dimension_change_and_plain_arrays(pool16, tmp_path):

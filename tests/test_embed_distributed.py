@@ -44,7 +44,7 @@ def test_two_ranks_split_the_work_and_match_one_process(tiny_lm, store, tmp_path
         store.load_vectors("two", with_scores=True),
         store.load_vectors("one", with_scores=True),
     )
-    assert store.open("emb_two").count_rows() == 20
+    assert store.embeddings_count("two") == 20
     np.testing.assert_allclose(two.matrix, one.matrix, atol=1e-5)
     for name in SCORE_COLUMNS:
         np.testing.assert_allclose(two.scores[name], one.scores[name], rtol=1e-5, atol=1e-5)

@@ -47,7 +47,7 @@ def test_the_table_knows_which_rows_have_scores(tiny_lm, pool12, tmp_path, cli, 
     spec = f"lm:{tiny_lm}"
     first = embed_pool(pool12, load_embedder(spec), "rd", batch_size=4)
     assert first.embedded == 12
-    assert "least_confidence" not in pool12.open("emb_rd").schema.names
+    assert "least_confidence" not in pool12.embeddings_schema("rd").names
     refused = cli(
         "select", "--db", db, "--strategy", "entropy", "--embeddings", "rd", "--budget", "3"
     )

@@ -154,7 +154,7 @@ def decontaminate(
     started = time.perf_counter()
     settings.check()
     index = build_index(settings)
-    store.pool()  # a PoolError naming the command to run when there is no pool
+    store.require_pool()  # a PoolError naming the command to run when there is no pool
     pool_version, n = store.pool_version(), store.pool_count()
     stored_settings = _settings_dict(settings, index)
     previous = store.hygiene_result("decontaminate")

@@ -123,14 +123,14 @@ def dedup(store, settings: DedupSettings, progress: Progress = NO_PROGRESS) -> D
     started = time.perf_counter()
     settings = settings.resolved()
     pool_version = store.pool_version()
-    store.pool()  # a PoolError naming the command to run when there is no pool
+    store.require_pool()  # a PoolError naming the command to run when there is no pool
     n = store.pool_count()
     stored = settings.to_dict()
     if settings.method == "embedding":
         name = _check_embeddings(store, settings.embeddings)
         settings = dataclasses.replace(settings, embeddings=name)
         # re-embedding under the same name makes a new table version: a new result
-        table_version = store.open(store.embedding_table(name)).version
+        table_version = store.embeddings_version(name)
         stored = {**settings.to_dict(), "embeddings_version": table_version}
     previous = store.hygiene_result("dedup")
     if (

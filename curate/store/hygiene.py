@@ -1,7 +1,7 @@
 """The pool-hygiene tables of a database: near-duplicate groups (``hyg_dedup``) and eval-set
-overlaps (``hyg_decontaminate``), and the streamed pool read that computes them.
+overlaps (``hyg_decontaminate``).
 
-A mixin of :class:`curate.store.Store`, so the store stays the only code that opens or
+A section of :class:`curate.store.Store`, so the store stays the only code that opens or
 writes LanceDB. Each result is one table, replaced in one commit (``mode="overwrite"``)
 under the writer lock: a run killed while computing never reaches the commit, so the
 previous result stays as it was. What a result was computed on sits in the table's
@@ -13,17 +13,16 @@ chosen under and ``subsets verify`` can check out exactly that version later.
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
-import numpy as np
 import pyarrow as pa
+
+from curate.store.base import StoreBase
 
 HYGIENE_KINDS = ("dedup", "decontaminate")
 HYGIENE_PREFIX = "hyg_"
 META_KEY = b"curate"
-POOL_BATCH_ROWS = 4096
 
 
 @dataclass(frozen=True)
@@ -52,16 +51,16 @@ def hygiene_table(kind: str) -> str:
     return f"{HYGIENE_PREFIX}{kind}"
 
 
-class HygieneTables:
-    """Store methods for the hygiene results (mixed into :class:`curate.store.Store`)."""
+class HygieneTables(StoreBase):
+    """Store methods for the hygiene results."""
 
     def hygiene_result(self, kind: str, version: int | None = None) -> HygieneResult | None:
         """The stored ``kind`` result (at table ``version``, default the latest); None when
         there is none (or that version no longer exists)."""
         name = hygiene_table(kind)
-        if not self.has_table(name):  # type: ignore[attr-defined]
+        if not self.has_table(name):
             return None
-        table = self.open(name)  # type: ignore[attr-defined]
+        table = self._open(name)
         if version is not None:
             try:
                 table.checkout(version)
@@ -90,23 +89,7 @@ class HygieneTables:
         schema = rows.schema.with_metadata({META_KEY: json.dumps(meta, sort_keys=True).encode()})
         rows = rows.replace_schema_metadata(schema.metadata)
         name = hygiene_table(kind)
-        with self.writing(f"write the {kind} result"):  # type: ignore[attr-defined]
-            mode = "overwrite" if self.has_table(name) else "create"  # type: ignore[attr-defined]
-            table = self.db.create_table(name, data=rows, schema=schema, mode=mode)  # type: ignore[attr-defined]
+        with self.writing(f"write the {kind} result"):
+            mode = "overwrite" if self.has_table(name) else "create"
+            table = self._create_table(name, schema, rows, mode)
             return table.version
-
-    def iter_pool(
-        self, columns: list[str], batch_rows: int = POOL_BATCH_ROWS
-    ) -> Iterator[tuple[np.ndarray, pa.Table]]:
-        """The pool in batches of rows: (pool positions, columns) for each, from one table
-        version, so memory holds one batch of text at a time whatever the pool's size.
-        Positions are indices in pool order (what :meth:`read_pool` row i is)."""
-        table = self.pool()  # type: ignore[attr-defined]
-        table.checkout(table.version)
-        sorted_pos = np.sort(table.search().select(["pos"]).to_arrow()["pos"].to_numpy())
-        stored = len(sorted_pos)
-        for start in range(0, stored, batch_rows):
-            offsets = list(range(start, min(start + batch_rows, stored)))
-            batch = table.take_offsets(offsets).select(["pos", *columns]).to_arrow()
-            positions = np.searchsorted(sorted_pos, batch["pos"].to_numpy())
-            yield positions.astype(np.int64), batch.select(columns)
