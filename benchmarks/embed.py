@@ -3,7 +3,7 @@
 For each shared pool (../shared/data/pools), embeds the same rows with MiniLM (``st:minilm``)
 and with SmolLM2-135M (``lm:smollm2``, vector + uncertainty scores) twice in the same
 process: in length-sorted batches, and at batch size 1 in pool order (the DiverseEvol
-reference's way). Then embeds ~2,000 rows of both pools through ``embed_pool`` (LanceDB
+reference's way). Then embeds ~2,000 rows of both pools through ``curate.embed.embed`` (LanceDB
 writes included) and times the fully cached re-run, in the library and as a CLI process.
 
     .venv/bin/python benchmarks/embed.py --limit 32 --lm-limit 8   # ≈10 min on 2 busy cores
@@ -75,7 +75,7 @@ def pool_rows(store_dir: Path, source: Path) -> list[dict]:
 
 
 def cached_rerun(tmp: Path, rows: int, max_length: int) -> None:
-    from curate.embed import embed_pool
+    from curate.embed import embed
     from curate.embedders import load_embedder
     from curate.ingest import ingest
     from curate.store import Store
@@ -87,14 +87,14 @@ def cached_rerun(tmp: Path, rows: int, max_length: int) -> None:
     source.write_text(json.dumps(records[:rows]), encoding="utf-8")
     store = Store(tmp / "cached-db")
     ingest(store, [str(source)])
-    first = embed_pool(store, load_embedder("st:minilm", max_length), "minilm")
+    first = embed(store, load_embedder("st:minilm", max_length), "minilm")
     print(
         f"  first run:  {first.embedded} rows embedded + written in {first.seconds:.1f}s "
         f"({first.examples_per_s:.1f} ex/s end to end at max length {max_length})"
     )
     embedder = load_embedder("st:minilm", max_length)
     started = time.perf_counter()
-    again = embed_pool(store, embedder, "minilm")
+    again = embed(store, embedder, "minilm")
     library = time.perf_counter() - started
     assert again.embedded == 0 and not embedder.loaded
     cli = [sys.executable, "-m", "curate", "embed", "--db", str(store.path), "--json"]

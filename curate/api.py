@@ -29,7 +29,7 @@ from curate.paths import DEFAULT_DB
 from curate.progress import NO_PROGRESS, Progress
 
 if TYPE_CHECKING:
-    from curate.embed import EmbedReport
+    from curate.embed import EmbedReport, EmbedSkipped
     from curate.evaluation.results import ModelEvalResult
     from curate.hygiene.decontaminate import DecontaminateReport
     from curate.hygiene.dedup import DedupReport
@@ -85,27 +85,38 @@ class Pool:
         precision: str = "auto",
         batch_size: int | None = None,
         scores: bool = False,
+        import_file: str | Path | None = None,
+        for_strategy: str | None = None,
         progress: Progress = NO_PROGRESS,
-    ) -> EmbedReport:
+    ) -> EmbedReport | EmbedSkipped:
         """Give every row a vector from ``embedder`` (default: all-MiniLM-L6-v2; ``lm:PATH``
         is DiverseEvol's mean last hidden state), cached by model and row. ``precision``
         ``auto`` computes ``lm:`` vectors in bf16 where the device does so natively;
         ``scores`` stores ``lm:``'s uncertainty scores too (the uncertainty strategies read
-        them)."""
-        from curate.embed import plan_embedding, run_embedding
-        from curate.embedders import DEFAULT_SPEC, load_embedder
+        them). ``import_file`` takes vectors computed elsewhere instead; ``for_strategy``
+        embeds only if that strategy reads vectors or scores (as ``curate embed``)."""
+        from curate.embed import embed
 
         _check_args(
             embedder=(embedder, str | None), name=(name, str | None), max_length=(max_length, int),
             device=(device, str), precision=(precision, str), batch_size=(batch_size, int | None),
-            scores=(scores, bool),
+            scores=(scores, bool), for_strategy=(for_strategy, str | None),
         )  # fmt: skip
         if max_length < 1 or (batch_size is not None and batch_size < 1):
             raise UsageError("max_length and batch_size must be positive integers")
-
-        model = load_embedder(embedder or DEFAULT_SPEC, max_length, device, precision, scores)
-        plan = plan_embedding(self.store, model, name, batch_size)
-        return run_embedding(self.store, model, plan, progress)
+        return embed(
+            self.store,
+            embedder,
+            name,
+            import_file=None if import_file is None else _path(import_file, "import_file"),
+            for_strategy=for_strategy,
+            max_length=max_length,
+            device=device,
+            precision=precision,
+            batch_size=batch_size,
+            scores=scores,
+            progress=progress,
+        )
 
     def select(
         self,
@@ -122,12 +133,17 @@ class Pool:
         whole_pool: bool = False,
         include_duplicates: bool = False,
         include_contaminated: bool = False,
+        embed_missing: bool = True,
         progress: Progress = NO_PROGRESS,
     ) -> SubsetSelection:
-        """Choose ``budget`` examples (or the parent's plus ``add``) in memory; nothing is
-        written until :func:`write_subset`. Rows flagged by a current ``curate dedup`` or
+        """Choose ``budget`` examples (or the parent's plus ``add``) in memory; the subset is
+        written by :func:`write_subset`. Rows flagged by a current ``curate dedup`` or
         ``curate decontaminate`` result are left out unless ``include_duplicates`` /
-        ``include_contaminated``; a stale result is not used and named in ``warnings``."""
+        ``include_contaminated``; a stale result is not used and named in ``warnings``.
+        With ``embed_missing`` (the default, as ``curate select``), a strategy that reads
+        vectors on a pool with no embeddings at all first embeds it with the default
+        embedder, written to the pool's database like :meth:`embed`; pass False to get an
+        error instead and write nothing."""
         from curate.select import SelectRequest, select
 
         request = SelectRequest(
@@ -144,7 +160,8 @@ class Pool:
             include_duplicates=include_duplicates,
             include_contaminated=include_contaminated,
         )
-        return select(self.store, request, progress)
+        _check_args(embed_missing=(embed_missing, bool))
+        return select(self.store, request, progress, embed_missing=embed_missing)
 
     def dedup(self, progress: Progress = NO_PROGRESS, **settings: Any) -> DedupReport:
         """Store the pool's near-duplicate groups (``settings``: :class:`DedupSettings`

@@ -161,17 +161,23 @@ def _parent_positions(parent: Subset, keys: dict[tuple[str, str], int], store: S
 
 
 def _pool_arrays(
-    store: Store, strategy: Strategy, embeddings: str | None, ids: list[str], progress: Progress
+    store: Store,
+    strategy: Strategy,
+    embeddings: str | None,
+    ids: list[str],
+    progress: Progress,
+    embed_missing: bool,
 ) -> tuple[PoolArrays, dict[str, str] | None, int]:
     """The arrays the strategy needs, the manifest's ``embeddings`` entry, and how many rows
-    had to be embedded first (a pool with no embeddings at all gets the default embedder's)."""
+    had to be embedded first (with ``embed_missing``, a pool with no embeddings at all gets
+    the default embedder's)."""
     lengths = _response_lengths(store) if strategy.needs_lengths else None
     if not (strategy.needs_vectors or strategy.needs_scores):
         return PoolArrays(len(ids), lengths=lengths), None, 0
     embedded = 0
     if embeddings is None:
         names = store.embedding_names()
-        if not names and not strategy.needs_scores:
+        if not names and not strategy.needs_scores and embed_missing:
             embedded, names = _embed_default(store, progress), store.embedding_names()
         if len(names) != 1:
             known = ", ".join(names) or "none; run `curate embed` first"
@@ -208,12 +214,12 @@ def _response_lengths(store: Store) -> np.ndarray:
 
 
 def _embed_default(store: Store, progress: Progress) -> int:
-    """Embed the pool with the default embedder, as `curate embed` with no options would."""
-    from curate.embed import plan_embedding, run_embedding
-    from curate.embedders import DEFAULT_SPEC, load_embedder
+    """Embed the pool with the default embedder (in fp32, as it always has been here)."""
+    from curate.embed import EmbedReport, embed
 
-    embedder = load_embedder(DEFAULT_SPEC)
-    return run_embedding(store, embedder, plan_embedding(store, embedder), progress).embedded
+    report = embed(store, precision="fp32", progress=progress)
+    assert isinstance(report, EmbedReport)  # no for_strategy: never skipped
+    return report.embedded
 
 
 LOOKUP_LIMIT = 20_000  # above this many picks, one scan of the pool beats id lookups
@@ -249,9 +255,18 @@ def _picks(ids: list[str], hashes: list[str], selection: Selection) -> list[dict
 
 
 def select(
-    store: Store, request: SelectRequest, progress: Progress = NO_PROGRESS
+    store: Store,
+    request: SelectRequest,
+    progress: Progress = NO_PROGRESS,
+    *,
+    embed_missing: bool = False,
 ) -> SubsetSelection | None:
-    """Run one selection in memory; nothing is written (see :meth:`SubsetSelection.write`).
+    """Run one selection in memory (see :meth:`SubsetSelection.write` to write it).
+
+    Nothing is written, except with ``embed_missing``: a strategy that reads vectors, on a
+    pool with no embeddings at all and no ``embeddings`` named, then first embeds the pool
+    with the default embedder into its ``emb_<name>`` table (as ``curate embed`` would;
+    ``embedded`` counts the rows). Without it that is an error naming ``curate embed``.
 
     Everything that can fail (unknown strategy or parameter, budget, a parent that does
     not verify or comes from another pool, missing or NaN vectors) fails before the
@@ -261,12 +276,16 @@ def select(
     if launched():
         from curate.select_sharded import select_sharded
 
-        return select_sharded(store, request, progress)
-    return select_one_process(store, request, progress)
+        return select_sharded(store, request, progress)  # never embeds
+    return select_one_process(store, request, progress, embed_missing=embed_missing)
 
 
 def select_one_process(
-    store: Store, request: SelectRequest, progress: Progress = NO_PROGRESS
+    store: Store,
+    request: SelectRequest,
+    progress: Progress = NO_PROGRESS,
+    *,
+    embed_missing: bool = False,
 ) -> SubsetSelection:
     """:func:`select` in this process, whatever the launcher."""
     started = time.perf_counter()
@@ -284,7 +303,9 @@ def select_one_process(
     excluded = np.asarray(sorted(keys[k] for k in hygiene.keys if k in keys), dtype=np.int64)
     open_rows = len(ids) - len(np.setdiff1d(excluded, chosen))
     total, added = _budget(request, len(chosen), open_rows)
-    arrays, embeddings, embedded = _pool_arrays(store, strategy, request.embeddings, ids, progress)
+    arrays, embeddings, embedded = _pool_arrays(
+        store, strategy, request.embeddings, ids, progress, embed_missing
+    )
     name = request.name or default_name(strategy.name, total, request.seed)
 
     progress.start(added, "picks", f"select {strategy.name}")

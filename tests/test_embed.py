@@ -11,7 +11,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from curate.embed import embed_pool, import_vectors
+from curate.embed import embed, import_vectors
 from curate.embedders import load_embedder
 from curate.embedders.base import length_sorted_batches
 from curate.embedders.registry import default_name, parse_spec
@@ -187,19 +187,19 @@ def test_fingerprint_tracks_weights_max_length_and_kind(tiny_lm, tiny_b, minilm)
 
 
 def test_rerun_reuses_everything_and_new_rows_are_the_only_ones_embedded(tiny_lm, pool16, tmp_path):
-    first = embed_pool(pool16, load_embedder(f"lm:{tiny_lm}", scores=True), "tiny", batch_size=4)
+    first = embed(pool16, load_embedder(f"lm:{tiny_lm}", scores=True), "tiny", batch_size=4)
     assert (first.embedded, first.reused, first.dim) == (16, 0, 64)
     before = pool16.load_vectors("tiny", with_scores=True)
     assert before.matrix.shape == (16, 64) and set(before.scores) == set(SCORE_COLUMNS)
 
     again = load_embedder(f"lm:{tiny_lm}")
-    report = embed_pool(pool16, again, "tiny", batch_size=4)
+    report = embed(pool16, again, "tiny", batch_size=4)
     assert (report.embedded, report.reused) == (0, 16)
     assert not again.loaded, "a fully cached run must not even load the model"
 
     add_rows(pool16, sample_records(5, start=40), tmp_path, "more")
     grow = load_embedder(f"lm:{tiny_lm}")
-    report = embed_pool(pool16, grow, "tiny", batch_size=4)
+    report = embed(pool16, grow, "tiny", batch_size=4)
     assert (report.embedded, report.reused, report.removed) == (5, 16, 0)
     after = pool16.load_vectors("tiny", with_scores=True)
     assert after.matrix.shape == (21, 64)
@@ -208,7 +208,7 @@ def test_rerun_reuses_everything_and_new_rows_are_the_only_ones_embedded(tiny_lm
 
 
 def test_new_model_replaces_old_vectors_only_after_it_succeeds(tiny_lm, tiny_b, pool16):
-    old = embed_pool(pool16, load_embedder(f"lm:{tiny_lm}"), "rd", batch_size=4)
+    old = embed(pool16, load_embedder(f"lm:{tiny_lm}"), "rd", batch_size=4)
     newer = load_embedder(f"lm:{tiny_b}")
 
     class CrashAfterFirstBatch(NoProgress):
@@ -216,7 +216,7 @@ def test_new_model_replaces_old_vectors_only_after_it_succeeds(tiny_lm, tiny_b, 
             raise RuntimeError("simulated crash")
 
     with pytest.raises(RuntimeError):
-        embed_pool(
+        embed(
             pool16,
             newer,
             "rd",
@@ -230,7 +230,7 @@ def test_new_model_replaces_old_vectors_only_after_it_succeeds(tiny_lm, tiny_b, 
     with pytest.raises(EmbeddingError, match="mix 2 embedder fingerprints"):
         pool16.load_vectors("rd")
 
-    report = embed_pool(pool16, load_embedder(f"lm:{tiny_b}"), "rd", batch_size=4)
+    report = embed(pool16, load_embedder(f"lm:{tiny_b}"), "rd", batch_size=4)
     assert (report.embedded, report.reused, report.removed) == (12, 4, 16)
     vectors = pool16.load_vectors("rd")
     assert vectors.fingerprint == newer.fingerprint
@@ -243,7 +243,7 @@ def test_kill_9_mid_run_resumes_from_the_written_batches(tiny_lm, pool16, curate
     script = textwrap.dedent(
         f"""
         import os, signal
-        from curate.embed import embed_pool
+        from curate.embed import embed
         from curate.embedders import load_embedder
         from curate.progress import NoProgress
         from curate.store import Store
@@ -255,7 +255,7 @@ def test_kill_9_mid_run_resumes_from_the_written_batches(tiny_lm, pool16, curate
                 if self.batches == 2:
                     os.kill(os.getpid(), signal.SIGKILL)
 
-        embed_pool(Store({str(pool16.path)!r}),
+        embed(Store({str(pool16.path)!r}),
                    load_embedder({f"lm:{tiny_lm}"!r}, device="cpu", scores=True),
                    "resume", batch_size=4, progress=DieAfterTwoBatches(), checkpoint_seconds=0)
         """
@@ -264,10 +264,10 @@ def test_kill_9_mid_run_resumes_from_the_written_batches(tiny_lm, pool16, curate
     assert killed.returncode == -9, killed.stderr[-2000:]
     assert pool16.embeddings_count("resume") == 8
 
-    report = embed_pool(pool16, load_embedder(f"lm:{tiny_lm}"), "resume", batch_size=4)
+    report = embed(pool16, load_embedder(f"lm:{tiny_lm}"), "resume", batch_size=4)
     assert (report.embedded, report.reused, report.removed) == (8, 8, 0)
     assert pool16.embeddings_count("resume") == 16
-    embed_pool(pool16, load_embedder(f"lm:{tiny_lm}", scores=True), "fresh", batch_size=4)
+    embed(pool16, load_embedder(f"lm:{tiny_lm}", scores=True), "fresh", batch_size=4)
     resumed, fresh = pool16.load_vectors("resume", True), pool16.load_vectors("fresh", True)
     np.testing.assert_allclose(resumed.matrix, fresh.matrix, atol=1e-5)
     for name in SCORE_COLUMNS:
@@ -275,12 +275,12 @@ def test_kill_9_mid_run_resumes_from_the_written_batches(tiny_lm, pool16, curate
 
 
 def test_dimension_change_under_a_name_is_an_error_and_changes_nothing(tiny_lm, minilm, pool16):
-    embed_pool(pool16, load_embedder(f"lm:{tiny_lm}"), "shared", batch_size=8)
+    embed(pool16, load_embedder(f"lm:{tiny_lm}"), "shared", batch_size=8)
     version = pool16.embeddings_version("shared")
     with pytest.raises(
         EmbeddingError, match=r"64-d vectors, the new ones are 384-d; choose another --name"
     ):
-        embed_pool(pool16, minilm, "shared")
+        embed(pool16, minilm, "shared")
     assert pool16.embeddings_version("shared") == version
     assert pool16.load_vectors("shared").matrix.shape == (16, 64)
 
@@ -288,10 +288,10 @@ def test_dimension_change_under_a_name_is_an_error_and_changes_nothing(tiny_lm, 
 def test_empty_or_missing_pool_is_a_clear_error(store, tiny_lm):
     embedder = load_embedder(f"lm:{tiny_lm}")
     with pytest.raises(PoolError, match="no pool table"):
-        embed_pool(store, embedder)
+        embed(store, embedder)
     store.append_pool(POOL_SCHEMA.empty_table())
     with pytest.raises(PoolError, match="pool .* is empty"):
-        embed_pool(store, embedder)
+        embed(store, embedder)
 
 
 # ---------------------------------------------------------------- import

@@ -8,7 +8,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from curate.embed import embed_pool
+from curate.embed import embed
 from curate.embedders import load_embedder
 from curate.ingest import ingest
 from curate.store import SCORE_COLUMNS
@@ -38,7 +38,7 @@ def test_two_ranks_split_the_work_and_match_one_process(tiny_lm, store, tmp_path
     one_process = load_embedder(
         f"lm:{tiny_lm}", max_length=128, device="cpu", precision="fp32", scores=True
     )
-    single = embed_pool(store, one_process, "one", batch_size=3)
+    single = embed(store, one_process, "one", batch_size=3)
     assert single.fingerprint == summary["fingerprint"]
     two, one = (
         store.load_vectors("two", with_scores=True),

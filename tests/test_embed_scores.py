@@ -7,7 +7,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from curate.embed import embed_pool
+from curate.embed import embed
 from curate.embedders import load_embedder
 from curate.errors import EmbeddingError
 from curate.store import SCORE_COLUMNS
@@ -45,7 +45,7 @@ def test_the_table_knows_which_rows_have_scores(tiny_lm, pool12, tmp_path, cli, 
     monkeypatch.chdir(tmp_path)  # subsets go to ./data/subsets
     db = str(pool12.path)
     spec = f"lm:{tiny_lm}"
-    first = embed_pool(pool12, load_embedder(spec), "rd", batch_size=4)
+    first = embed(pool12, load_embedder(spec), "rd", batch_size=4)
     assert first.embedded == 12
     assert "least_confidence" not in pool12.embeddings_schema("rd").names
     refused = cli(
@@ -78,9 +78,9 @@ def test_the_table_knows_which_rows_have_scores(tiny_lm, pool12, tmp_path, cli, 
 
     # Vectors-only runs reuse the scored table; rows added later get scores as well.
     again = load_embedder(spec)
-    assert embed_pool(pool12, again, "rd").embedded == 0 and not again.loaded
+    assert embed(pool12, again, "rd").embedded == 0 and not again.loaded
     add_rows(pool12, sample_records(3, start=40), tmp_path, "more")
-    grown = embed_pool(pool12, load_embedder(spec), "rd")
+    grown = embed(pool12, load_embedder(spec), "rd")
     assert (grown.embedded, grown.reused) == (3, 12)
     vectors = pool12.load_vectors("rd", with_scores=True)
     assert all(np.isfinite(vectors.scores[c]).all() for c in SCORE_COLUMNS)

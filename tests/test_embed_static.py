@@ -10,7 +10,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from curate.embed import embed_pool
+from curate.embed import embed
 from curate.embedders import load_embedder
 from curate.models import cache_root
 from tests.test_embed import CONVERSATION, add_rows, sample_records
@@ -44,7 +44,7 @@ def test_static_embedder_distills_once_and_embeds_like_a_mean_of_token_rows(
 ):
     add_rows(store, sample_records(10) + [CONVERSATION], tmp_path)
     embedder = load_embedder(f"static:{tiny_st}", max_length=64)
-    report = embed_pool(store, embedder, "fast")
+    report = embed(store, embedder, "fast")
     assert (report.embedded, report.dim) == (11, 32)
     vectors = store.load_vectors("fast").matrix
     np.testing.assert_allclose(np.linalg.norm(vectors, axis=1), 1.0, atol=1e-5)

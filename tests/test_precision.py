@@ -14,7 +14,7 @@ import numpy as np
 import pytest
 import torch
 
-from curate.embed import embed_pool
+from curate.embed import embed
 from curate.embedders import load_embedder
 from curate.embedders.base import estimated_tokens, length_sorted_batches
 from curate.embedders.fingerprints import embedder_fingerprint
@@ -88,9 +88,9 @@ def test_fp32_and_bf16_vectors_never_share_a_table(tiny_lm, store, tmp_path):
     lines = SAMPLE_POOL.read_text(encoding="utf-8").splitlines(keepends=True)[:6]
     path.write_text("".join(lines), encoding="utf-8")
     ingest(store, [str(path)])
-    first = embed_pool(store, load_embedder(f"lm:{tiny_lm}", precision="fp32"), "tiny")
+    first = embed(store, load_embedder(f"lm:{tiny_lm}", precision="fp32"), "tiny")
     assert (first.embedded, first.precision) == (6, "fp32")
-    again = embed_pool(store, load_embedder(f"lm:{tiny_lm}", precision="bf16"), "tiny")
+    again = embed(store, load_embedder(f"lm:{tiny_lm}", precision="bf16"), "tiny")
     assert (again.embedded, again.reused, again.precision) == (6, 0, "bf16")
     stored = store.scan("emb_tiny", ["fingerprint"])["fingerprint"].to_pylist()
     assert set(stored) == {load_embedder(f"lm:{tiny_lm}", precision="bf16").fingerprint}

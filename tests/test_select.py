@@ -346,6 +346,21 @@ def test_a_parent_is_verified_as_subsets_verify_does(pool_db, tmp_path):
     assert not (tmp_path / "child").exists()
 
 
+def test_select_writes_nothing_unless_asked_to_embed_a_pool_without_embeddings(
+    store, build_pool, tmp_path
+):
+    """`select()` embeds only with ``embed_missing`` (issue 22); without it a strategy that
+    reads vectors on a pool with no embeddings fails naming `curate embed`, and no table,
+    model or file appears. (Before, the library embedded the pool whatever the caller.)"""
+    build_pool(store, tmp_path / "src", rows=12)
+    tables = store.table_names()
+    with pytest.raises(SelectionError, match=r"known: none; run `curate embed` first"):
+        select(store, SelectRequest(strategy="kcenter", budget=5))
+    assert store.table_names() == tables and store.embedding_names() == []
+    chosen = select(store, SelectRequest(strategy="random", budget=5))  # reads no vectors
+    assert chosen.embedded == 0 and store.table_names() == tables
+
+
 @pytest.mark.slow
 def test_select_on_a_pool_without_embeddings_embeds_it_first(tmp_path, sample_pool, cli):
     """One-off curation in two commands: ingest, then select (issue 11.9)."""

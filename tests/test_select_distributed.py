@@ -151,7 +151,7 @@ def test_two_nodes_select_with_parent_and_cosine_equals_one_process(tmp_path):
 
 @pytest.mark.slow
 def test_two_nodes_embed_equals_one_process(tiny_lm, tmp_path):
-    from curate.embed import embed_pool
+    from curate.embed import embed
     from curate.embedders import load_embedder
 
     lines = (ROOT / "data" / "sample" / "pool.jsonl").read_text(encoding="utf-8").splitlines()
@@ -163,7 +163,7 @@ def test_two_nodes_embed_equals_one_process(tiny_lm, tmp_path):
     results = _two_nodes(args)
     assert [r[0] for r in results] == [0, 0], results[0][2][-3000:] + results[1][2][-3000:]
     embedder = load_embedder(f"lm:{tiny_lm}", max_length=128, device="cpu", precision="fp32")
-    embed_pool(store, embedder, "one", batch_size=3)
+    embed(store, embedder, "one", batch_size=3)
     two, one = store.load_vectors("nodes"), store.load_vectors("one")
     assert store.embeddings_count("nodes") == 12 and two.fingerprint == one.fingerprint
     np.testing.assert_allclose(two.matrix, one.matrix, atol=1e-5)

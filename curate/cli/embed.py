@@ -77,54 +77,40 @@ def embed_command(
 
     Resumable: rerun after a crash and it continues from the last checkpoint. Data-parallel under `torchrun` or `accelerate launch`: each rank embeds a shard.
     """  # noqa: E501 - one paragraph per line, so --help wraps it to the terminal
-    from curate.embed import (
-        check_compatible,
-        import_vectors,
-        plan_embedding,
-        run_embedding,
-        skip_for_strategy,
-    )
-    from curate.embedders import DEFAULT_SPEC, load_embedder
+    from curate.embed import EmbedSkipped, embed
+    from curate.launch import launched_rank
     from curate.store import Store
 
     if import_file is not None and embedder is not None:
         raise typer.BadParameter(
             "give either --embedder or --import, not both", param_hint="--import"
         )
-    store = Store(db)
-    if for_strategy is not None:
-        from curate.embedders.registry import default_name
-
-        skipped = name or default_name(embedder or DEFAULT_SPEC)
-        if skip_for_strategy(store, skipped, for_strategy):
-            if json_out:
-                print_json({"name": skipped, "skipped": True, "strategy": for_strategy})
-            else:
-                console.print(
-                    f"embeddings {skipped!r}: skipped (strategy {for_strategy} reads none)"
-                )
-            return
-    if import_file is not None:
-        _render(import_vectors(store, import_file, name), json_out)
-        return
     os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")  # our bar, not transformers'
-    if for_strategy is not None:
-        from curate.strategies import STRATEGIES
-
-        scores = scores or STRATEGIES.get(for_strategy).needs_scores
-    model = load_embedder(embedder or DEFAULT_SPEC, max_length, device, precision, scores)
-    plan = plan_embedding(store, model, name, batch_size)
-    if not plan.ranks.is_main:  # only rank 0 renders
-        run_embedding(store, model, plan)
+    with progress_renderer() as progress:
+        report = embed(
+            Store(db),
+            embedder,
+            name,
+            import_file=import_file,
+            for_strategy=for_strategy,
+            max_length=max_length,
+            device=device,
+            precision=precision,
+            batch_size=batch_size,
+            scores=scores,
+            progress=progress,
+            loading=lambda spec: err_console.status(f"loading {spec}"),
+        )
+    if launched_rank() != 0:  # only rank 0 renders
         return
-    if plan.rows_here:
-        with err_console.status(f"loading {model.spec}"):
-            model.load()
-        check_compatible(store, plan, model)  # fail before the progress bar starts
-        with progress_renderer() as progress:
-            report = run_embedding(store, model, plan, progress)
-    else:
-        report = run_embedding(store, model, plan)
+    if isinstance(report, EmbedSkipped):
+        if json_out:
+            print_json(report.to_dict())
+        else:
+            console.print(
+                f"embeddings {report.name!r}: skipped (strategy {report.strategy} reads none)"
+            )
+        return
     _render(report, json_out)
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+from functools import partial
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -99,7 +100,10 @@ def select_command(
         include_contaminated=include_contaminated,
     )
     with progress_renderer() as progress:
-        selection = _select_on_ranks(select, Store(db), request, progress)
+        # a pool with no embeddings gets the default embedder's first, as it always has
+        selection = _select_on_ranks(
+            partial(select, embed_missing=True), Store(db), request, progress
+        )
     if selection is None:  # a torchrun rank other than 0: rank 0 writes and renders
         return
     for warning in selection.warnings:

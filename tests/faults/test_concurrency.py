@@ -124,6 +124,27 @@ def test_a_held_lock_refuses_writers_by_name_and_never_blocks_readers(tmp_path):
     _check_pool(tmp_path / "db", _records(0, 50))
 
 
+def test_an_embed_skipped_for_its_strategy_creates_its_table_under_the_writer_lock(tmp_path):
+    """`curate embed --for-strategy random` embeds nothing but creates the empty table its
+    pipeline stage declares; that create waits for the writer lock like every other write
+    (it went through the raw LanceDB handle, past the lock, before issue 22)."""
+    source = _write_jsonl(tmp_path / "a.jsonl", _records(0, 10))
+    assert _finish([_start("ingest", str(source), "--db", "db", cwd=tmp_path)]) == [True]
+    store = Store(tmp_path / "db")
+    skip = ("embed", "--db", "db", "--for-strategy", "random", "--json")
+    with store.writing("a test that holds the lock"):
+        refused = _start(*skip, cwd=tmp_path, env=_env(**{LOCK_TIMEOUT_ENV: "0.5"}))
+        _, err = refused.communicate(timeout=120)
+        assert refused.returncode == 3, err
+        assert "(a test that holds the lock, since" in err, err
+        assert not store.has_embeddings("minilm")
+    done = _start(*skip, cwd=tmp_path)
+    out, err = done.communicate(timeout=120)
+    assert done.returncode == 0, err
+    assert json.loads(out) == {"name": "minilm", "skipped": True, "strategy": "random"}
+    assert store.has_embeddings("minilm") and store.embeddings_count("minilm") == 0
+
+
 def test_ingest_killed_between_commit_and_log_is_logged_by_the_next_writer(tmp_path):
     """kill -9 right after the pool commit, before the ingest-log write (issue 13, point 9):
     the next writer logs it, so `curate pool` still counts its dropped duplicates."""

@@ -1,4 +1,5 @@
-"""``curate embed``: one vector per pool row in the ``emb_<name>`` table, cached and resumable.
+"""Embedding a pool with a model: one vector per pool row in the ``emb_<name>`` table, cached
+and resumable (the verb's orchestration is :func:`curate.embed.embed`).
 
 Cache: a stored vector is reused when its (id, hash) matches a pool row and its
 fingerprint matches the embedder's. Only the other rows are embedded, so re-running with
@@ -39,11 +40,9 @@ import numpy as np
 import pyarrow as pa
 
 from curate.embedders.base import Embedder
-from curate.embedders.fingerprints import file_fingerprint
 from curate.embedders.ranks import Ranks
-from curate.embedders.registry import check_name, default_name, slug
-from curate.embedders.vector_file import read_vector_file
-from curate.errors import ConflictError, EmbeddingError, InvalidInputError, PoolError
+from curate.embedders.registry import check_name, default_name
+from curate.errors import ConflictError, EmbeddingError, PoolError
 from curate.progress import NO_PROGRESS, Progress
 from curate.store import SCORE_COLUMNS, Store, embedding_schema
 
@@ -182,79 +181,6 @@ def run_embedding(
     report.seconds = time.perf_counter() - plan.started
     report.precision, report.padding = embedder.precision, embedder.padding.fraction
     return report
-
-
-def embed_pool(
-    store: Store,
-    embedder: Embedder,
-    name: str | None = None,
-    batch_size: int | None = None,
-    progress: Progress = NO_PROGRESS,
-    checkpoint_seconds: float = 5.0,
-) -> EmbedReport:
-    """Make sure every pool row has a current vector under ``name``; see the module doc."""
-    plan = plan_embedding(store, embedder, name, batch_size)
-    return run_embedding(store, embedder, plan, progress, checkpoint_seconds)
-
-
-def import_vectors(store: Store, path: str | Path, name: str | None = None) -> EmbedReport:
-    """Replace the ``name`` embeddings with vectors from a file that covers the whole pool."""
-    started = time.perf_counter()
-    path = Path(path)
-    name = check_name(name or slug(path.stem) or "imported")
-    data = read_vector_file(path)
-    store.require_pool()
-    pool = store.read_pool(["id", "hash"])
-    if pool.num_rows == 0:
-        raise PoolError(f"the pool in {store.path} is empty; add rows with `curate ingest SOURCE`")
-    pool_hash = dict(zip(pool["id"].to_pylist(), pool["hash"].to_pylist(), strict=True))
-    unknown = [i for i in data.ids if i not in pool_hash]
-    if unknown:
-        raise InvalidInputError(
-            path, None, f"{len(unknown)} ids are not in the pool ({_some(unknown)})"
-        )
-    if data.hashes is not None:
-        changed = [i for i, h in zip(data.ids, data.hashes, strict=True) if h != pool_hash[i]]
-        if changed:
-            raise InvalidInputError(
-                path,
-                None,
-                f"{len(changed)} vectors were made for other content "
-                f"(hash differs: {_some(changed)})",
-            )
-    row_of = {i: r for r, i in enumerate(data.ids)}
-    missing = [i for i in pool_hash if i not in row_of]
-    if missing:
-        raise InvalidInputError(
-            path,
-            None,
-            f"covers {len(row_of)} of {len(pool_hash)} pool rows (missing {_some(missing)}); "
-            "vectors must cover the whole pool",
-        )
-    dim = data.matrix.shape[1]
-    table = store.embedding_table(name)
-    schema = embedding_schema(dim, with_scores=False)
-    stored_schema = store.embeddings_schema(name)
-    if stored_schema is not None and store.embeddings_count(name) and stored_schema != schema:
-        raise EmbeddingError(_mismatch(name, stored_schema, dim, False, store.path))
-    ids = pool["id"].to_pylist()
-    order = [row_of[i] for i in ids]
-    fingerprint = file_fingerprint(path)
-    arrow = _arrow_rows(schema, ids, pool["hash"].to_pylist(), fingerprint, data.matrix[order], {})
-    with store.writing(f"import embeddings {name!r}"):
-        previous = store.embeddings_count(name)
-        store.create_embeddings(name, schema, arrow)  # one atomic commit
-    return EmbedReport(
-        name,
-        table,
-        f"import:{path}",
-        fingerprint,
-        dim,
-        len(ids),
-        embedded=len(ids),
-        removed=previous,
-        seconds=time.perf_counter() - started,
-    )
 
 
 # ---------------------------------------------------------------------------- helpers
@@ -412,20 +338,3 @@ def _arrow_rows(schema, ids, hashes, fingerprint, vectors, scores) -> pa.Table:
 
 def _some(values: list[str], n: int = 5) -> str:
     return ", ".join(str(v) for v in values[:n]) + (", ..." if len(values) > n else "")
-
-
-def skip_for_strategy(store: Store, name: str, strategy: str) -> bool:
-    """True when ``strategy`` reads neither vectors nor scores, so embeddings ``name`` are not
-    needed: nothing is embedded and no model is loaded. The table is left as it is, or
-    created empty when missing (a pipeline stage declares it as its output); a strategy that
-    does read it later reruns the stage (its command names the strategy) and fills it."""
-    from curate.strategies import STRATEGIES
-
-    cls = STRATEGIES.get(strategy)
-    if cls.needs_vectors or cls.needs_scores:
-        return False
-    table = store.embedding_table(check_name(name))
-    store.pool()  # a missing pool is still an error
-    if not store.has_table(table):
-        store.db.create_table(table, schema=embedding_schema(1, False))
-    return True
