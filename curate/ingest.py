@@ -31,15 +31,8 @@ from curate.conversations import RESHAPES
 from curate.errors import InvalidInputError
 from curate.files import atomic_write_text, naming_path, owner_pid, pid_alive
 from curate.progress import NO_PROGRESS, Progress
-from curate.records import (
-    ArrayPosition,
-    BadLine,
-    Example,
-    has_explicit_id,
-    read_records,
-    record_shape_for,
-    to_example,
-)
+from curate.readers import ArrayPosition, BadLine, read_records, record_shape_for
+from curate.records import Example, has_explicit_id, to_example
 from curate.store import POOL_SCHEMA, Store
 
 

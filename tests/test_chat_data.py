@@ -17,7 +17,8 @@ from curate.conversations import RESHAPES, canonical_turns, render_turns
 from curate.files import jsonl_lines
 from curate.manifest import Manifest, PoolRef
 from curate.prompts import IGNORE_INDEX, encode_head, prompt_text, tokenize
-from curate.records import read_records, to_example
+from curate.readers import read_records
+from curate.records import to_example
 from curate.subsets import examples_blob, load_subset, write_subset
 from tests.conftest import HOSTILE_TEXT
 

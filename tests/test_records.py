@@ -14,7 +14,8 @@ import pytest
 
 from curate.errors import InvalidInputError
 from curate.ingest import ingest
-from curate.records import read_records, to_example
+from curate.readers import read_records
+from curate.records import to_example
 
 ROWS = [
     {"instruction": "Name a primary colour.", "input": "", "output": "Red."},

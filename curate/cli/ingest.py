@@ -10,7 +10,7 @@ from rich.table import Table
 
 from curate.cli._options import DEFAULT_DB_PATH, DbOption, JsonOption
 from curate.cli._render import console, print_json, progress_renderer
-from curate.records import FORMATS
+from curate.readers import FORMATS
 
 
 def ingest_command(

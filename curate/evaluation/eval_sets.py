@@ -17,7 +17,8 @@ from typing import Any
 
 from curate.errors import InvalidInputError
 from curate.files import sha256_bytes, sha256_file
-from curate.records import BadLine, normalise, read_records
+from curate.readers import BadLine, read_records
+from curate.records import normalise
 
 # Where the question may be: eval-file spellings first, then every pool shape's field.
 QUESTION_FIELDS = ("text", "Instruction", "instruction", "prompt", "conversations", "messages")
