@@ -15,11 +15,65 @@ Exit codes (the README's table):
 
 from __future__ import annotations
 
+import ast
+import re
+from collections.abc import Callable
+from typing import Any
+
+_PARAM = re.compile("\x1f([^\x1e\x1f]*)\x1e([vm]?)([^\x1f]*)\x1f")
+
+
+def param(name: str, value: Any = None, *, metavar: str | None = None) -> str:
+    """A parameter named inside an error message, as the caller spelled it: the Python
+    API's keyword in ``str(err)`` (`` `add` ``, `` `budget=6` ``), the command line's flag in
+    :meth:`CurateError.render` (``--add K``, ``--budget 6``). ``value`` is what was given;
+    ``metavar`` stands for a value in the CLI's spelling only."""
+    if value is not None:
+        return f"\x1f{name}\x1ev{value!r}\x1f"
+    return f"\x1f{name}\x1em{metavar}\x1f" if metavar else f"\x1f{name}\x1e\x1f"
+
+
+def render_params(message: str, flag: Callable[[str], str] | None = None) -> str:
+    """``message`` with each :func:`param` spelled for the API (``flag`` None) or as the
+    flag ``flag(name)`` names."""
+
+    def one(match: re.Match[str]) -> str:
+        name, kind, text = match.groups()
+        if flag is None:
+            return f"`{name}={text}`" if kind == "v" else f"`{name}`"
+        if kind == "v":
+            value = _literal(text)
+            return flag(name) if value is True else f"{flag(name)} {value}"
+        return f"{flag(name)} {text}" if kind == "m" else flag(name)
+
+    return _PARAM.sub(one, message)
+
+
+def _literal(text: str) -> Any:
+    try:
+        return ast.literal_eval(text)
+    except (ValueError, SyntaxError):
+        return text
+
 
 class CurateError(Exception):
-    """A problem the user can fix. ``str(err)`` is the one line the CLI prints."""
+    """A problem the user can fix. ``str(err)`` is the one line the CLI prints, with the
+    parameters it names (:func:`param`) spelled as Python keywords; :meth:`render` spells
+    them as the caller's flags instead."""
 
     exit_code = 1
+
+    @property
+    def template(self) -> str:
+        """The message with its parameters not yet spelled (to raise it again elsewhere)."""
+        return super().__str__()
+
+    def __str__(self) -> str:
+        return render_params(self.template)
+
+    def render(self, flag: Callable[[str], str]) -> str:
+        """The message with each parameter it names spelled as ``flag(name)``."""
+        return render_params(self.template, flag)
 
 
 class UsageError(CurateError):

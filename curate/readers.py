@@ -21,7 +21,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from curate.errors import InvalidInputError
+from curate.errors import InvalidInputError, param
 from curate.records import RECORD_SHAPES
 
 FORMATS = ("auto", "alpaca", "sharegpt", "messages", "jsonl", "parquet", "csv")
@@ -273,7 +273,7 @@ def source_container(source: str, fmt: str = "auto") -> str:
         raise InvalidInputError(
             source,
             None,
-            f"unknown format for extension {suffix!r}; pass --format "
+            f"unknown format for extension {suffix!r}; pass {param('format')} "
             "(alpaca, sharegpt or messages for JSON; jsonl, parquet or csv)",
         )
     return container

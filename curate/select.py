@@ -18,7 +18,7 @@ import numpy as np
 import pyarrow as pa
 
 from curate import __version__
-from curate.errors import EmbeddingError, SelectionError, SubsetError
+from curate.errors import EmbeddingError, SelectionError, SubsetError, param
 from curate.files import sha256_bytes
 from curate.hygiene.exclusion import exclusion, lift, restrict
 from curate.launch import launched
@@ -124,18 +124,23 @@ def _budget(request: SelectRequest, parent_size: int, pool_size: int) -> tuple[i
     """(total subset size, new picks)."""
     given = [request.budget is not None, request.add is not None, request.whole_pool]
     if sum(given) != 1:
-        raise SelectionError("give exactly one of --budget N (total size), --add K or --whole-pool")
+        raise SelectionError(
+            f"give exactly one of {param('budget', metavar='N')} (total size), "
+            f"{param('add', metavar='K')} or {param('whole_pool')}"
+        )
     if request.whole_pool:
         total = pool_size
     elif request.add is not None:
         if request.parent is None:
-            raise SelectionError("--add K needs --parent (the subset to add K rows to)")
+            raise SelectionError(
+                f"{param('add', metavar='K')} needs {param('parent')} (the subset to add rows to)"
+            )
         total = parent_size + request.add
     else:
         total = request.budget
     added = total - parent_size
     if added <= 0:
-        what = f"--add {request.add}" if request.add is not None else f"--budget {total}"
+        what = param("add", request.add) if request.add is not None else param("budget", total)
         raise SelectionError(
             f"{what} adds nothing to the parent's {parent_size} rows; "
             "the budget is the total size of the new subset"
@@ -182,7 +187,8 @@ def _pool_arrays(
         if len(names) != 1:
             known = ", ".join(names) or "none; run `curate embed` first"
             raise SelectionError(
-                f"--strategy {strategy.name} needs --embeddings NAME (known: {known})"
+                f"{param('strategy', strategy.name)} needs {param('embeddings', metavar='NAME')} "
+                f"(known: {known})"
             )
         embeddings = names[0]
     vectors = store.load_vectors(embeddings, with_scores=strategy.needs_scores)

@@ -34,7 +34,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from curate import __version__
-from curate.errors import CurateError, EmbeddingError, SelectionError
+from curate.errors import CurateError, EmbeddingError, SelectionError, param
 from curate.hygiene.exclusion import exclusion
 from curate.launch import Ranks
 from curate.manifest import EmbeddingsRef, Manifest, ParentRef, PoolRef
@@ -68,7 +68,7 @@ def comm_device(device: str) -> str:
         torch.cuda.set_device(int(os.environ.get("LOCAL_RANK", "0")))
         return "cuda"
     if device == "cuda":
-        raise SelectionError("--device cuda requested but no CUDA device is available")
+        raise SelectionError(f"{param('device', 'cuda')} requested but no CUDA device is available")
     return "cpu"
 
 
@@ -100,7 +100,7 @@ def _agreed(ranks: Ranks, fn, *args) -> Any:
     try:
         result = fn(*args)
     except CurateError as err:
-        failure = (str(err), err.exit_code)
+        failure = (err.template, err.exit_code)  # the CLI spells its parameters
     except OSError as err:
         from curate.cli import os_error_line
 
@@ -164,11 +164,13 @@ def _sharded_strategy(request: SelectRequest):
     strategy = make_strategy(request.strategy, request.params, request.device)
     if strategy.name not in SHARDED:
         raise SelectionError(
-            f"--strategy {strategy.name} runs in one process; run `curate select` without "
+            f"{param('strategy', strategy.name)} runs in one process; run `curate select` without "
             f"torchrun (sharded: {', '.join(SHARDED)})"
         )
     if strategy.name == "kcenter" and strategy.options["whiten"]:
-        raise SelectionError("--whiten runs in one process; run `curate select` without torchrun")
+        raise SelectionError(
+            f"{param('whiten')} runs in one process; run `curate select` without torchrun"
+        )
     return strategy
 
 
@@ -204,8 +206,9 @@ def _plan(store: Store, request: SelectRequest) -> dict[str, Any]:
         kinds = ", ".join(f"{kind} ({ref['flagged']} rows)" for kind, ref in flagged.items())
         raise SelectionError(
             f"hygiene results flag rows to leave out ({kinds}), which sharded K-center does not "
-            "do yet: run `curate select` without torchrun, or pass --include-duplicates "
-            "--include-contaminated to choose from every row"
+            f"do yet: run `curate select` without torchrun, or pass "
+            f"{param('include_duplicates', True)} {param('include_contaminated', True)} "
+            "to choose from every row"
         )
     total, added = _budget(request, len(chosen), len(keys))
     names = store.embedding_names()
@@ -213,7 +216,10 @@ def _plan(store: Store, request: SelectRequest) -> dict[str, Any]:
     if name is None:
         if len(names) != 1:
             known = ", ".join(names) or "none; run `curate embed` first (torchrun works there too)"
-            raise SelectionError(f"--strategy kcenter needs --embeddings NAME (known: {known})")
+            raise SelectionError(
+                f"{param('strategy', 'kcenter')} needs {param('embeddings', metavar='NAME')} "
+                f"(known: {known})"
+            )
         name = names[0]
     if not store.has_embeddings(name):
         raise EmbeddingError(

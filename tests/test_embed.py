@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 import textwrap
 from pathlib import Path
 
@@ -11,6 +12,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
+from curate.cli import error_line
 from curate.embed import embed, import_vectors
 from curate.embedders import load_embedder
 from curate.embedders.base import length_sorted_batches
@@ -277,10 +279,10 @@ def test_kill_9_mid_run_resumes_from_the_written_batches(tiny_lm, pool16, curate
 def test_dimension_change_under_a_name_is_an_error_and_changes_nothing(tiny_lm, minilm, pool16):
     embed(pool16, load_embedder(f"lm:{tiny_lm}"), "shared", batch_size=8)
     version = pool16.embeddings_version("shared")
-    with pytest.raises(
-        EmbeddingError, match=r"64-d vectors, the new ones are 384-d; choose another --name"
-    ):
+    with pytest.raises(EmbeddingError) as raised:
         embed(pool16, minilm, "shared")
+    line = error_line(raised.value)  # what `curate embed` prints
+    assert re.search(r"64-d vectors, the new ones are 384-d; choose another --name", line), line
     assert pool16.embeddings_version("shared") == version
     assert pool16.load_vectors("shared").matrix.shape == (16, 64)
 

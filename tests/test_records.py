@@ -6,12 +6,14 @@ from __future__ import annotations
 
 import errno
 import json
+import re
 from pathlib import Path
 
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
+from curate.cli import error_line
 from curate.errors import InvalidInputError
 from curate.ingest import ingest
 from curate.readers import read_records
@@ -77,8 +79,10 @@ def test_tool_export_names_ingest_with_their_format(store, tmp_path):
 def test_unknown_extension_without_a_format_still_asks_for_one(tmp_path):
     src = tmp_path / "x.txt"
     src.write_text(_jsonl(ROWS))
-    with pytest.raises(InvalidInputError, match=r"x.txt: unknown format .*pass --format"):
+    with pytest.raises(InvalidInputError) as raised:
         read_records(str(src))
+    line = error_line(raised.value)  # what `curate ingest` prints
+    assert re.search(r"x.txt: unknown format .*pass --format", line), line
 
 
 def test_cli_format_alpaca_on_a_txt_file(tmp_path, cli):

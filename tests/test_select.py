@@ -7,12 +7,14 @@ and `add_embeddings` fixtures in conftest.py), so these tests do not depend on `
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 from typing import NamedTuple
 
 import numpy as np
 import pytest
 
+from curate.cli import error_line
 from curate.errors import ConflictError, CurateError, EmbeddingError, SelectionError
 from curate.ingest import ingest
 from curate.plugins import ParamError
@@ -219,10 +221,26 @@ def test_bad_requests_fail_before_writing(broken_db, tmp_path, fields, error, me
     out = tmp_path / "out"
     out.mkdir()
     (out / "keep.txt").write_text("old")
-    with pytest.raises(error, match=message):
+    with pytest.raises(error) as raised:
         run(broken_db, out, **fields)
+    line = error_line(raised.value)  # what the command line prints: the flags it names
+    assert re.search(message, line), line
     assert [p.name for p in out.parent.iterdir()] == ["out"]  # no temp folders left
     assert [p.name for p in out.iterdir()] == ["keep.txt"]
+
+
+def test_library_errors_name_the_callers_parameters_and_the_cli_its_flags(broken_db, tmp_path):
+    """An API caller reads the keywords it passed, the command line prints its flags
+    (issue 22: the library said `--add K needs --parent` to callers who typed `add=2`)."""
+    with pytest.raises(SelectionError) as raised:
+        run(broken_db, tmp_path / "x", strategy="random", add=2)
+    assert str(raised.value) == "`add` needs `parent` (the subset to add rows to)"
+    assert error_line(raised.value) == "--add K needs --parent (the subset to add rows to)"
+    with pytest.raises(SelectionError) as raised:
+        run(broken_db, tmp_path / "x", budget=5)
+    known = "(known: nan, noscores, partial)"
+    assert str(raised.value) == f"`strategy='kcenter'` needs `embeddings` {known}"
+    assert error_line(raised.value) == f"--strategy kcenter needs --embeddings NAME {known}"
 
 
 def test_parent_problems(pool_db, broken_db, tmp_path):
@@ -234,8 +252,10 @@ def test_parent_problems(pool_db, broken_db, tmp_path):
         SelectionError, match=f"was built on a different pool: {outside} of 6 picks"
     ):
         run(broken_db, tmp_path / "x", strategy="random", parent=parent.path, add=2)
-    with pytest.raises(SelectionError, match=r"--budget 6 adds nothing to the parent's 6 rows"):
+    with pytest.raises(SelectionError) as raised:
         run(pool_db[0], tmp_path / "x", strategy="random", parent=parent.path, budget=6)
+    line = error_line(raised.value)
+    assert re.search(r"--budget 6 adds nothing to the parent's 6 rows", line), line
     (parent.path / "examples.jsonl").write_text("tampered\n")
     with pytest.raises(CurateError, match="sha256 does not match"):
         run(pool_db[0], tmp_path / "x", strategy="random", parent=parent.path, add=2)

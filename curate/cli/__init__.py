@@ -63,7 +63,7 @@ def main() -> None:
     try:
         code = command()(standalone_mode=False)
     except CurateError as err:
-        _fail(err, str(err), err.exit_code)
+        _fail(err, error_line(err), err.exit_code)
     except OSError as err:
         _fail(err, os_error_line(err), 1)
     except KeyboardInterrupt as err:
@@ -82,6 +82,22 @@ def main() -> None:
         )
     if isinstance(code, int) and code:
         sys.exit(code)
+
+
+# the flags whose name is not the parameter's with dashes
+_FLAGS = {"import_file": "--import", "json_out": "--json"}
+
+
+def cli_flag(name: str) -> str:
+    """The command-line flag of the library parameter ``name``: ``whole_pool`` is
+    ``--whole-pool``."""
+    return _FLAGS.get(name, "--" + name.replace("_", "-"))
+
+
+def error_line(err: CurateError) -> str:
+    """The one line the command line prints for ``err``: the parameters it names (see
+    :func:`curate.errors.param`) as this command line's flags."""
+    return err.render(cli_flag)
 
 
 # click's exception base, as the click that typer runs on (its own copy) defines it

@@ -42,7 +42,7 @@ import pyarrow as pa
 from curate.embedders.base import Embedder
 from curate.embedders.ranks import Ranks
 from curate.embedders.registry import check_name, default_name
-from curate.errors import ConflictError, EmbeddingError, PoolError
+from curate.errors import ConflictError, EmbeddingError, PoolError, param
 from curate.progress import NO_PROGRESS, Progress
 from curate.store import SCORE_COLUMNS, Store, embedding_schema
 
@@ -315,7 +315,10 @@ def _mismatch(name: str, stored: pa.Schema, dim: int, with_scores: bool, db: Pat
         what = f"vectors {had} uncertainty scores, the new ones come {has}"
     else:
         what = f"columns {', '.join(stored.names)}"
-    return f"embeddings {name!r} in {db} hold {what}; choose another --name (nothing was changed)"
+    return (
+        f"embeddings {name!r} in {db} hold {what}; choose another {param('name')} "
+        "(nothing was changed)"
+    )
 
 
 def _stored_dim(schema: pa.Schema | None) -> int:

@@ -9,7 +9,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from curate.errors import EmbeddingError
+from curate.errors import EmbeddingError, param
 from curate.store.pool import PoolTables
 from curate.store.schemas import EMBEDDING_PREFIX, SCORE_COLUMNS, embedding_table, row_keys
 
@@ -199,7 +199,7 @@ class EmbeddingTables(PoolTables):
         if with_scores and len(score_cols) < len(SCORE_COLUMNS):
             raise EmbeddingError(
                 f"embeddings {name!r} have no uncertainty scores; embed with an `lm:` embedder "
-                "and --scores"
+                f"and {param('scores', True)}"
             )
         return Vectors(
             name, fingerprints.pop() if fingerprints else "", ids, hashes, matrix, scores
