@@ -220,10 +220,10 @@ def _response_lengths(store: Store) -> np.ndarray:
 
 
 def _embed_default(store: Store, progress: Progress) -> int:
-    """Embed the pool with the default embedder (in fp32, as it always has been here)."""
+    """Embed the pool with the default embedder, as `curate embed` with no options would."""
     from curate.embed import EmbedReport, embed
 
-    report = embed(store, precision="fp32", progress=progress)
+    report = embed(store, progress=progress)
     assert isinstance(report, EmbedReport)  # no for_strategy: never skipped
     return report.embedded
 

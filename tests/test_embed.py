@@ -287,6 +287,22 @@ def test_dimension_change_under_a_name_is_an_error_and_changes_nothing(tiny_lm, 
     assert pool16.load_vectors("shared").matrix.shape == (16, 64)
 
 
+def test_the_api_and_the_cli_skip_alike_for_a_strategy_that_reads_no_vectors(
+    store, build_pool, tmp_path, cli
+):
+    """One orchestration (issue 22): `Pool.embed(for_strategy=...)` does what
+    `curate embed --for-strategy` does: no model, the named table created empty."""
+    import curate
+
+    build_pool(store, tmp_path / "src", rows=6)
+    report = curate.Pool(store.path).embed(for_strategy="random", name="r")
+    assert report.to_dict() == {"name": "r", "skipped": True, "strategy": "random"}
+    assert store.embedding_names() == ["r"] and store.embeddings_count("r") == 0
+    args = ("embed", "--db", str(store.path), "--for-strategy", "random", "--name", "r", "--json")
+    code, out, err = cli(*args)
+    assert code == 0 and json.loads(out) == report.to_dict(), err
+
+
 def test_empty_or_missing_pool_is_a_clear_error(store, tiny_lm):
     embedder = load_embedder(f"lm:{tiny_lm}")
     with pytest.raises(PoolError, match="no pool table"):
