@@ -38,9 +38,9 @@ from curate.strategies.coverage import Coverage
 from curate.strategies.kcenter import (
     METRIC_PARAM,
     WHITEN_PARAM,
-    check_request,
     features,
     make_coverage,
+    requested,
 )
 from curate.strategies.neighbors import reported_distances
 
@@ -135,8 +135,7 @@ def robust_kcenter(
     progress: Progress = NO_PROGRESS,
 ) -> Selection:
     """Add ``k`` rows to ``chosen`` by Ding et al.'s outlier-robust greedy (module doc)."""
-    chosen = np.asarray(chosen if chosen is not None else [], dtype=np.int64)
-    check_request(len(vectors), chosen, k)
+    chosen = requested(len(vectors), chosen, k)
     if mode not in MODES:
         raise SelectionError(f"unknown mode {mode!r}; choose from {', '.join(MODES)}")
     z = outlier_count(outliers, len(vectors))
@@ -198,19 +197,4 @@ class RobustKCenterStrategy(VectorStrategy):
                 "rows when ≥ 1 (or a fraction below 1)"
             )
 
-    def pick(
-        self, vectors: np.ndarray, chosen: np.ndarray, k: int, seed: int, progress: Progress
-    ) -> Selection:
-        return robust_kcenter(
-            vectors,
-            chosen,
-            k,
-            seed,
-            outliers=self.options["outliers"],
-            epsilon=self.options["epsilon"],
-            mode=self.options["mode"],
-            metric=self.options["metric"],
-            whiten_to=self.options["whiten"],
-            device=self.device,
-            progress=progress,
-        )
+    function = staticmethod(robust_kcenter)
