@@ -24,6 +24,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from curate.devices import DEFAULT_DEVICE, DEFAULT_PRECISION, Precision, parse_precision
 from curate.errors import UsageError
 from curate.paths import DEFAULT_DB
 from curate.progress import NO_PROGRESS, Progress
@@ -81,8 +82,8 @@ class Pool:
         name: str | None = None,
         *,
         max_length: int = 512,
-        device: str = "auto",
-        precision: str = "auto",
+        device: str = DEFAULT_DEVICE,
+        precision: Precision = DEFAULT_PRECISION,
         batch_size: int | None = None,
         scores: bool = False,
         progress: Progress = NO_PROGRESS,
@@ -103,6 +104,7 @@ class Pool:
         if max_length < 1 or (batch_size is not None and batch_size < 1):
             raise UsageError("max_length and batch_size must be positive integers")
 
+        precision = parse_precision(precision)
         model = load_embedder(embedder or DEFAULT_SPEC, max_length, device, precision, scores)
         plan = plan_embedding(self.store, model, name, batch_size)
         return run_embedding(self.store, model, plan, progress)
@@ -118,7 +120,7 @@ class Pool:
         parent: str | Path | None = None,
         seed: int = 0,
         name: str | None = None,
-        device: str = "auto",
+        device: str = DEFAULT_DEVICE,
         whole_pool: bool = False,
         include_duplicates: bool = False,
         include_contaminated: bool = False,
@@ -201,13 +203,13 @@ def train(
 ) -> TrainResult:
     """Fine-tune ``base_model`` (``smollm2``, a folder or a Hub id) on a subset from the base
     weights; ``options`` are :class:`curate.training.TrainConfig` fields (epochs, lr, ...),
-    with ``precision="auto"`` as on the command line."""
+    with the command line's defaults."""
     from curate.training import TrainConfig
     from curate.training import train as run
 
     path = _path(getattr(subset, "path", subset), "subset")
     _check_args(base_model=(base_model, str), resume=(resume, bool))
-    config = _settings(TrainConfig, {"base_model": base_model, "precision": "auto", **options})
+    config = _settings(TrainConfig, {"base_model": base_model, **options})
     return run(path, _path(out, "out"), config, resume=resume, progress=progress)
 
 
@@ -224,7 +226,7 @@ def evaluate(
     from curate.evaluation.model_eval import ModelEvalSettings, evaluate_model
 
     out = _path(out, "out") if out is not None else None
-    settings = _settings(ModelEvalSettings, {"precision": "auto", **settings})
+    settings = _settings(ModelEvalSettings, settings)
     return evaluate_model(
         str(_path(model, "model")), _path(eval_set, "eval_set"), settings, out, progress
     )
@@ -278,6 +280,9 @@ def _settings(cls: type, values: Mapping[str, Any]) -> Any:
         raise UsageError(f"unknown setting {unknown[0]!r}; known: {', '.join(sorted(fields))}")
     for name, value in values.items():
         kind = hints[name]
+        if typing.get_origin(kind) is typing.Literal and value not in typing.get_args(kind):
+            choices = ", ".join(map(str, typing.get_args(kind)))
+            raise UsageError(f"{name} {value!r}: choose from {choices}")
         simple = all(
             k in (int, float, str, bool, type(None)) for k in typing.get_args(kind) or (kind,)
         )

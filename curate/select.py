@@ -18,6 +18,7 @@ import numpy as np
 import pyarrow as pa
 
 from curate import __version__
+from curate.devices import DEFAULT_DEVICE
 from curate.errors import EmbeddingError, SelectionError, SubsetError
 from curate.files import sha256_bytes
 from curate.hygiene.exclusion import exclusion, lift, restrict
@@ -49,7 +50,7 @@ class SelectRequest:
     parent: Path | None = None
     seed: int = 0
     name: str | None = None
-    device: str = "auto"
+    device: str = DEFAULT_DEVICE
     whole_pool: bool = False  # every pool row, in the strategy's order (the full reference)
     include_duplicates: bool = False  # choose rows `curate dedup` flagged, too
     include_contaminated: bool = False  # choose rows `curate decontaminate` flagged, too

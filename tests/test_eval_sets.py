@@ -187,7 +187,7 @@ def long_prompt_file(tmp_path) -> Path:
 
 
 def test_a_prompt_that_fills_max_length_is_skipped_and_counted(tiny_lm, long_prompt_file):
-    settings = ModelEvalSettings(max_length=128, batch_size=2, device="cpu")
+    settings = ModelEvalSettings(max_length=128, batch_size=2, device="cpu", precision="fp32")
     metrics, details = evaluate_model(str(tiny_lm), long_prompt_file, settings)
     by_id = {q["id"]: q for q in details["questions"]}
     assert list(by_id) == ["q1", "long", "q2", "q3"]

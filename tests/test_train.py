@@ -84,7 +84,8 @@ def subset_dir(tmp_path_factory) -> Path:
 def config(tiny_lm) -> TrainConfig:
     # 8 examples, batch 2, 2 epochs = 8 optimizer steps; checkpoints at steps 3 and 6.
     return TrainConfig(
-        base_model=str(tiny_lm), epochs=2, lr=5e-3, max_length=64, batch_size=2, save_steps=3
+        base_model=str(tiny_lm), epochs=2, lr=5e-3, max_length=64, batch_size=2, save_steps=3,
+        precision="fp32",
     )
 
 

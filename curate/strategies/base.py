@@ -16,6 +16,7 @@ from typing import Any, ClassVar
 
 import numpy as np
 
+from curate.devices import DEFAULT_DEVICE
 from curate.errors import SelectionError
 from curate.plugins import Plugin
 from curate.progress import NO_PROGRESS, Progress
@@ -64,7 +65,7 @@ class Strategy(Plugin, ABC):
     needs_scores: ClassVar[bool] = False
     needs_lengths: ClassVar[bool] = False
 
-    def __init__(self, options: Mapping[str, Any] | None = None, device: str = "auto"):
+    def __init__(self, options: Mapping[str, Any] | None = None, device: str = DEFAULT_DEVICE):
         self.options = self.resolve_params(options)
         self.device = device
 

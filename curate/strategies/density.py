@@ -32,6 +32,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from curate.devices import DEFAULT_DEVICE
 from curate.plugins import Param
 from curate.progress import NO_PROGRESS, Progress
 from curate.strategies.base import Selection, VectorStrategy
@@ -74,7 +75,7 @@ def density_kcenter(
     density_power: float = 1.0,
     metric: str = "euclidean",
     whiten_to: int | None = None,
-    device: str = "auto",
+    device: str = DEFAULT_DEVICE,
     progress: Progress = NO_PROGRESS,
 ) -> Selection:
     """Add ``k`` rows to ``chosen`` by density-weighted greedy K-center (module doc);

@@ -16,6 +16,7 @@ from pathlib import Path
 
 import numpy as np
 
+from curate.devices import DEFAULT_DEVICE
 from curate.errors import SelectionError
 from curate.plugins import Param, ParamError
 from curate.progress import NO_PROGRESS, Progress
@@ -99,7 +100,7 @@ def _nvidia_driver_present() -> bool:
 
 def make_coverage(
     x: np.ndarray,
-    device: str = "auto",
+    device: str = DEFAULT_DEVICE,
     prune: bool = True,
     chunk_rows: int | None = None,
     workers: int | None = None,
@@ -191,7 +192,7 @@ def kcenter_greedy(
     *,
     metric: str = "euclidean",
     whiten_to: int | None = None,
-    device: str = "auto",
+    device: str = DEFAULT_DEVICE,
     prune: bool = True,
     chunk_rows: int | None = None,
     workers: int | None = None,

@@ -30,6 +30,7 @@ from collections.abc import Callable
 
 import numpy as np
 
+from curate.devices import DEFAULT_DEVICE
 from curate.errors import SelectionError
 from curate.plugins import Param, ParamError
 from curate.progress import NO_PROGRESS, Progress
@@ -131,7 +132,7 @@ def robust_kcenter(
     mode: str = "sample",
     metric: str = "euclidean",
     whiten_to: int | None = None,
-    device: str = "auto",
+    device: str = DEFAULT_DEVICE,
     progress: Progress = NO_PROGRESS,
 ) -> Selection:
     """Add ``k`` rows to ``chosen`` by Ding et al.'s outlier-robust greedy (module doc)."""
@@ -188,7 +189,7 @@ class RobustKCenterStrategy(VectorStrategy):
         WHITEN_PARAM,
     )
 
-    def __init__(self, options=None, device: str = "auto"):
+    def __init__(self, options=None, device: str = DEFAULT_DEVICE):
         super().__init__(options, device)
         outliers = self.options["outliers"]
         if outliers >= 1 and outliers != int(outliers):
