@@ -35,7 +35,6 @@ if TYPE_CHECKING:
     from curate.hygiene.decontaminate import DecontaminateReport
     from curate.hygiene.dedup import DedupReport
     from curate.ingest import IngestReport
-    from curate.select import SubsetSelection
     from curate.subsets import Subset
     from curate.training import TrainResult
 
@@ -125,7 +124,7 @@ class Pool:
         include_duplicates: bool = False,
         include_contaminated: bool = False,
         progress: Progress = NO_PROGRESS,
-    ) -> SubsetSelection:
+    ) -> Subset:
         """Choose ``budget`` examples (or the parent's plus ``add``) in memory; nothing is
         written until :func:`write_subset`. Rows flagged by a current ``curate dedup`` or
         ``curate decontaminate`` result are left out unless ``include_duplicates`` /
@@ -172,14 +171,12 @@ class Pool:
         return summarize(self.store)
 
 
-def write_subset(
-    selection: SubsetSelection, out: str | Path | None = None, force: bool = False
-) -> Subset:
+def write_subset(selection: Subset, out: str | Path | None = None, force: bool = False) -> Subset:
     """Write a selection as a subset folder (``examples.jsonl`` + ``manifest.json``),
     atomically; a different subset already at ``out`` is replaced only with ``force``."""
-    from curate.select import SubsetSelection
+    from curate.subsets import Subset
 
-    if not isinstance(selection, SubsetSelection):
+    if not isinstance(selection, Subset):
         raise UsageError(f"write_subset takes what Pool.select returns, not {selection!r}")
     _check_args(force=(force, bool))
     return selection.write(None if out is None else _path(out, "out"), force=force)
