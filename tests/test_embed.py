@@ -74,7 +74,9 @@ def pool_rows(store: Store) -> list[dict]:
 def test_lm_vector_is_masked_mean_of_last_hidden_state_and_scores_match_logits(tiny_lm, pool16):
     import torch
 
-    embedder = load_embedder(f"lm:{tiny_lm}", max_length=512, device="cpu", scores=True, precision="fp32")
+    embedder = load_embedder(
+        f"lm:{tiny_lm}", max_length=512, device="cpu", scores=True, precision="fp32"
+    )
     rows = pool_rows(pool16)
     conversation = next(r for r in rows if r["messages"])
     result = embedder.embed_batch([rows[0], conversation, rows[3]])
@@ -104,7 +106,11 @@ def test_lm_vector_is_masked_mean_of_last_hidden_state_and_scores_match_logits(t
 
 @pytest.mark.parametrize("kind", ["lm", "st"])
 def test_batched_vectors_equal_batch_size_one(kind, tiny_lm, minilm, pool16):
-    embedder = load_embedder(f"lm:{tiny_lm}", device="cpu", scores=True, precision="fp32") if kind == "lm" else minilm
+    embedder = (
+        load_embedder(f"lm:{tiny_lm}", device="cpu", scores=True, precision="fp32")
+        if kind == "lm"
+        else minilm
+    )
     rows = pool_rows(pool16)[6:]  # 10 rows of assorted lengths, the conversation last
     single = np.zeros((len(rows), embedder.dim), np.float32)
     batched = np.zeros_like(single)
@@ -143,7 +149,10 @@ def test_both_kinds_embed_real_multi_turn_and_long_rows_of_the_shared_pools(
     conversations = [r for r in rows if r["messages"]][:6]
     longest = sorted(rows, key=lambda r: -r["n_chars"])[:2]
     assert len(conversations) == 6
-    for embedder in (load_embedder(f"lm:{tiny_lm}", max_length=256, scores=True, precision="fp32"), minilm):
+    for embedder in (
+        load_embedder(f"lm:{tiny_lm}", max_length=256, scores=True, precision="fp32"),
+        minilm,
+    ):
         result = embedder.embed_batch(conversations + longest)
         assert result.vectors.shape == (8, embedder.dim)
         assert np.isfinite(result.vectors).all()
@@ -179,7 +188,10 @@ def test_fingerprint_tracks_weights_max_length_and_kind(tiny_lm, tiny_b, minilm)
     a = load_embedder(f"lm:{tiny_lm}", precision="fp32")
     assert a.fingerprint == load_embedder(f"lm:{tiny_lm}", precision="fp32").fingerprint
     assert a.fingerprint != load_embedder(f"lm:{tiny_b}", precision="fp32").fingerprint
-    assert a.fingerprint != load_embedder(f"lm:{tiny_lm}", max_length=256, precision="fp32").fingerprint
+    assert (
+        a.fingerprint
+        != load_embedder(f"lm:{tiny_lm}", max_length=256, precision="fp32").fingerprint
+    )
     assert minilm.fingerprint != a.fingerprint
 
 
@@ -187,7 +199,9 @@ def test_fingerprint_tracks_weights_max_length_and_kind(tiny_lm, tiny_b, minilm)
 
 
 def test_rerun_reuses_everything_and_new_rows_are_the_only_ones_embedded(tiny_lm, pool16, tmp_path):
-    first = embed_pool(pool16, load_embedder(f"lm:{tiny_lm}", scores=True, precision="fp32"), "tiny", batch_size=4)
+    first = embed_pool(
+        pool16, load_embedder(f"lm:{tiny_lm}", scores=True, precision="fp32"), "tiny", batch_size=4
+    )
     assert (first.embedded, first.reused, first.dim) == (16, 0, 64)
     before = pool16.load_vectors("tiny", with_scores=True)
     assert before.matrix.shape == (16, 64) and set(before.scores) == set(SCORE_COLUMNS)
@@ -264,10 +278,14 @@ def test_kill_9_mid_run_resumes_from_the_written_batches(tiny_lm, pool16, curate
     assert killed.returncode == -9, killed.stderr[-2000:]
     assert pool16.open("emb_resume").count_rows() == 8
 
-    report = embed_pool(pool16, load_embedder(f"lm:{tiny_lm}", precision="fp32"), "resume", batch_size=4)
+    report = embed_pool(
+        pool16, load_embedder(f"lm:{tiny_lm}", precision="fp32"), "resume", batch_size=4
+    )
     assert (report.embedded, report.reused, report.removed) == (8, 8, 0)
     assert pool16.open("emb_resume").count_rows() == 16
-    embed_pool(pool16, load_embedder(f"lm:{tiny_lm}", scores=True, precision="fp32"), "fresh", batch_size=4)
+    embed_pool(
+        pool16, load_embedder(f"lm:{tiny_lm}", scores=True, precision="fp32"), "fresh", batch_size=4
+    )
     resumed, fresh = pool16.load_vectors("resume", True), pool16.load_vectors("fresh", True)
     np.testing.assert_allclose(resumed.matrix, fresh.matrix, atol=1e-5)
     for name in SCORE_COLUMNS:
