@@ -24,6 +24,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from curate.devices import DEFAULT_DEVICE, DEFAULT_PRECISION, Precision, parse_precision
 from curate.errors import UsageError
 from curate.paths import DEFAULT_DB
 from curate.progress import NO_PROGRESS, Progress
@@ -34,7 +35,6 @@ if TYPE_CHECKING:
     from curate.hygiene.decontaminate import DecontaminateReport
     from curate.hygiene.dedup import DedupReport
     from curate.ingest import IngestReport
-    from curate.select import SubsetSelection
     from curate.subsets import Subset
     from curate.training import TrainResult
 
@@ -81,8 +81,8 @@ class Pool:
         name: str | None = None,
         *,
         max_length: int = 512,
-        device: str = "auto",
-        precision: str = "auto",
+        device: str = DEFAULT_DEVICE,
+        precision: Precision = DEFAULT_PRECISION,
         batch_size: int | None = None,
         scores: bool = False,
         import_file: str | Path | None = None,
@@ -112,7 +112,7 @@ class Pool:
             for_strategy=for_strategy,
             max_length=max_length,
             device=device,
-            precision=precision,
+            precision=parse_precision(precision),
             batch_size=batch_size,
             scores=scores,
             progress=progress,
@@ -129,13 +129,13 @@ class Pool:
         parent: str | Path | None = None,
         seed: int = 0,
         name: str | None = None,
-        device: str = "auto",
+        device: str = DEFAULT_DEVICE,
         whole_pool: bool = False,
         include_duplicates: bool = False,
         include_contaminated: bool = False,
         embed_missing: bool = True,
         progress: Progress = NO_PROGRESS,
-    ) -> SubsetSelection:
+    ) -> Subset:
         """Choose ``budget`` examples (or the parent's plus ``add``) in memory; the subset is
         written by :func:`write_subset`. Rows flagged by a current ``curate dedup`` or
         ``curate decontaminate`` result are left out unless ``include_duplicates`` /
@@ -187,14 +187,12 @@ class Pool:
         return summarize(self.store)
 
 
-def write_subset(
-    selection: SubsetSelection, out: str | Path | None = None, force: bool = False
-) -> Subset:
+def write_subset(selection: Subset, out: str | Path | None = None, force: bool = False) -> Subset:
     """Write a selection as a subset folder (``examples.jsonl`` + ``manifest.json``),
     atomically; a different subset already at ``out`` is replaced only with ``force``."""
-    from curate.select import SubsetSelection
+    from curate.subsets import Subset
 
-    if not isinstance(selection, SubsetSelection):
+    if not isinstance(selection, Subset):
         raise UsageError(f"write_subset takes what Pool.select returns, not {selection!r}")
     _check_args(force=(force, bool))
     return selection.write(None if out is None else _path(out, "out"), force=force)
@@ -218,13 +216,13 @@ def train(
 ) -> TrainResult:
     """Fine-tune ``base_model`` (``smollm2``, a folder or a Hub id) on a subset from the base
     weights; ``options`` are :class:`curate.training.TrainConfig` fields (epochs, lr, ...),
-    with ``precision="auto"`` as on the command line."""
+    with the command line's defaults."""
     from curate.training import TrainConfig
     from curate.training import train as run
 
     path = _path(getattr(subset, "path", subset), "subset")
     _check_args(base_model=(base_model, str), resume=(resume, bool))
-    config = _settings(TrainConfig, {"base_model": base_model, "precision": "auto", **options})
+    config = _settings(TrainConfig, {"base_model": base_model, **options})
     return run(path, _path(out, "out"), config, resume=resume, progress=progress)
 
 
@@ -241,7 +239,7 @@ def evaluate(
     from curate.evaluation.model_eval import ModelEvalSettings, evaluate_model
 
     out = _path(out, "out") if out is not None else None
-    settings = _settings(ModelEvalSettings, {"precision": "auto", **settings})
+    settings = _settings(ModelEvalSettings, settings)
     return evaluate_model(
         str(_path(model, "model")), _path(eval_set, "eval_set"), settings, out, progress
     )
@@ -295,6 +293,9 @@ def _settings(cls: type, values: Mapping[str, Any]) -> Any:
         raise UsageError(f"unknown setting {unknown[0]!r}; known: {', '.join(sorted(fields))}")
     for name, value in values.items():
         kind = hints[name]
+        if typing.get_origin(kind) is typing.Literal and value not in typing.get_args(kind):
+            choices = ", ".join(map(str, typing.get_args(kind)))
+            raise UsageError(f"{name} {value!r}: choose from {choices}")
         simple = all(
             k in (int, float, str, bool, type(None)) for k in typing.get_args(kind) or (kind,)
         )

@@ -129,6 +129,22 @@ class Manifest:
             "examples_sha256": self.examples_sha256,
         } | ({"hygiene": self.hygiene} if self.hygiene else {})
 
+    def summary(self) -> dict[str, Any]:
+        """:meth:`to_dict` without the pick list, plus the counts and the coverage curve's
+        end points (distances at pick time): every view of a subset reads this."""
+        data = self.to_dict()
+        picks = data.pop("picks")
+        distances = [p["distance"] for p in picks if p.get("distance") is not None]
+        return data | {
+            "size": len(picks),
+            "coverage": {
+                "first": distances[0] if distances else None,
+                "last": distances[-1] if distances else None,
+                "picks_with_distance": len(distances),
+            },
+            "inherited": len(picks) - self.added if self.parent else 0,
+        }
+
     def to_json(self) -> str:
         return canonical_json(self.to_dict())
 

@@ -18,7 +18,7 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
-from curate.devices import PRECISIONS
+from curate.devices import DEFAULT_DEVICE, ComputePrecision, Precision, parse_precision
 from curate.errors import ModelError
 from curate.files import sha256_file
 
@@ -104,7 +104,7 @@ def resolve_model(spec: str) -> str:
     return spec
 
 
-def resolve_device(device: str = "auto") -> str:
+def resolve_device(device: str = DEFAULT_DEVICE) -> str:
     import torch
 
     if device == "auto":
@@ -126,10 +126,9 @@ def native_bf16(device: str) -> bool:
     return False
 
 
-def resolve_precision(precision: str, device: str) -> str:
+def resolve_precision(precision: Precision, device: str) -> ComputePrecision:
     """``auto|fp32|bf16`` on a resolved device → ``fp32`` or ``bf16``."""
-    if precision not in PRECISIONS:
-        raise ModelError(f"--precision {precision!r}: choose from {', '.join(PRECISIONS)}")
+    precision = parse_precision(precision)
     if precision == "auto":
         return "bf16" if native_bf16(device) else "fp32"
     if precision == "bf16" and device.startswith("cuda"):

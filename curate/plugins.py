@@ -166,11 +166,8 @@ T = TypeVar("T", bound=Plugin)
 class Registry(Generic[T]):
     """Plugins of one kind by name: built-ins first, then the entry-point group's."""
 
-    def __init__(
-        self, group: str, what: str, builtins: Iterable[type[T]], reserved: Iterable[str] = ()
-    ):
+    def __init__(self, group: str, what: str, builtins: Iterable[type[T]]):
         self.group, self.what = group, what
-        self.reserved = frozenset(reserved)
         self._builtins: dict[str, type[T]] = {}
         self._loaded: dict[tuple[str, str], type[T]] = {}  # (name, "module:attr") -> class
         for cls in builtins:
@@ -183,12 +180,6 @@ class Registry(Generic[T]):
             raise CurateError(
                 f"{self.what} plugin {name!r}: its class is named {getattr(cls, 'name', None)!r}; "
                 "the entry-point name must equal the class's `name`"
-            )
-        clash = [p.name for p in cls.parameters if p.name in self.reserved]
-        if clash:
-            raise CurateError(
-                f"{self.what} {name!r} declares parameter {clash[0]!r}, which is a command "
-                f"option of its own; rename it"
             )
         return cls
 

@@ -18,8 +18,8 @@ import numpy as np
 import pyarrow as pa
 
 from curate import __version__
-from curate.errors import EmbeddingError, SelectionError, SubsetError, param
-from curate.files import sha256_bytes
+from curate.devices import DEFAULT_DEVICE
+from curate.errors import EmbeddingError, SelectionError, param
 from curate.hygiene.exclusion import exclusion, lift, restrict
 from curate.launch import launched
 from curate.manifest import EmbeddingsRef, Manifest, ParentRef, PoolRef
@@ -28,15 +28,11 @@ from curate.records import Example
 from curate.store import EXAMPLE_COLUMNS, Store
 from curate.strategies import PoolArrays, Selection, Strategy, make_strategy
 from curate.subsets import (
-    DEFAULT_SUBSETS_DIR,
     Subset,
-    examples_blob,
-    is_subset_folder,
     load_subset,
     verify_examples,
-    write_subset,
 )
-from curate.targets import check_name, check_replaceable, check_select_request
+from curate.targets import check_select_request
 
 
 @dataclass(frozen=True)
@@ -49,71 +45,13 @@ class SelectRequest:
     parent: Path | None = None
     seed: int = 0
     name: str | None = None
-    device: str = "auto"
+    device: str = DEFAULT_DEVICE
     whole_pool: bool = False  # every pool row, in the strategy's order (the full reference)
     include_duplicates: bool = False  # choose rows `curate dedup` flagged, too
     include_contaminated: bool = False  # choose rows `curate decontaminate` flagged, too
 
 
-@dataclass
-class SubsetSelection:
-    """A selection in memory: the manifest and examples a subset folder would hold.
-    :meth:`write` (or :func:`curate.write_subset`) puts it on disk."""
-
-    manifest: Manifest
-    examples: list[dict[str, Any]]
-    added: int
-    seconds: float
-    embedded: int = 0  # pool rows embedded first because the pool had no embeddings
-    warnings: list[str] = field(default_factory=list)  # e.g. a stale hygiene result
-    ranks: int = 1  # processes the vectors were sharded over (torchrun)
-
-    @property
-    def name(self) -> str:
-        return self.manifest.name
-
-    @property
-    def ids(self) -> list[str]:
-        return self.manifest.ids
-
-    def write(self, out: str | Path | None = None, force: bool = False) -> Subset:
-        """Write the subset folder atomically (default ``data/subsets/<name>``). A folder
-        already there is replaced only when it holds these same bytes or with ``force``."""
-        out = Path(out) if out is not None else DEFAULT_SUBSETS_DIR / check_name(self.name)
-        target = check_replaceable(out, "subset", is_subset_folder, force, self._written_at)
-        subset = write_subset(target, self.manifest, self.examples)
-        subset.path = out
-        return subset
-
-    def _written_at(self, folder: Path) -> bool:
-        """Whether ``folder`` already holds exactly this subset (a rerun)."""
-        try:
-            existing = load_subset(folder)
-        except SubsetError:  # not a subset, or a damaged one
-            return False
-        blob_sha = sha256_bytes(examples_blob(self.examples))
-        return existing.manifest == self.manifest.replace(
-            format_version=existing.manifest.format_version, examples_sha256=blob_sha
-        )
-
-    def to_dict(self) -> dict[str, Any]:
-        distances = [p["distance"] for p in self.manifest.picks if p.get("distance") is not None]
-        m = self.manifest
-        return {
-            "name": self.name,
-            "strategy": m.strategy,
-            "params": m.params,
-            "size": len(m.picks),
-            "added": self.added,
-            "embedded": self.embedded,
-            "ranks": self.ranks,
-            "parent": m.parent.to_dict() if m.parent else None,
-            "embeddings": m.embeddings.to_dict() if m.embeddings else None,
-            "coverage_radius": distances[-1] if distances else None,
-            "seconds": round(self.seconds, 3),
-            "hygiene": m.hygiene,
-            "warnings": self.warnings,
-        }
+SubsetSelection = Subset  # what select() returns: the one subset type, not yet written
 
 
 def default_name(strategy: str, budget: int, seed: int) -> str:
@@ -266,8 +204,8 @@ def select(
     progress: Progress = NO_PROGRESS,
     *,
     embed_missing: bool = False,
-) -> SubsetSelection | None:
-    """Run one selection in memory (see :meth:`SubsetSelection.write` to write it).
+) -> Subset | None:
+    """Run one selection in memory (see :meth:`Subset.write` to write it).
 
     Nothing is written, except with ``embed_missing``: a strategy that reads vectors, on a
     pool with no embeddings at all and no ``embeddings`` named, then first embeds the pool
@@ -292,7 +230,7 @@ def select_one_process(
     progress: Progress = NO_PROGRESS,
     *,
     embed_missing: bool = False,
-) -> SubsetSelection:
+) -> Subset:
     """:func:`select` in this process, whatever the launcher."""
     started = time.perf_counter()
     check_select_request(request)
@@ -342,7 +280,7 @@ def select_one_process(
     positions = np.concatenate([chosen, selection.indices])
     examples = _examples(store, positions, [(p["id"], p["hash"]) for p in picks])
     seconds = time.perf_counter() - started
-    return SubsetSelection(manifest, examples, added, seconds, embedded, hygiene.warnings)
+    return Subset(manifest, examples, seconds=seconds, embedded=embedded, warnings=hygiene.warnings)
 
 
 def _verified_parent(

@@ -39,12 +39,12 @@ from curate.hygiene.exclusion import exclusion
 from curate.launch import Ranks
 from curate.manifest import EmbeddingsRef, Manifest, ParentRef, PoolRef
 from curate.progress import NO_PROGRESS, Progress
-from curate.select import SelectRequest, SubsetSelection, _budget, _examples, default_name
+from curate.select import SelectRequest, _budget, _examples, default_name
 from curate.store import LOAD_CHUNK_BYTES, Store
 from curate.strategies import make_strategy
 from curate.strategies.kcenter import normalize_rows
 from curate.strategies.kcenter_sharded import Collectives, ShardCoverage, sharded_greedy
-from curate.subsets import load_subset, verify_examples
+from curate.subsets import Subset, load_subset, verify_examples
 
 SHARDED = ("kcenter", "random")
 KEY_ROWS = 1 << 16  # stored rows whose keys are read per take
@@ -74,7 +74,7 @@ def comm_device(device: str) -> str:
 
 def select_sharded(
     store: Store, request: SelectRequest, progress: Progress = NO_PROGRESS
-) -> SubsetSelection | None:
+) -> Subset | None:
     """The selection on rank 0; None on the other ranks (they return once it is made)."""
     device = comm_device(request.device)
     ranks = Ranks()
@@ -125,7 +125,7 @@ def _from_main(ranks: Ranks, value: Any) -> Any:
     return box[0]
 
 
-def _run(store, request, ranks, comm, progress) -> SubsetSelection | None:
+def _run(store, request, ranks, comm, progress) -> Subset | None:
     started = time.perf_counter()
     progress = progress if ranks.is_main else NO_PROGRESS
     strategy = _agreed(ranks, _sharded_strategy, request)
@@ -368,7 +368,7 @@ def _gathered(ranks: Ranks, value: Any) -> list:
     return out
 
 
-def _subset(store, request, strategy, plan, picked, seconds) -> SubsetSelection:
+def _subset(store, request, strategy, plan, picked, seconds) -> Subset:
     """Rank 0: the manifest and examples one process would have made."""
     positions = picked.indices
     rows = store.pool_rows_at(plan["pool_version"], positions, ["id", "hash"])
@@ -394,4 +394,4 @@ def _subset(store, request, strategy, plan, picked, seconds) -> SubsetSelection:
     )
     all_positions = np.concatenate([np.asarray(plan["chosen"], np.int64), positions])
     examples = _examples(store, all_positions, [(p["id"], p["hash"]) for p in picks])
-    return SubsetSelection(manifest, examples, plan["added"], seconds)
+    return Subset(manifest, examples, seconds=seconds)

@@ -10,7 +10,7 @@ from __future__ import annotations
 import json
 import os
 from collections.abc import Callable
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -24,7 +24,7 @@ from curate.files import (
     sha256_file,
 )
 from curate.manifest import MANIFEST_FILE, Manifest
-from curate.targets import check_replaceable, holds_only
+from curate.targets import check_name, check_replaceable, holds_only
 
 EXAMPLES_FILE = "examples.jsonl"
 DEFAULT_SUBSETS_DIR = Path("data/subsets")
@@ -32,9 +32,23 @@ DEFAULT_SUBSETS_DIR = Path("data/subsets")
 
 @dataclass
 class Subset:
-    path: Path
+    """A subset: its manifest and examples, in a folder once written. What ``select``
+    returns is one in memory (``location`` None) that also says how it was made;
+    :meth:`write` (or :func:`curate.write_subset`) puts it on disk."""
+
     manifest: Manifest
     examples: list[dict[str, Any]]
+    location: Path | None = None  # its folder; None: not written yet
+    seconds: float = 0.0  # how long choosing it took (a fresh selection)
+    embedded: int = 0  # pool rows embedded first because the pool had no embeddings
+    warnings: list[str] = field(default_factory=list)  # e.g. a stale hygiene result
+    ranks: int = 1  # processes the vectors were sharded over (torchrun)
+
+    @property
+    def path(self) -> Path:
+        if self.location is None:
+            raise SubsetError(f"subset {self.name} is not written yet; write it first")
+        return self.location
 
     @property
     def name(self) -> str:
@@ -45,8 +59,50 @@ class Subset:
         return self.manifest.ids
 
     @property
+    def added(self) -> int:
+        return self.manifest.added
+
+    @property
     def manifest_sha256(self) -> str:
         return sha256_file(self.path / MANIFEST_FILE)
+
+    def write(self, out: str | Path | None = None, force: bool = False) -> Subset:
+        """Write the subset folder atomically (default ``data/subsets/<name>``). A folder
+        already there is replaced only when it holds these same bytes or with ``force``."""
+        out = Path(out) if out is not None else DEFAULT_SUBSETS_DIR / check_name(self.name)
+        target = check_replaceable(out, "subset", is_subset_folder, force, self._written_at)
+        written = write_subset(target, self.manifest, self.examples)
+        return replace(self, manifest=written.manifest, location=out)
+
+    def _written_at(self, folder: Path) -> bool:
+        """Whether ``folder`` already holds exactly this subset (a rerun)."""
+        try:
+            existing = load_subset(folder)
+        except SubsetError:  # not a subset, or a damaged one
+            return False
+        blob_sha = sha256_bytes(examples_blob(self.examples))
+        return existing.manifest == self.manifest.replace(
+            format_version=existing.manifest.format_version, examples_sha256=blob_sha
+        )
+
+    def to_dict(self) -> dict[str, Any]:
+        """What ``select`` reports: the manifest's summary and how the subset was made."""
+        m = self.manifest.summary()
+        return {
+            "name": m["name"],
+            "strategy": m["strategy"],
+            "params": m["params"],
+            "size": m["size"],
+            "added": self.added,
+            "embedded": self.embedded,
+            "ranks": self.ranks,
+            "parent": m["parent"],
+            "embeddings": m["embeddings"],
+            "coverage_radius": m["coverage"]["last"],
+            "seconds": round(self.seconds, 3),
+            "hygiene": m.get("hygiene"),
+            "warnings": self.warnings,
+        }
 
 
 def examples_blob(examples: list[dict[str, Any]]) -> bytes:
@@ -70,7 +126,7 @@ def write_subset(out_dir: str | Path, manifest: Manifest, examples: list[dict[st
     with atomic_dir(out_dir) as tmp:
         (tmp / EXAMPLES_FILE).write_bytes(blob)
         manifest.write(tmp / MANIFEST_FILE)
-    return Subset(out_dir, manifest, examples)
+    return Subset(manifest, examples, out_dir)
 
 
 def load_subset(path: str | Path, verify: bool = True) -> Subset:
@@ -100,7 +156,7 @@ def load_subset(path: str | Path, verify: bool = True) -> Subset:
             raise SubsetError(f"{examples_path}:{line_no}: malformed JSON ({err.msg})") from None
     if verify and manifest.keys != [(e["id"], e["hash"]) for e in examples]:
         raise SubsetError(f"{path}: examples.jsonl does not list the manifest's picks in order")
-    return Subset(path, manifest, examples)
+    return Subset(manifest, examples, path)
 
 
 def is_subset_folder(path: Path) -> bool:
@@ -141,32 +197,17 @@ def list_subsets(root: str | Path = DEFAULT_SUBSETS_DIR) -> list[dict[str, Any]]
 def summarize(subset: Subset) -> dict[str, Any]:
     """What ``subsets list`` / ``show`` print: the manifest without its pick list, plus
     counts and the coverage curve's end points (K-center distances at pick time)."""
-    m = subset.manifest
-    distances = [p["distance"] for p in m.picks if p.get("distance") is not None]
+    m = subset.manifest.summary()
     categories: dict[str, int] = {}
     for example in subset.examples:
         key = example.get("category") or "-"
         categories[key] = categories.get(key, 0) + 1
+    head = ("name", "strategy", "params", "seed", "size", "budget", "parent", "pool")
     return {
         "path": str(subset.path),
-        "name": m.name,
-        "strategy": m.strategy,
-        "params": m.params,
-        "seed": m.seed,
-        "size": len(m.picks),
-        "budget": m.budget,
-        "parent": m.parent.to_dict() if m.parent else None,
-        "pool": m.pool.to_dict(),
-        "embeddings": m.embeddings.to_dict() if m.embeddings else None,
-        "created_by": m.created_by,
+        **{key: m[key] for key in (*head, "embeddings", "created_by")},
         "manifest_sha256": subset.manifest_sha256,
-        "examples_sha256": m.examples_sha256,
-        "coverage": {
-            "first": distances[0] if distances else None,
-            "last": distances[-1] if distances else None,
-            "picks_with_distance": len(distances),
-        },
-        "inherited": len(m.picks) - m.added if m.parent else 0,
+        **{key: m[key] for key in ("examples_sha256", "coverage", "inherited")},
         "categories": dict(sorted(categories.items())),
     }
 

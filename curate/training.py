@@ -31,9 +31,9 @@ from typing import Any
 import torch
 from torch.utils.data import Dataset, Sampler
 
+from curate.devices import DEFAULT_DEVICE, DEFAULT_PRECISION, Precision
 from curate.errors import CurateError, ModelError, SubsetError
 from curate.files import canonical_json, naming_path, replace_dir
-from curate.models import PRECISIONS
 from curate.progress import NO_PROGRESS, Progress
 from curate.prompts import IGNORE_INDEX, TEMPLATE_VERSION, PaddingCount, pad_batch, tokenize
 from curate.subsets import load_subset, verify_examples
@@ -70,8 +70,8 @@ class TrainConfig:
     lora: int = 0  # LoRA rank; 0 trains every weight
     max_steps: int | None = None  # stop after this many optimizer steps (quick runs)
     save_steps: int | None = None  # checkpoint every N optimizer steps; None: each epoch
-    device: str = "auto"
-    precision: str = "fp32"  # auto, fp32 or bf16 (mixed: autocast over fp32 master weights)
+    device: str = DEFAULT_DEVICE
+    precision: Precision = DEFAULT_PRECISION  # bf16: mixed, autocast over fp32 master weights
     warmup_ratio: float = 0.03
     scheduler: str = "cosine"
     weight_decay: float = 0.0
@@ -90,10 +90,6 @@ class TrainConfig:
             raise TrainingError(f"--seed must be from 0 to {2**32 - 1}, got {self.seed}")
         if self.max_length < 2:
             raise TrainingError(f"--max-length must be at least 2, got {self.max_length}")
-        if self.precision not in PRECISIONS:
-            raise TrainingError(
-                f"--precision {self.precision!r}: choose from {', '.join(PRECISIONS)}"
-            )
         if self.lora < 0:
             raise TrainingError(f"--lora must be a rank ≥ 1 (0: full training), got {self.lora}")
         for name in ("max_steps", "save_steps"):

@@ -76,7 +76,9 @@ def pool_rows(store: Store) -> list[dict]:
 def test_lm_vector_is_masked_mean_of_last_hidden_state_and_scores_match_logits(tiny_lm, pool16):
     import torch
 
-    embedder = load_embedder(f"lm:{tiny_lm}", max_length=512, device="cpu", scores=True)
+    embedder = load_embedder(
+        f"lm:{tiny_lm}", max_length=512, device="cpu", scores=True, precision="fp32"
+    )
     rows = pool_rows(pool16)
     conversation = next(r for r in rows if r["messages"])
     result = embedder.embed_batch([rows[0], conversation, rows[3]])
@@ -106,7 +108,11 @@ def test_lm_vector_is_masked_mean_of_last_hidden_state_and_scores_match_logits(t
 
 @pytest.mark.parametrize("kind", ["lm", "st"])
 def test_batched_vectors_equal_batch_size_one(kind, tiny_lm, minilm, pool16):
-    embedder = load_embedder(f"lm:{tiny_lm}", device="cpu", scores=True) if kind == "lm" else minilm
+    embedder = (
+        load_embedder(f"lm:{tiny_lm}", device="cpu", scores=True, precision="fp32")
+        if kind == "lm"
+        else minilm
+    )
     rows = pool_rows(pool16)[6:]  # 10 rows of assorted lengths, the conversation last
     single = np.zeros((len(rows), embedder.dim), np.float32)
     batched = np.zeros_like(single)
@@ -145,7 +151,10 @@ def test_both_kinds_embed_real_multi_turn_and_long_rows_of_the_shared_pools(
     conversations = [r for r in rows if r["messages"]][:6]
     longest = sorted(rows, key=lambda r: -r["n_chars"])[:2]
     assert len(conversations) == 6
-    for embedder in (load_embedder(f"lm:{tiny_lm}", max_length=256, scores=True), minilm):
+    for embedder in (
+        load_embedder(f"lm:{tiny_lm}", max_length=256, scores=True, precision="fp32"),
+        minilm,
+    ):
         result = embedder.embed_batch(conversations + longest)
         assert result.vectors.shape == (8, embedder.dim)
         assert np.isfinite(result.vectors).all()
@@ -172,16 +181,19 @@ def test_specs_and_default_names(tiny_lm):
     with pytest.raises(EmbeddingError, match="unknown embedder spec"):
         parse_spec("bogus")
     with pytest.raises(ModelError, match="no such model folder"):
-        load_embedder("lm:./no/such/model")
+        load_embedder("lm:./no/such/model", precision="fp32")
     with pytest.raises(ModelError, match="not in the Hugging Face cache"):
-        load_embedder("lm:nobody/no-such-model")
+        load_embedder("lm:nobody/no-such-model", precision="fp32")
 
 
 def test_fingerprint_tracks_weights_max_length_and_kind(tiny_lm, tiny_b, minilm):
-    a = load_embedder(f"lm:{tiny_lm}")
-    assert a.fingerprint == load_embedder(f"lm:{tiny_lm}").fingerprint
-    assert a.fingerprint != load_embedder(f"lm:{tiny_b}").fingerprint
-    assert a.fingerprint != load_embedder(f"lm:{tiny_lm}", max_length=256).fingerprint
+    a = load_embedder(f"lm:{tiny_lm}", precision="fp32")
+    assert a.fingerprint == load_embedder(f"lm:{tiny_lm}", precision="fp32").fingerprint
+    assert a.fingerprint != load_embedder(f"lm:{tiny_b}", precision="fp32").fingerprint
+    assert (
+        a.fingerprint
+        != load_embedder(f"lm:{tiny_lm}", max_length=256, precision="fp32").fingerprint
+    )
     assert minilm.fingerprint != a.fingerprint
 
 
@@ -189,18 +201,20 @@ def test_fingerprint_tracks_weights_max_length_and_kind(tiny_lm, tiny_b, minilm)
 
 
 def test_rerun_reuses_everything_and_new_rows_are_the_only_ones_embedded(tiny_lm, pool16, tmp_path):
-    first = embed(pool16, load_embedder(f"lm:{tiny_lm}", scores=True), "tiny", batch_size=4)
+    first = embed(
+        pool16, load_embedder(f"lm:{tiny_lm}", scores=True, precision="fp32"), "tiny", batch_size=4
+    )
     assert (first.embedded, first.reused, first.dim) == (16, 0, 64)
     before = pool16.load_vectors("tiny", with_scores=True)
     assert before.matrix.shape == (16, 64) and set(before.scores) == set(SCORE_COLUMNS)
 
-    again = load_embedder(f"lm:{tiny_lm}")
+    again = load_embedder(f"lm:{tiny_lm}", precision="fp32")
     report = embed(pool16, again, "tiny", batch_size=4)
     assert (report.embedded, report.reused) == (0, 16)
     assert not again.loaded, "a fully cached run must not even load the model"
 
     add_rows(pool16, sample_records(5, start=40), tmp_path, "more")
-    grow = load_embedder(f"lm:{tiny_lm}")
+    grow = load_embedder(f"lm:{tiny_lm}", precision="fp32")
     report = embed(pool16, grow, "tiny", batch_size=4)
     assert (report.embedded, report.reused, report.removed) == (5, 16, 0)
     after = pool16.load_vectors("tiny", with_scores=True)
@@ -210,8 +224,8 @@ def test_rerun_reuses_everything_and_new_rows_are_the_only_ones_embedded(tiny_lm
 
 
 def test_new_model_replaces_old_vectors_only_after_it_succeeds(tiny_lm, tiny_b, pool16):
-    old = embed(pool16, load_embedder(f"lm:{tiny_lm}"), "rd", batch_size=4)
-    newer = load_embedder(f"lm:{tiny_b}")
+    old = embed(pool16, load_embedder(f"lm:{tiny_lm}", precision="fp32"), "rd", batch_size=4)
+    newer = load_embedder(f"lm:{tiny_b}", precision="fp32")
 
     class CrashAfterFirstBatch(NoProgress):
         def advance(self, n: int = 1) -> None:
@@ -232,7 +246,7 @@ def test_new_model_replaces_old_vectors_only_after_it_succeeds(tiny_lm, tiny_b, 
     with pytest.raises(EmbeddingError, match="mix 2 embedder fingerprints"):
         pool16.load_vectors("rd")
 
-    report = embed(pool16, load_embedder(f"lm:{tiny_b}"), "rd", batch_size=4)
+    report = embed(pool16, load_embedder(f"lm:{tiny_b}", precision="fp32"), "rd", batch_size=4)
     assert (report.embedded, report.reused, report.removed) == (12, 4, 16)
     vectors = pool16.load_vectors("rd")
     assert vectors.fingerprint == newer.fingerprint
@@ -258,7 +272,7 @@ def test_kill_9_mid_run_resumes_from_the_written_batches(tiny_lm, pool16, curate
                     os.kill(os.getpid(), signal.SIGKILL)
 
         embed(Store({str(pool16.path)!r}),
-                   load_embedder({f"lm:{tiny_lm}"!r}, device="cpu", scores=True),
+                   load_embedder({f"lm:{tiny_lm}"!r}, device="cpu", scores=True, precision="fp32"),
                    "resume", batch_size=4, progress=DieAfterTwoBatches(), checkpoint_seconds=0)
         """
     )
@@ -266,10 +280,12 @@ def test_kill_9_mid_run_resumes_from_the_written_batches(tiny_lm, pool16, curate
     assert killed.returncode == -9, killed.stderr[-2000:]
     assert pool16.embeddings_count("resume") == 8
 
-    report = embed(pool16, load_embedder(f"lm:{tiny_lm}"), "resume", batch_size=4)
+    report = embed(pool16, load_embedder(f"lm:{tiny_lm}", precision="fp32"), "resume", batch_size=4)
     assert (report.embedded, report.reused, report.removed) == (8, 8, 0)
     assert pool16.embeddings_count("resume") == 16
-    embed(pool16, load_embedder(f"lm:{tiny_lm}", scores=True), "fresh", batch_size=4)
+    embed(
+        pool16, load_embedder(f"lm:{tiny_lm}", scores=True, precision="fp32"), "fresh", batch_size=4
+    )
     resumed, fresh = pool16.load_vectors("resume", True), pool16.load_vectors("fresh", True)
     np.testing.assert_allclose(resumed.matrix, fresh.matrix, atol=1e-5)
     for name in SCORE_COLUMNS:
@@ -277,7 +293,7 @@ def test_kill_9_mid_run_resumes_from_the_written_batches(tiny_lm, pool16, curate
 
 
 def test_dimension_change_under_a_name_is_an_error_and_changes_nothing(tiny_lm, minilm, pool16):
-    embed(pool16, load_embedder(f"lm:{tiny_lm}"), "shared", batch_size=8)
+    embed(pool16, load_embedder(f"lm:{tiny_lm}", precision="fp32"), "shared", batch_size=8)
     version = pool16.embeddings_version("shared")
     with pytest.raises(EmbeddingError) as raised:
         embed(pool16, minilm, "shared")
@@ -304,7 +320,7 @@ def test_the_api_and_the_cli_skip_alike_for_a_strategy_that_reads_no_vectors(
 
 
 def test_empty_or_missing_pool_is_a_clear_error(store, tiny_lm):
-    embedder = load_embedder(f"lm:{tiny_lm}")
+    embedder = load_embedder(f"lm:{tiny_lm}", precision="fp32")
     with pytest.raises(PoolError, match="no pool table"):
         embed(store, embedder)
     store.append_pool(POOL_SCHEMA.empty_table())

@@ -29,8 +29,8 @@ def head_calls(embedder) -> list[int]:
 
 def test_without_scores_the_lm_head_never_runs_and_vectors_are_unchanged(tiny_lm, pool12):
     rows = pool_rows(pool12)
-    plain = load_embedder(f"lm:{tiny_lm}", device="cpu")
-    scored = load_embedder(f"lm:{tiny_lm}", device="cpu", scores=True)
+    plain = load_embedder(f"lm:{tiny_lm}", device="cpu", precision="fp32")
+    scored = load_embedder(f"lm:{tiny_lm}", device="cpu", scores=True, precision="fp32")
     plain_calls, scored_calls = head_calls(plain), head_calls(scored)
     without, with_ = plain.embed_batch(rows), scored.embed_batch(rows)
     assert without.scores == {} and not plain_calls
@@ -45,7 +45,7 @@ def test_the_table_knows_which_rows_have_scores(tiny_lm, pool12, tmp_path, cli, 
     monkeypatch.chdir(tmp_path)  # subsets go to ./data/subsets
     db = str(pool12.path)
     spec = f"lm:{tiny_lm}"
-    first = embed(pool12, load_embedder(spec), "rd", batch_size=4)
+    first = embed(pool12, load_embedder(spec, precision="fp32"), "rd", batch_size=4)
     assert first.embedded == 12
     assert "least_confidence" not in pool12.embeddings_schema("rd").names
     refused = cli(
@@ -77,10 +77,10 @@ def test_the_table_knows_which_rows_have_scores(tiny_lm, pool12, tmp_path, cli, 
     assert cli(*args, "--for-strategy", "entropy").json()["embedded"] == 0
 
     # Vectors-only runs reuse the scored table; rows added later get scores as well.
-    again = load_embedder(spec)
+    again = load_embedder(spec, precision="fp32")
     assert embed(pool12, again, "rd").embedded == 0 and not again.loaded
     add_rows(pool12, sample_records(3, start=40), tmp_path, "more")
-    grown = embed(pool12, load_embedder(spec), "rd")
+    grown = embed(pool12, load_embedder(spec, precision="fp32"), "rd")
     assert (grown.embedded, grown.reused) == (3, 12)
     vectors = pool12.load_vectors("rd", with_scores=True)
     assert all(np.isfinite(vectors.scores[c]).all() for c in SCORE_COLUMNS)

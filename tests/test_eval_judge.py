@@ -221,6 +221,7 @@ def test_parse_scores_reads_two_numbers_on_the_first_line(reply, scores):
     assert parse_scores(reply) == scores
 
 
+@pytest.mark.slow  # loads a model and evaluates it
 def test_cli_generates_and_judges_against_references(
     judge_server, tiny_lm, tmp_path, monkeypatch, cli
 ):

@@ -33,7 +33,7 @@ QUESTIONS = [
         "answer": "Soft rain on the roof\nwhispers...",
     },
 ]
-CPU = ModelEvalSettings(batch_size=2, device="cpu")
+CPU = ModelEvalSettings(batch_size=2, device="cpu", precision="fp32")
 
 
 @pytest.fixture
@@ -60,6 +60,7 @@ def _hand_nll(model, tokenizer, question: str, answer: str) -> float:
     return total / len(target)
 
 
+@pytest.mark.slow  # loads a model and evaluates it
 def test_nll_matches_a_hand_computation_from_logits(tiny_lm, eval_file, tmp_path):
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
@@ -88,21 +89,31 @@ def test_nll_matches_a_hand_computation_from_logits(tiny_lm, eval_file, tmp_path
     )
 
 
+@pytest.mark.slow  # loads a model and evaluates it
 def test_truncation_is_counted_and_a_full_prompt_is_an_error(tiny_lm, eval_file):
     """(Batching vs unpadded single sequences is covered by the hand computation above.)"""
     cut, details = evaluate_model(
-        str(tiny_lm), eval_file, ModelEvalSettings(max_length=48, batch_size=5, device="cpu")
+        str(tiny_lm),
+        eval_file,
+        ModelEvalSettings(max_length=48, batch_size=5, device="cpu", precision="fp32"),
     )
     assert cut["truncated"] == sum(q["truncated"] for q in details["questions"]) >= 1
     with pytest.raises(EvalError, match="raise --max-length"):
-        evaluate_model(str(tiny_lm), eval_file, ModelEvalSettings(max_length=10, device="cpu"))
+        evaluate_model(
+            str(tiny_lm),
+            eval_file,
+            ModelEvalSettings(max_length=10, device="cpu", precision="fp32"),
+        )
 
 
+@pytest.mark.slow  # loads a model and evaluates it
 def test_generation_is_batched_greedy_and_written_beside_metrics(tiny_lm, eval_file, tmp_path):
     import torch
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
-    settings = ModelEvalSettings(batch_size=3, device="cpu", generate=True, max_new_tokens=6)
+    settings = ModelEvalSettings(
+        batch_size=3, device="cpu", generate=True, max_new_tokens=6, precision="fp32"
+    )
     out = tmp_path / "gen.json"
     evaluate_model(str(tiny_lm), eval_file, settings, out)
     rows = [json.loads(line) for line in (tmp_path / "gen.answers.jsonl").read_text().splitlines()]
@@ -211,6 +222,7 @@ def test_cli_bad_input_fails_before_the_model_and_leaves_results(
     assert sorted(p.name for p in tmp_path.glob("m.*")) == ["m.json"]
 
 
+@pytest.mark.slow  # loads a model and evaluates it
 def test_cli_round_then_compare(
     tiny_lm,
     smollm2_tokenizer_dir,

@@ -186,8 +186,9 @@ def long_prompt_file(tmp_path) -> Path:
     return path
 
 
+@pytest.mark.slow  # loads a model and evaluates it
 def test_a_prompt_that_fills_max_length_is_skipped_and_counted(tiny_lm, long_prompt_file):
-    settings = ModelEvalSettings(max_length=128, batch_size=2, device="cpu")
+    settings = ModelEvalSettings(max_length=128, batch_size=2, device="cpu", precision="fp32")
     metrics, details = evaluate_model(str(tiny_lm), long_prompt_file, settings)
     by_id = {q["id"]: q for q in details["questions"]}
     assert list(by_id) == ["q1", "long", "q2", "q3"]
@@ -209,6 +210,7 @@ def test_a_prompt_that_fills_max_length_is_skipped_and_counted(tiny_lm, long_pro
     assert short["nll"] == pytest.approx(metrics["nll"]) and short["skipped"] == 0
 
 
+@pytest.mark.slow  # loads a model and evaluates it
 def test_cli_eval_model_completes_with_one_over_long_prompt(
     tiny_lm, long_prompt_file, tmp_path, cli
 ):

@@ -84,7 +84,13 @@ def subset_dir(tmp_path_factory) -> Path:
 def config(tiny_lm) -> TrainConfig:
     # 8 examples, batch 2, 2 epochs = 8 optimizer steps; checkpoints at steps 3 and 6.
     return TrainConfig(
-        base_model=str(tiny_lm), epochs=2, lr=5e-3, max_length=64, batch_size=2, save_steps=3
+        base_model=str(tiny_lm),
+        epochs=2,
+        lr=5e-3,
+        max_length=64,
+        batch_size=2,
+        save_steps=3,
+        precision="fp32",
     )
 
 
@@ -189,6 +195,7 @@ def test_sampler_order_depends_only_on_seed_and_epoch():
 # ------------------------------------------------------------------ training runs
 
 
+@pytest.mark.slow  # loads a model and trains it
 def test_loss_goes_down_and_folder_reloads(reference, subset_dir, tiny_lm, tokenizer):
     from transformers import AutoModelForCausalLM
 
@@ -219,6 +226,7 @@ def test_loss_goes_down_and_folder_reloads(reference, subset_dir, tiny_lm, token
     assert [p.name for p in out.parent.iterdir()] == [out.name]
 
 
+@pytest.mark.slow  # loads a model and trains it
 def test_resume_after_interruption_gives_the_same_weights(reference, subset_dir, config, tmp_path):
     out = tmp_path / "rd_0"
     out.mkdir()
@@ -252,6 +260,7 @@ def test_resume_after_interruption_gives_the_same_weights(reference, subset_dir,
     assert resumed.metrics["loss_history"] == reference.metrics["loss_history"]
 
 
+@pytest.mark.slow  # loads a model and trains it
 def test_lora_is_merged_into_a_plain_folder(subset_dir, config, tiny_lm, tmp_path):
     from safetensors.torch import load_file
 
@@ -269,6 +278,7 @@ def test_lora_is_merged_into_a_plain_folder(subset_dir, config, tiny_lm, tmp_pat
 # ------------------------------------------------------------------ command line
 
 
+@pytest.mark.slow  # loads a model and trains it
 def test_cli_trains_and_prints_json(cli, subset_dir, tiny_lm, tmp_path):
     out = tmp_path / "rd_0"
     code, stdout, _ = cli(

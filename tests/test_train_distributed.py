@@ -74,7 +74,7 @@ def one_process(tmp_path_factory, tiny_lm, sample_pool) -> tuple[Path, Path]:
     ingest(store, [str(sample_pool)])
     subset = select(store, SelectRequest(strategy="random", budget=16, name="s")).write(root / "s")
     config = TrainConfig(str(tiny_lm), epochs=4, lr=1e-3, max_length=64, batch_size=4,
-                         device="cpu", save_steps=2)  # fmt: skip
+                         device="cpu", save_steps=2, precision="fp32")  # fmt: skip
     train(subset.path, root / "one", config)
     return subset.path, root / "one"
 

@@ -11,6 +11,7 @@ from rich.table import Table
 
 from curate.cli._options import DEFAULT_DB_PATH, DbOption, DeviceOption, JsonOption, PrecisionOption
 from curate.cli._render import console, err_console, print_json, progress_renderer
+from curate.devices import DEFAULT_DEVICE, DEFAULT_PRECISION
 
 
 def embed_command(
@@ -43,8 +44,8 @@ def embed_command(
     max_length: Annotated[
         int, typer.Option("--max-length", min=8, help="Truncate each example to this many tokens.")
     ] = 512,
-    device: DeviceOption = "auto",
-    precision: PrecisionOption = "auto",
+    device: DeviceOption = DEFAULT_DEVICE,
+    precision: PrecisionOption = DEFAULT_PRECISION,
     import_file: Annotated[
         Path | None,
         typer.Option(

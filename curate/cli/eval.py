@@ -8,8 +8,16 @@ from typing import Annotated, Any
 import typer
 from rich.table import Table
 
-from curate.cli._options import DEFAULT_DB_PATH, DbOption, DeviceOption, JsonOption, PrecisionOption
+from curate.cli._options import (
+    DEFAULT_DB_PATH,
+    DbOption,
+    DeviceOption,
+    JsonOption,
+    PrecisionOption,
+    settings_from,
+)
 from curate.cli._render import console, err_console, print_json, progress_renderer
+from curate.devices import DEFAULT_DEVICE, DEFAULT_PRECISION
 
 eval_app = typer.Typer(
     help="Evaluate subsets (Vendi, coverage) and models (held-out NLL, answers, LLM judge).",
@@ -114,8 +122,8 @@ def model_command(
     limit: LimitOption = None,
     max_length: MaxLengthOption = 1024,
     batch_size: BatchOption = 4,
-    device: DeviceOption = "auto",
-    precision: PrecisionOption = "auto",
+    device: DeviceOption = DEFAULT_DEVICE,
+    precision: PrecisionOption = DEFAULT_PRECISION,
     generate: Annotated[
         bool, typer.Option("--generate", help="Also generate answers (F.answers.jsonl).")
     ] = False,
@@ -165,6 +173,7 @@ def model_command(
     json_out: JsonOption = False,
 ) -> None:
     """Held-out NLL of reference answers; --generate answers; --judge a pairwise LLM judge."""
+    arguments = locals()  # every option, before anything else is named
     from curate.evaluation.model_eval import JudgeSettings, ModelEvalSettings, evaluate_model
 
     judge_settings = None
@@ -175,18 +184,7 @@ def model_command(
             judge, judge_model, judge_key_env, judge_against, judge_timeout, judge_workers
         )
         generate = True
-    settings = ModelEvalSettings(
-        limit=limit,
-        max_length=max_length,
-        batch_size=batch_size,
-        device=device,
-        generate=generate,
-        max_new_tokens=max_new_tokens,
-        temperature=temperature,
-        seed=seed,
-        judge=judge_settings,
-        precision=precision,
-    )
+    settings = settings_from(ModelEvalSettings, arguments, generate=generate, judge=judge_settings)
     with progress_renderer() as progress:
         metrics, _ = evaluate_model(model_dir, eval_set, settings, out, progress)
     _show(f"model {model_dir} on {eval_set}", metrics, out, json_out)
@@ -206,22 +204,17 @@ def round_command(
     limit: LimitOption = None,
     max_length: MaxLengthOption = 1024,
     batch_size: BatchOption = 4,
-    device: DeviceOption = "auto",
-    precision: PrecisionOption = "auto",
+    device: DeviceOption = DEFAULT_DEVICE,
+    precision: PrecisionOption = DEFAULT_PRECISION,
     json_out: JsonOption = False,
 ) -> None:
     """One pipeline round: subset diversity and model NLL in one metrics file for dvc."""
+    arguments = locals()  # every option, before anything else is named
     from curate.evaluation.model_eval import ModelEvalSettings
     from curate.evaluation.rounds import evaluate_round
     from curate.store import Store
 
-    settings = ModelEvalSettings(
-        limit=limit,
-        max_length=max_length,
-        batch_size=batch_size,
-        device=device,
-        precision=precision,
-    )
+    settings = settings_from(ModelEvalSettings, arguments)
     with progress_renderer() as progress:
         metrics, _ = evaluate_round(
             Store(db), subset, model, embeddings, eval_set, settings, out, progress

@@ -9,17 +9,44 @@ itself are the chosen plugin's parameters, checked against its declaration
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from typing import Any
 
+import typer
 from typer.core import TyperCommand
 
+from curate.errors import CurateError
 from curate.plugins import ParamError, Plugin, Registry
 
 
-def parse_plugin_options(args: list[str], plugin: type[Plugin]) -> dict[str, Any]:
+def command_options(ctx: typer.Context) -> frozenset[str]:
+    """Every option name the command of ``ctx`` and the commands above it define
+    (``--whole-pool`` → ``whole_pool``, ``--help`` included): read from the commands
+    themselves, so a new option is reserved the moment it is declared."""
+    names: set[str] = set()
+    context: typer.Context | None = ctx
+    while context is not None:
+        for param in context.command.get_params(context):
+            if param.param_type_name == "option":
+                for opt in (*param.opts, *param.secondary_opts):
+                    names.add(opt.lstrip("-").replace("-", "_"))
+        context = context.parent
+    return frozenset(names)
+
+
+def parse_plugin_options(
+    args: list[str], plugin: type[Plugin], reserved: Iterable[str] = ()
+) -> dict[str, Any]:
     """``["--metric", "cosine", "--flag"]`` → ``{"metric": "cosine", "flag": True}``;
-    values stay strings (the plugin's declaration parses them)."""
+    values stay strings (the plugin's declaration parses them). A parameter named like one
+    of the command's own options (``reserved``) could never be given: that is an error."""
+    reserved = frozenset(reserved)
+    clash = [p.name for p in plugin.parameters if p.name in reserved]
+    if clash:
+        raise CurateError(
+            f"{plugin.kind_label()} {plugin.name!r} declares parameter {clash[0]!r}, which is "
+            "a command option of its own; rename it"
+        )
     declared = {p.name: p for p in plugin.parameters}
     values: dict[str, Any] = {}
     i = 0

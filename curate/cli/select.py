@@ -12,7 +12,8 @@ from rich.table import Table
 
 from curate.cli._options import DEFAULT_DB_PATH, DbOption, DeviceOption, JsonOption
 from curate.cli._render import console, err_console, print_json, progress_renderer
-from curate.cli.plugin_options import PluginHelpCommand, parse_plugin_options
+from curate.cli.plugin_options import PluginHelpCommand, command_options, parse_plugin_options
+from curate.devices import DEFAULT_DEVICE
 
 
 def select_command(
@@ -73,7 +74,7 @@ def select_command(
             "--include-contaminated", help="Also choose rows `curate decontaminate` flagged."
         ),
     ] = False,
-    device: DeviceOption = "auto",
+    device: DeviceOption = DEFAULT_DEVICE,
     json_out: JsonOption = False,
 ) -> None:
     """Select examples into a subset folder (DiverseEvol's K-center by default).
@@ -87,7 +88,7 @@ def select_command(
 
     request = SelectRequest(
         strategy=strategy,
-        params=parse_plugin_options(ctx.args, _strategies().get(strategy)),
+        params=parse_plugin_options(ctx.args, _strategies().get(strategy), command_options(ctx)),
         budget=budget,
         add=add,
         embeddings=embeddings,

@@ -8,8 +8,9 @@ from typing import Annotated, Any
 import typer
 from rich.table import Table
 
-from curate.cli._options import DeviceOption, JsonOption, PrecisionOption
+from curate.cli._options import DeviceOption, JsonOption, PrecisionOption, settings_from
 from curate.cli._render import console, print_json, progress_renderer
+from curate.devices import DEFAULT_DEVICE, DEFAULT_PRECISION
 
 
 def train_command(
@@ -46,8 +47,8 @@ def train_command(
     resume: Annotated[
         bool, typer.Option("--resume", help="Continue an interrupted run from its last checkpoint.")
     ] = False,
-    device: DeviceOption = "auto",
-    precision: PrecisionOption = "auto",
+    device: DeviceOption = DEFAULT_DEVICE,
+    precision: PrecisionOption = DEFAULT_PRECISION,
     max_steps: Annotated[
         int | None, typer.Option("--max-steps", min=1, help="Stop after N optimizer steps.")
     ] = None,
@@ -61,26 +62,14 @@ def train_command(
 
     Checkpoints go to a work folder beside --out and are removed once the model is in place; an interrupted run keeps them for --resume.
     """  # noqa: E501 - one line per paragraph: rich re-wraps --help text
+    arguments = locals()  # every option, before anything else is named
     from transformers.utils import logging as hf_logging
 
     from curate.training import TrainConfig, train
 
     hf_logging.set_verbosity_error()
     hf_logging.disable_progress_bar()
-    config = TrainConfig(
-        base_model=base_model,
-        epochs=epochs,
-        lr=lr,
-        max_length=max_length,
-        batch_size=batch_size,
-        grad_accum=grad_accum,
-        seed=seed,
-        lora=lora,
-        max_steps=max_steps,
-        save_steps=save_steps,
-        device=device,
-        precision=precision,
-    )
+    config = settings_from(TrainConfig, arguments)
     with progress_renderer() as progress:
         result = train(subset_dir, out, config, resume=resume, progress=progress)
     metrics = result.metrics

@@ -22,6 +22,7 @@ from typing import Any, ClassVar
 
 import numpy as np
 
+from curate.devices import DEFAULT_DEVICE, DEFAULT_PRECISION, Precision
 from curate.embedders.fingerprints import embedder_fingerprint
 from curate.plugins import Plugin
 from curate.prompts import PaddingCount
@@ -70,13 +71,9 @@ class Embedder(Plugin, ABC):
         spec: str,
         model_path: str,
         max_length: int = 512,
-        device: str = "auto",
-        precision: str = "fp32",
+        device: str = DEFAULT_DEVICE,
+        precision: Precision = DEFAULT_PRECISION,
     ):
-        from curate.models import PRECISIONS
-
-        if precision not in PRECISIONS:
-            raise ValueError(f"precision must be one of {', '.join(PRECISIONS)}, not {precision!r}")
         self.spec = spec
         self.model_path = model_path
         self.max_length = max_length

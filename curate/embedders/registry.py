@@ -12,6 +12,7 @@ import os
 import re
 from pathlib import Path
 
+from curate.devices import DEFAULT_DEVICE, DEFAULT_PRECISION, Precision
 from curate.embedders.base import Embedder
 from curate.embedders.causal_lm import CausalLMEmbedder
 from curate.embedders.sentence_transformer import SentenceTransformerEmbedder
@@ -86,19 +87,15 @@ def resolve_model_path(kind: str, target: str) -> str:
 def load_embedder(
     spec: str = DEFAULT_SPEC,
     max_length: int = 512,
-    device: str = "auto",
-    precision: str = "fp32",
+    device: str = DEFAULT_DEVICE,
+    precision: Precision = DEFAULT_PRECISION,
     scores: bool = False,
 ) -> Embedder:
     """The embedder a spec names (cheap: weights load on first use); ``precision`` is
     ``auto``, ``fp32`` or ``bf16``; ``scores`` asks for the uncertainty scores too (``lm:``
     only: they cost the LM head over the vocabulary for every response token)."""
-    from curate.models import PRECISIONS
-
     if max_length < 2:
         raise EmbeddingError(f"max_length must be at least 2, got {max_length}")
-    if precision not in PRECISIONS:
-        raise EmbeddingError(f"precision {precision!r}: choose from {', '.join(PRECISIONS)}")
     kind, target = parse_spec(spec)
     cls = EMBEDDERS.get(kind)
     if scores and not cls.can_score:

@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from curate.devices import DEFAULT_DEVICE, DEFAULT_PRECISION, Precision
 from curate.errors import EvalError, ModelError
 from curate.evaluation import results
 from curate.evaluation.endpoints import redact
@@ -51,13 +52,13 @@ class ModelEvalSettings:
     limit: int | None = None
     max_length: int = 1024
     batch_size: int = 4
-    device: str = "auto"
+    device: str = DEFAULT_DEVICE
     generate: bool = False
     max_new_tokens: int = 256
     temperature: float = 0.0
     seed: int = 0
     judge: JudgeSettings | None = None
-    precision: str = "fp32"  # auto, fp32 or bf16 (bf16: the model's weights loaded in bf16)
+    precision: Precision = DEFAULT_PRECISION  # bf16: the model's weights loaded in bf16
 
 
 def check_model_folder(spec: str) -> None:

@@ -12,6 +12,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
+from curate.devices import DEFAULT_DEVICE
 from curate.plugins import Registry
 from curate.strategies.base import PoolArrays, Selection, Strategy
 from curate.strategies.clusters import ClusterSampleStrategy
@@ -25,26 +26,19 @@ from curate.strategies.robust import RobustKCenterStrategy
 from curate.strategies.typical import TypicalStrategy
 from curate.strategies.uncertainty import Entropy, LeastConfidence, Margin
 
-# Option names of `curate select` itself: a strategy parameter may not shadow one.
-SELECT_OPTIONS = (
-    "db", "budget", "add", "strategy", "embeddings", "parent", "seed", "out", "name",
-    "device", "json", "force", "help", "debug",
-)  # fmt: skip
-
 STRATEGIES: Registry[Strategy] = Registry(
     "curate.strategies",
     "strategy",
     (KCenterStrategy, RandomStrategy, LeastConfidence, Margin, Entropy)
     + (RobustKCenterStrategy, DensityKCenterStrategy, FacilityLocationStrategy)
     + (ClusterSampleStrategy, KMeansPPStrategy, TypicalStrategy, LongestStrategy),
-    reserved=SELECT_OPTIONS,
 )
 
 __all__ = ["STRATEGIES", "PoolArrays", "Selection", "Strategy", "make_strategy"]
 
 
 def make_strategy(
-    name: str, options: Mapping[str, Any] | None = None, device: str = "auto"
+    name: str, options: Mapping[str, Any] | None = None, device: str = DEFAULT_DEVICE
 ) -> Strategy:
     """The strategy called ``name`` with its parameters checked against its declaration."""
     return STRATEGIES.get(name)(options, device)

@@ -7,13 +7,16 @@ into a subset artifact.
 
 from __future__ import annotations
 
+import inspect
 from abc import ABC, abstractmethod
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
+from types import MappingProxyType
 from typing import Any, ClassVar
 
 import numpy as np
 
+from curate.devices import DEFAULT_DEVICE
 from curate.errors import SelectionError
 from curate.plugins import Plugin
 from curate.progress import NO_PROGRESS, Progress
@@ -62,7 +65,7 @@ class Strategy(Plugin, ABC):
     needs_scores: ClassVar[bool] = False
     needs_lengths: ClassVar[bool] = False
 
-    def __init__(self, options: Mapping[str, Any] | None = None, device: str = "auto"):
+    def __init__(self, options: Mapping[str, Any] | None = None, device: str = DEFAULT_DEVICE):
         self.options = self.resolve_params(options)
         self.device = device
 
@@ -94,10 +97,29 @@ def unchosen_mask(size: int, chosen: np.ndarray) -> np.ndarray:
 
 
 class VectorStrategy(Strategy):
-    """A strategy that reads the pool's vectors: :meth:`pick` gets the (N, d) float32
-    matrix, checked present, instead of :class:`PoolArrays`."""
+    """A strategy that reads the pool's vectors through one strategy function.
+
+    ``function`` is ``f(vectors, chosen, k, [seed], *, <parameters>, [device], progress)``
+    returning a :class:`Selection`: the base checks the vectors are present and calls it with
+    every declared parameter as the keyword of its name (``keywords`` renames one, e.g.
+    ``whiten`` → ``whiten_to``), plus ``seed`` and ``device`` where its signature takes them.
+    A subclass declares its parameters and ``function = staticmethod(f)``; nothing else.
+    """
 
     needs_vectors = True
+    function: ClassVar[Callable[..., Selection]]
+    keywords: ClassVar[Mapping[str, str]] = MappingProxyType({"whiten": "whiten_to"})
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        """A parameter the function has no keyword for fails when the class is defined."""
+        super().__init_subclass__(**kwargs)
+        function = cls.__dict__.get("function")
+        if function is None:
+            return  # an abstract middle class, or one that overrides pick()
+        takes = inspect.signature(function).parameters
+        missing = [p.name for p in cls.parameters if cls.keywords.get(p.name, p.name) not in takes]
+        if missing:
+            raise TypeError(f"strategy {cls.name!r}: its function takes no {missing[0]!r}")
 
     def select(
         self,
@@ -111,8 +133,15 @@ class VectorStrategy(Strategy):
             raise SelectionError(f"{self.name} needs embeddings; run `curate embed` first")
         return self.pick(pool.vectors, chosen, k, seed, progress)
 
-    @abstractmethod
     def pick(
         self, vectors: np.ndarray, chosen: np.ndarray, k: int, seed: int, progress: Progress
     ) -> Selection:
         """Pick ``k`` rows of ``vectors`` not in ``chosen``, as :meth:`Strategy.select`."""
+        function = type(self).function
+        takes = inspect.signature(function).parameters
+        arguments = {
+            self.keywords.get(p.name, p.name): self.options[p.name] for p in self.parameters
+        }
+        context = {"seed": seed, "device": self.device}
+        arguments |= {name: value for name, value in context.items() if name in takes}
+        return function(vectors, chosen, k, **arguments, progress=progress)

@@ -41,7 +41,7 @@ from curate.strategies.coverage import (
     paired_sq_distances,
     row_sq_norms,
 )
-from curate.strategies.kcenter import METRIC_PARAM, WHITEN_PARAM, check_request, features
+from curate.strategies.kcenter import METRIC_PARAM, WHITEN_PARAM, features, requested
 from curate.strategies.neighbors import pick_sq_distances, reported_distances
 
 PICKS = ("random", "central")
@@ -146,8 +146,7 @@ def cluster_sample(
     progress: Progress = NO_PROGRESS,
 ) -> Selection:
     """Add ``k`` rows to ``chosen`` by k-means then per-cluster quotas (module doc)."""
-    chosen = np.asarray(chosen if chosen is not None else [], dtype=np.int64)
-    check_request(len(vectors), chosen, k)
+    chosen = requested(len(vectors), chosen, k)
     if pick not in PICKS:
         raise SelectionError(f"unknown pick {pick!r}; choose from {', '.join(PICKS)}")
     n = len(vectors)
@@ -203,18 +202,4 @@ class ClusterSampleStrategy(VectorStrategy):
         WHITEN_PARAM,
     )
 
-    def pick(
-        self, vectors: np.ndarray, chosen: np.ndarray, k: int, seed: int, progress: Progress
-    ) -> Selection:
-        return cluster_sample(
-            vectors,
-            chosen,
-            k,
-            seed,
-            clusters=self.options["clusters"],
-            pick=self.options["pick"],
-            iterations=self.options["iterations"],
-            metric=self.options["metric"],
-            whiten_to=self.options["whiten"],
-            progress=progress,
-        )
+    function = staticmethod(cluster_sample)

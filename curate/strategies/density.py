@@ -32,15 +32,15 @@ from __future__ import annotations
 
 import numpy as np
 
+from curate.devices import DEFAULT_DEVICE
 from curate.plugins import Param
 from curate.progress import NO_PROGRESS, Progress
 from curate.strategies.base import Selection, VectorStrategy
 from curate.strategies.kcenter import (
     METRIC_PARAM,
     WHITEN_PARAM,
-    check_request,
-    features,
     make_coverage,
+    prepared,
 )
 from curate.strategies.neighbors import knn_graph, reported_distances
 from curate.strategies.robust import coverage_picks, exact_ranking
@@ -75,14 +75,12 @@ def density_kcenter(
     density_power: float = 1.0,
     metric: str = "euclidean",
     whiten_to: int | None = None,
-    device: str = "auto",
+    device: str = DEFAULT_DEVICE,
     progress: Progress = NO_PROGRESS,
 ) -> Selection:
     """Add ``k`` rows to ``chosen`` by density-weighted greedy K-center (module doc);
     ``Selection.distances`` are the plain (unweighted) distances at pick time."""
-    chosen = np.asarray(chosen if chosen is not None else [], dtype=np.int64)
-    check_request(len(vectors), chosen, k)
-    x = features(vectors, metric, whiten_to)
+    x, chosen = prepared(vectors, chosen, k, metric, whiten_to)
     rho = density_weights(x, neighbors, density_power, progress)
     progress.start(k, "picks", "select kcenter-density")
     weight = rho * rho  # argmax ρ·D = argmax ρ²·D²
@@ -114,18 +112,4 @@ class DensityKCenterStrategy(VectorStrategy):
         WHITEN_PARAM,
     )
 
-    def pick(
-        self, vectors: np.ndarray, chosen: np.ndarray, k: int, seed: int, progress: Progress
-    ) -> Selection:
-        return density_kcenter(
-            vectors,
-            chosen,
-            k,
-            seed,
-            neighbors=self.options["neighbors"],
-            density_power=self.options["density_power"],
-            metric=self.options["metric"],
-            whiten_to=self.options["whiten"],
-            device=self.device,
-            progress=progress,
-        )
+    function = staticmethod(density_kcenter)

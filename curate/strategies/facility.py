@@ -34,7 +34,7 @@ import numpy as np
 from curate.plugins import Param
 from curate.progress import NO_PROGRESS, Progress
 from curate.strategies.base import Selection, VectorStrategy
-from curate.strategies.kcenter import WHITEN_PARAM, check_request, features
+from curate.strategies.kcenter import WHITEN_PARAM, prepared
 from curate.strategies.neighbors import knn_graph, pick_sq_distances, reported_distances
 
 
@@ -113,9 +113,7 @@ def facility_location(
     progress: Progress = NO_PROGRESS,
 ) -> Selection:
     """Add ``k`` rows to ``chosen`` by lazy greedy facility location (module doc)."""
-    chosen = np.asarray(chosen if chosen is not None else [], dtype=np.int64)
-    check_request(len(vectors), chosen, k)
-    x = features(vectors, "cosine", whiten_to)
+    x, chosen = prepared(vectors, chosen, k, "cosine", whiten_to)
     n = len(x)
     if n > 1:
         progress.start(n, "rows", "neighbour graph")
@@ -146,14 +144,4 @@ class FacilityLocationStrategy(VectorStrategy):
         WHITEN_PARAM,
     )
 
-    def pick(
-        self, vectors: np.ndarray, chosen: np.ndarray, k: int, seed: int, progress: Progress
-    ) -> Selection:
-        return facility_location(
-            vectors,
-            chosen,
-            k,
-            neighbors=self.options["neighbors"],
-            whiten_to=self.options["whiten"],
-            progress=progress,
-        )
+    function = staticmethod(facility_location)

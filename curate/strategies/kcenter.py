@@ -16,6 +16,7 @@ from pathlib import Path
 
 import numpy as np
 
+from curate.devices import DEFAULT_DEVICE
 from curate.errors import SelectionError
 from curate.plugins import Param, ParamError
 from curate.progress import NO_PROGRESS, Progress
@@ -99,7 +100,7 @@ def _nvidia_driver_present() -> bool:
 
 def make_coverage(
     x: np.ndarray,
-    device: str = "auto",
+    device: str = DEFAULT_DEVICE,
     prune: bool = True,
     chunk_rows: int | None = None,
     workers: int | None = None,
@@ -150,6 +151,26 @@ def greedy(
     return picks, coverage.pick_sq_distances(start)
 
 
+def requested(size: int, chosen: np.ndarray | None, k: int) -> np.ndarray:
+    """``chosen`` as int64 pool positions (none: empty), the request checked."""
+    positions = np.asarray(chosen if chosen is not None else [], dtype=np.int64)
+    check_request(size, positions, k)
+    return positions
+
+
+def prepared(
+    vectors: np.ndarray,
+    chosen: np.ndarray | None,
+    k: int,
+    metric: str = "euclidean",
+    whiten_to: int | None = None,
+) -> tuple[np.ndarray, np.ndarray]:
+    """What every vector strategy function starts from: (its features, the chosen
+    positions), the request checked first."""
+    positions = requested(len(vectors), chosen, k)
+    return features(vectors, metric, whiten_to), positions
+
+
 def check_request(size: int, chosen: np.ndarray, k: int) -> None:
     if k < 1:
         raise SelectionError(f"nothing to select: {k} new picks requested")
@@ -171,7 +192,7 @@ def kcenter_greedy(
     *,
     metric: str = "euclidean",
     whiten_to: int | None = None,
-    device: str = "auto",
+    device: str = DEFAULT_DEVICE,
     prune: bool = True,
     chunk_rows: int | None = None,
     workers: int | None = None,
@@ -181,9 +202,7 @@ def kcenter_greedy(
     """Add ``k`` rows to ``chosen`` by greedy K-center; with nothing chosen, the first pick
     is a seeded random row (its distance is NaN). Distances are Euclidean, or cosine
     distance (1 − cos) with ``metric="cosine"``."""
-    chosen = np.asarray(chosen if chosen is not None else [], dtype=np.int64)
-    check_request(len(vectors), chosen, k)
-    x = features(vectors, metric, whiten_to)
+    x, chosen = prepared(vectors, chosen, k, metric, whiten_to)
     with make_coverage(x, device, prune, chunk_rows, workers, lookahead) as coverage:
         if len(chosen):
             coverage.add_centers(chosen)
@@ -204,16 +223,4 @@ class KCenterStrategy(VectorStrategy):
     summary = "greedy K-center: the row farthest from everything chosen (DiverseEvol)"
     parameters = (METRIC_PARAM, WHITEN_PARAM)
 
-    def pick(
-        self, vectors: np.ndarray, chosen: np.ndarray, k: int, seed: int, progress: Progress
-    ) -> Selection:
-        return kcenter_greedy(
-            vectors,
-            chosen,
-            k,
-            seed,
-            metric=self.options["metric"],
-            whiten_to=self.options["whiten"],
-            device=self.device,
-            progress=progress,
-        )
+    function = staticmethod(kcenter_greedy)

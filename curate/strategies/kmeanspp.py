@@ -25,9 +25,8 @@ from curate.strategies.coverage import Coverage
 from curate.strategies.kcenter import (
     METRIC_PARAM,
     WHITEN_PARAM,
-    check_request,
-    features,
     make_coverage,
+    prepared,
 )
 from curate.strategies.neighbors import reported_distances
 from curate.strategies.robust import coverage_picks
@@ -51,9 +50,7 @@ def kmeanspp_sampling(
     progress: Progress = NO_PROGRESS,
 ) -> Selection:
     """Add ``k`` rows to ``chosen`` by D² sampling (module doc)."""
-    chosen = np.asarray(chosen if chosen is not None else [], dtype=np.int64)
-    check_request(len(vectors), chosen, k)
-    x = features(vectors, metric, whiten_to)
+    x, chosen = prepared(vectors, chosen, k, metric, whiten_to)
     rng = np.random.default_rng(seed)
 
     def choose(coverage: Coverage) -> int:
@@ -80,15 +77,4 @@ class KMeansPPStrategy(VectorStrategy):
         WHITEN_PARAM,
     )
 
-    def pick(
-        self, vectors: np.ndarray, chosen: np.ndarray, k: int, seed: int, progress: Progress
-    ) -> Selection:
-        return kmeanspp_sampling(
-            vectors,
-            chosen,
-            k,
-            seed,
-            metric=self.options["metric"],
-            whiten_to=self.options["whiten"],
-            progress=progress,
-        )
+    function = staticmethod(kmeanspp_sampling)

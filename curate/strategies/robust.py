@@ -30,6 +30,7 @@ from collections.abc import Callable
 
 import numpy as np
 
+from curate.devices import DEFAULT_DEVICE
 from curate.errors import SelectionError
 from curate.plugins import Param, ParamError
 from curate.progress import NO_PROGRESS, Progress
@@ -38,9 +39,9 @@ from curate.strategies.coverage import Coverage
 from curate.strategies.kcenter import (
     METRIC_PARAM,
     WHITEN_PARAM,
-    check_request,
     features,
     make_coverage,
+    requested,
 )
 from curate.strategies.neighbors import reported_distances
 
@@ -131,12 +132,11 @@ def robust_kcenter(
     mode: str = "sample",
     metric: str = "euclidean",
     whiten_to: int | None = None,
-    device: str = "auto",
+    device: str = DEFAULT_DEVICE,
     progress: Progress = NO_PROGRESS,
 ) -> Selection:
     """Add ``k`` rows to ``chosen`` by Ding et al.'s outlier-robust greedy (module doc)."""
-    chosen = np.asarray(chosen if chosen is not None else [], dtype=np.int64)
-    check_request(len(vectors), chosen, k)
+    chosen = requested(len(vectors), chosen, k)
     if mode not in MODES:
         raise SelectionError(f"unknown mode {mode!r}; choose from {', '.join(MODES)}")
     z = outlier_count(outliers, len(vectors))
@@ -189,7 +189,7 @@ class RobustKCenterStrategy(VectorStrategy):
         WHITEN_PARAM,
     )
 
-    def __init__(self, options=None, device: str = "auto"):
+    def __init__(self, options=None, device: str = DEFAULT_DEVICE):
         super().__init__(options, device)
         outliers = self.options["outliers"]
         if outliers >= 1 and outliers != int(outliers):
@@ -198,19 +198,4 @@ class RobustKCenterStrategy(VectorStrategy):
                 "rows when ≥ 1 (or a fraction below 1)"
             )
 
-    def pick(
-        self, vectors: np.ndarray, chosen: np.ndarray, k: int, seed: int, progress: Progress
-    ) -> Selection:
-        return robust_kcenter(
-            vectors,
-            chosen,
-            k,
-            seed,
-            outliers=self.options["outliers"],
-            epsilon=self.options["epsilon"],
-            mode=self.options["mode"],
-            metric=self.options["metric"],
-            whiten_to=self.options["whiten"],
-            device=self.device,
-            progress=progress,
-        )
+    function = staticmethod(robust_kcenter)

@@ -29,7 +29,7 @@ from curate.plugins import Param
 from curate.progress import NO_PROGRESS, Progress
 from curate.strategies.base import Selection, VectorStrategy, unchosen_mask
 from curate.strategies.clusters import kmeans
-from curate.strategies.kcenter import METRIC_PARAM, WHITEN_PARAM, check_request, features
+from curate.strategies.kcenter import METRIC_PARAM, WHITEN_PARAM, prepared
 from curate.strategies.neighbors import knn_graph, pick_sq_distances, reported_distances
 
 
@@ -91,9 +91,7 @@ def typical(
     progress: Progress = NO_PROGRESS,
 ) -> Selection:
     """Add ``k`` rows to ``chosen``: the most typical row of each uncovered k-means cluster."""
-    chosen = np.asarray(chosen if chosen is not None else [], dtype=np.int64)
-    check_request(len(vectors), chosen, k)
-    x = features(vectors, metric, whiten_to)
+    x, chosen = prepared(vectors, chosen, k, metric, whiten_to)
     labels, _ = kmeans(x, min(len(x), len(chosen) + k), np.random.default_rng(seed), iterations)
     picks = typical_picks(x, labels, chosen, k, neighbors)
     progress.advance(k)
@@ -115,17 +113,4 @@ class TypicalStrategy(VectorStrategy):
         WHITEN_PARAM,
     )  # fmt: skip
 
-    def pick(
-        self, vectors: np.ndarray, chosen: np.ndarray, k: int, seed: int, progress: Progress
-    ) -> Selection:
-        return typical(
-            vectors,
-            chosen,
-            k,
-            seed,
-            neighbors=self.options["neighbors"],
-            iterations=self.options["iterations"],
-            metric=self.options["metric"],
-            whiten_to=self.options["whiten"],
-            progress=progress,
-        )
+    function = staticmethod(typical)
