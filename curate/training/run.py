@@ -1,266 +1,41 @@
-"""Supervised fine-tuning of a causal LM on a subset: one DiverseEvol round's ``train`` step.
-
-Every round trains from the base weights (never from the previous round's model), on the
-subset's examples rendered by :func:`curate.prompts.tokenize`, so the loss is on response
-tokens only and training sees exactly the text the embedder sees. The Hugging Face
-``Trainer`` runs the loop, so the same code runs on a CPU, on one GPU with bf16, and under
-``accelerate launch`` (DDP or FSDP, see ``pipelines/accelerate_fsdp.yaml``).
-
-Files: checkpoints live in a work folder beside ``--out`` (``.<name>.train-work``); the
-final model is written into that folder's ``staging/`` and swapped into ``--out`` in one
-rename, then the work folder is removed. A crash leaves ``--out`` as it was and the
-checkpoints in place for ``resume=True``.
-
-Reproducibility: the batch order of epoch ``e`` is drawn from a generator seeded by
-``(seed, e)`` rather than the global RNG, so a run resumed from a checkpoint sees the same
-batches as an uninterrupted one and ends with bit-identical weights (on the same device
-and thread count; different hardware reduces floating-point sums in a different order).
-"""
+"""Trainer assembly: load the base model, build the Hugging Face ``Trainer``, run it, save
+the final model and its metrics (see :mod:`curate.training` for the files and guarantees)."""
 
 from __future__ import annotations
 
-import json
-import math
 import shutil
 import time
-from collections.abc import Iterator
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
 import torch
-from torch.utils.data import Dataset, Sampler
 
-from curate.errors import CurateError, ModelError, SubsetError
+from curate.errors import ModelError, SubsetError
 from curate.files import canonical_json, naming_path, replace_dir
-from curate.models import PRECISIONS
 from curate.progress import NO_PROGRESS, Progress
-from curate.prompts import IGNORE_INDEX, TEMPLATE_VERSION, PaddingCount, pad_batch, tokenize
+from curate.prompts import TEMPLATE_VERSION
 from curate.subsets import load_subset, verify_examples
-from curate.targets import check_replaceable, holds_only
-
-METRICS_FILE = "train_metrics.json"
-RUN_FILE = "run.json"  # in the work folder: the settings a resumed run must match
-WORK_SUFFIX = ".train-work"
-CHECKPOINT_PREFIX = "checkpoint-"
-
-
-class TrainingError(CurateError):
-    """Training settings or state that cannot be used (bad values, stale checkpoints)."""
-
-
-class TrainingInterrupted(TrainingError):
-    """The run stopped before the end; its checkpoints are kept for ``--resume``."""
-
-    exit_code = 130
-
-
-@dataclass(frozen=True)
-class TrainConfig:
-    """Hyper-parameters; the defaults are the DiverseEvol paper's (3 epochs, lr 2e-5, cosine,
-    3% warmup, max length 512)."""
-
-    base_model: str
-    epochs: float = 3.0
-    lr: float = 2e-5
-    max_length: int = 512
-    batch_size: int = 4
-    grad_accum: int = 1
-    seed: int = 0
-    lora: int = 0  # LoRA rank; 0 trains every weight
-    max_steps: int | None = None  # stop after this many optimizer steps (quick runs)
-    save_steps: int | None = None  # checkpoint every N optimizer steps; None: each epoch
-    device: str = "auto"
-    precision: str = "fp32"  # auto, fp32 or bf16 (mixed: autocast over fp32 master weights)
-    warmup_ratio: float = 0.03
-    scheduler: str = "cosine"
-    weight_decay: float = 0.0
-
-    def check(self) -> None:
-        positive = {
-            "epochs": self.epochs,
-            "lr": self.lr,
-            "batch_size": self.batch_size,
-            "grad_accum": self.grad_accum,
-        }
-        for name, value in positive.items():
-            if not (value > 0 and math.isfinite(value)):
-                raise TrainingError(f"--{name.replace('_', '-')} must be > 0, got {value}")
-        if not 0 <= self.seed < 2**32:
-            raise TrainingError(f"--seed must be from 0 to {2**32 - 1}, got {self.seed}")
-        if self.max_length < 2:
-            raise TrainingError(f"--max-length must be at least 2, got {self.max_length}")
-        if self.precision not in PRECISIONS:
-            raise TrainingError(
-                f"--precision {self.precision!r}: choose from {', '.join(PRECISIONS)}"
-            )
-        if self.lora < 0:
-            raise TrainingError(f"--lora must be a rank ≥ 1 (0: full training), got {self.lora}")
-        for name in ("max_steps", "save_steps"):
-            value = getattr(self, name)
-            if value is not None and value < 1:
-                raise TrainingError(f"--{name.replace('_', '-')} must be ≥ 1, got {value}")
-
-    def run_key(self) -> dict[str, Any]:
-        """The settings that change the trained weights (a resume must match all of them,
-        and the resolved precision, which :func:`train` adds)."""
-        key = asdict(self)
-        del key["device"], key["save_steps"], key["precision"]
-        return key | {"epochs": float(self.epochs), "lr": float(self.lr)}
-
-
-@dataclass
-class TrainResult:
-    out: Path
-    metrics: dict[str, Any]
-    is_main_process: bool = True  # under accelerate/torchrun only the main process reports
-
-    def to_dict(self) -> dict[str, Any]:
-        return {"out": str(self.out), **self.metrics}
-
-
-# ----------------------------------------------------------------------------- data
-
-
-@dataclass
-class DatasetStats:
-    examples: int = 0
-    dropped_no_response: int = 0  # truncation removed every response token
-    at_max_length: int = 0  # cut by truncation (or exactly max_length long)
-    prompt_tokens: int = 0
-    response_tokens: int = 0
-
-
-class SFTDataset(Dataset):
-    """Tokenized examples in subset order: ``input_ids`` and response-only ``labels``."""
-
-    def __init__(self, features: list[dict[str, list[int]]]):
-        self.features = features
-        self.lengths = [len(f["input_ids"]) for f in features]
-
-    def __len__(self) -> int:
-        return len(self.features)
-
-    def __getitem__(self, index: int) -> dict[str, list[int]]:
-        return self.features[index]
-
-
-def build_dataset(
-    examples: list[dict[str, Any]], tokenizer: Any, max_length: int
-) -> tuple[SFTDataset, DatasetStats]:
-    """Render and tokenize subset rows; rows left with no response token are dropped (their
-    loss would be 0/0)."""
-    features, stats = [], DatasetStats()
-    for row in examples:
-        tok = tokenize(row, tokenizer, max_length)
-        n_response = sum(label != IGNORE_INDEX for label in tok.labels)
-        if n_response == 0:
-            stats.dropped_no_response += 1
-            continue
-        stats.examples += 1
-        stats.at_max_length += len(tok.input_ids) >= max_length
-        stats.response_tokens += n_response
-        stats.prompt_tokens += len(tok.input_ids) - n_response
-        features.append({"input_ids": list(tok.input_ids), "labels": list(tok.labels)})
-    return SFTDataset(features), stats
-
-
-@dataclass
-class PaddingCollator:
-    """Trainer's collator over :func:`curate.prompts.pad_batch` (right padding, -100 labels);
-    counts real tokens and padded slots."""
-
-    pad_token_id: int
-    pad_to_multiple_of: int | None = None
-    padding: PaddingCount = field(default_factory=PaddingCount)
-
-    def __call__(self, features: list[dict[str, list[int]]]) -> dict[str, torch.Tensor]:
-        batch = pad_batch(features, self.pad_token_id, self.pad_to_multiple_of)
-        self.padding.add(batch["attention_mask"])
-        return batch
-
-
-class EpochSeededLengthSampler(Sampler[int]):
-    """Length-grouped shuffling (Trainer's ``group_by_length``) drawn from ``(seed, epoch)``.
-
-    Trainer's own sampler draws from the global RNG, whose state at the start of an epoch
-    is not what a resumed run restores; seeding per epoch makes resumption exact.
-    """
-
-    def __init__(self, lengths: list[int], batch_size: int, seed: int):
-        self.lengths, self.batch_size, self.seed, self.epoch = lengths, batch_size, seed, 0
-
-    def set_epoch(self, epoch: int) -> None:
-        self.epoch = epoch
-
-    def __len__(self) -> int:
-        return len(self.lengths)
-
-    def __iter__(self) -> Iterator[int]:
-        from transformers.trainer_pt_utils import get_length_grouped_indices
-
-        generator = torch.Generator().manual_seed(self.seed * 100_003 + self.epoch)
-        return iter(get_length_grouped_indices(self.lengths, self.batch_size, generator=generator))
-
-
-# ----------------------------------------------------------------------------- files
-
-
-def work_dir_for(out: Path) -> Path:
-    """Checkpoints and staging live beside ``out`` (same filesystem, so the final move is a
-    rename) and never inside it."""
-    return out.parent / f".{out.name}{WORK_SUFFIX}"
-
-
-def last_complete_checkpoint(checkpoints: Path) -> Path | None:
-    """The newest ``checkpoint-N`` that finished saving (Trainer writes trainer_state.json last)."""
-    done = [
-        p
-        for p in checkpoints.glob(f"{CHECKPOINT_PREFIX}*")
-        if p.name[len(CHECKPOINT_PREFIX) :].isdigit() and (p / "trainer_state.json").is_file()
-    ]
-    return max(done, key=lambda p: int(p.name[len(CHECKPOINT_PREFIX) :]), default=None)
-
-
-def _prepare_work_dir(work: Path, run: dict[str, Any], resume: bool) -> Path | None:
-    """Start a fresh work folder, or with ``resume`` reuse one whose run matches; returns the
-    checkpoint to resume from (None: start at step 0)."""
-    run_file = work / RUN_FILE
-    if resume and run_file.is_file():
-        saved = json.loads(run_file.read_text(encoding="utf-8"))
-        if saved != run:
-            changed = sorted(k for k in set(saved) | set(run) if saved.get(k) != run.get(k))
-            raise TrainingError(
-                f"{work}: its checkpoints come from a run with different {', '.join(changed)}; "
-                "drop --resume to start over"
-            )
-        checkpoint = last_complete_checkpoint(work / "checkpoints")
-        if checkpoint is not None:
-            for partial in (work / "checkpoints").glob(f"{CHECKPOINT_PREFIX}*"):
-                if partial != checkpoint and not (partial / "trainer_state.json").is_file():
-                    shutil.rmtree(partial, ignore_errors=True)
-            return checkpoint
-    shutil.rmtree(work, ignore_errors=True)
-    (work / "checkpoints").mkdir(parents=True)
-    run_file.write_text(canonical_json(run), encoding="utf-8")
-    return None
-
-
-def _check_out(out: Path, subset_path: Path) -> None:
-    if out.exists() and not out.is_dir():
-        raise TrainingError(f"--out {out}: exists and is not a folder")
-    if subset_path.resolve().is_relative_to(out.resolve()):
-        raise TrainingError(f"--out {out}: would replace the subset folder {subset_path}")
-    # a model folder curate wrote (a rerun) is replaced; any other folder is refused
-    check_replaceable(out, "model folder", is_model_folder, force=True)
-
-
-def is_model_folder(path: Path) -> bool:
-    """A folder :func:`train` wrote: its metrics file beside the weights, no subfolders."""
-    return holds_only(path, ("*",), (METRICS_FILE,))
-
-
-# ----------------------------------------------------------------------------- training
+from curate.training.config import (
+    CHECKPOINT_PREFIX,
+    METRICS_FILE,
+    TrainConfig,
+    TrainingError,
+    TrainingInterrupted,
+    TrainResult,
+)
+from curate.training.data import (
+    EpochSeededLengthSampler,
+    PaddingCollator,
+    SFTDataset,
+    build_dataset,
+)
+from curate.training.workdir import (
+    _check_out,
+    _prepare_work_dir,
+    last_complete_checkpoint,
+    work_dir_for,
+)
 
 
 def _load_base(config: TrainConfig) -> tuple[Any, Any, str]:
