@@ -3,6 +3,7 @@ the final model and its metrics (see :mod:`curate.training` for the files and gu
 
 from __future__ import annotations
 
+import os
 import shutil
 import time
 from dataclasses import asdict
@@ -30,6 +31,8 @@ from curate.training.data import (
     SFTDataset,
     build_dataset,
 )
+from curate.training.master import MasterWeightAdamW
+from curate.training.packing import PackingCollator, honours_packing
 from curate.training.workdir import (
     _check_out,
     _prepare_work_dir,
@@ -109,7 +112,26 @@ class _Reporter:
         return Reporter()
 
 
-def _training_arguments(config: TrainConfig, checkpoints: Path, device: str, precision: str) -> Any:
+def _recipe(model: Any, config: TrainConfig, precision: str) -> dict[str, str]:
+    """How this run computes its steps (recorded in the run key and the metrics).
+
+    ``batches``: ``packed`` (padding-free, see :mod:`curate.training.packing`) where the
+    model keeps packed rows apart, else ``padded``. ``bf16``: ``weights`` (bf16 parameters,
+    fp32 master weights in the optimizer, see :mod:`curate.training.master`) in one process
+    without LoRA; ``autocast`` (Trainer's mixed precision over fp32 weights) under
+    ``accelerate launch`` (DDP/FSDP shard and reduce the parameters they are given) and
+    with LoRA (its merge would round the frozen base weights to bf16); ``none`` in fp32.
+    """
+    bf16 = "none"
+    if precision == "bf16":
+        one_process = int(os.environ.get("WORLD_SIZE", "1")) == 1
+        bf16 = "weights" if one_process and not config.lora else "autocast"
+    return {"batches": "packed" if honours_packing(model) else "padded", "bf16": bf16}
+
+
+def _training_arguments(
+    config: TrainConfig, checkpoints: Path, device: str, recipe: dict[str, str]
+) -> Any:
     from transformers import TrainingArguments
 
     return TrainingArguments(
@@ -129,17 +151,18 @@ def _training_arguments(config: TrainConfig, checkpoints: Path, device: str, pre
         seed=config.seed,
         data_seed=config.seed,
         use_cpu=device == "cpu",
-        bf16=precision == "bf16",  # mixed precision: autocast, fp32 weights and AdamW state
+        bf16=recipe["bf16"] == "autocast",  # autocast over fp32 weights and AdamW state
         report_to="none",
         disable_tqdm=True,
         remove_unused_columns=False,
-        include_num_input_tokens_seen="non_padding",
+        # a packed batch has no padding (and no attention mask to count it by)
+        include_num_input_tokens_seen="all" if recipe["batches"] == "packed" else "non_padding",
         dataloader_num_workers=0,
         ddp_find_unused_parameters=False,
     )
 
 
-def _make_trainer(model, args, dataset: SFTDataset, tokenizer, reporter) -> Any:
+def _make_trainer(model, args, dataset: SFTDataset, tokenizer, reporter, recipe) -> Any:
     from transformers import PrinterCallback, Trainer
 
     class SubsetTrainer(Trainer):
@@ -148,17 +171,28 @@ def _make_trainer(model, args, dataset: SFTDataset, tokenizer, reporter) -> Any:
             group = self.args.train_batch_size * self.args.gradient_accumulation_steps
             return EpochSeededLengthSampler(data.lengths, group, self.args.seed)
 
-    pad_id = tokenizer.pad_token_id
-    if pad_id is None:
-        pad_id = tokenizer.eos_token_id
+    if recipe["batches"] == "packed":
+        collator: Any = PackingCollator()
+    else:
+        pad_id = tokenizer.pad_token_id
+        if pad_id is None:
+            pad_id = tokenizer.eos_token_id
+        # Multiples of 8 feed tensor cores; on a CPU they would only add padding.
+        gpu_bf16 = recipe["bf16"] != "none" and not args.use_cpu
+        collator = PaddingCollator(pad_id, 8 if gpu_bf16 else None)
+    optimizer = None
+    if recipe["bf16"] == "weights":  # Trainer groups the parameters (weight decay) as usual
+        betas = (args.adam_beta1, args.adam_beta2)
+        optimizer = (MasterWeightAdamW, {"lr": args.learning_rate, "betas": betas})
+        optimizer[1]["eps"] = args.adam_epsilon
     trainer = SubsetTrainer(
         model=model,
         args=args,
         train_dataset=dataset,
-        # Multiples of 8 feed tensor cores; on a CPU they would only add padding.
-        data_collator=PaddingCollator(pad_id, 8 if args.bf16 and not args.use_cpu else None),
+        data_collator=collator,
         processing_class=tokenizer,
         callbacks=[reporter],
+        optimizer_cls_and_kwargs=optimizer,
     )
     trainer.remove_callback(PrinterCallback)  # it prints every log dict to stdout
     return trainer
@@ -168,6 +202,9 @@ def _save_final(trainer: Any, tokenizer: Any, staging: Path, lora: bool) -> None
     """A plain HF folder (LoRA merged into the weights) that AutoModelForCausalLM loads."""
     if trainer.args.should_save:
         shutil.rmtree(staging, ignore_errors=True)
+    optimizer = getattr(trainer.optimizer, "optimizer", trainer.optimizer)  # accelerate wraps it
+    if isinstance(optimizer, MasterWeightAdamW):
+        optimizer.fp32_weights_to_model()  # save the fp32 master weights, not their rounding
     model = trainer.accelerator.unwrap_model(trainer.model)
     model.config.use_cache = True  # Trainer turns the KV cache off for training
     if lora:
@@ -210,6 +247,7 @@ def train(
         raise SubsetError(
             f"{subset.path}: no example keeps a response token at --max-length {config.max_length}"
         )
+    recipe = _recipe(model, config, precision)  # before LoRA wraps the model
     if config.lora:
         model = _with_lora(model, config.lora, config.seed)
 
@@ -220,9 +258,10 @@ def train(
         "subset_manifest_sha256": manifest_sha256,
         "base_model_fingerprint": base_fingerprint,
         "template_version": TEMPLATE_VERSION,
+        "recipe": recipe,  # a checkpoint's optimizer state fits only its own recipe
     }
     work = work_dir_for(out)
-    args = _training_arguments(config, work / "checkpoints", device, precision)
+    args = _training_arguments(config, work / "checkpoints", device, recipe)
     with args.main_process_first(desc="prepare the work folder"):
         if args.should_save:
             checkpoint = _prepare_work_dir(work, run, resume)
@@ -230,7 +269,7 @@ def train(
             checkpoint = last_complete_checkpoint(work / "checkpoints") if resume else None
 
     reporter = _Reporter(progress)
-    trainer = _make_trainer(model, args, dataset, tokenizer, reporter)
+    trainer = _make_trainer(model, args, dataset, tokenizer, reporter, recipe)
     if config.lora and trainer.is_fsdp_enabled:
         raise TrainingError("--lora cannot be merged from FSDP shards; use DDP or one GPU")
     started = time.perf_counter()
@@ -268,6 +307,7 @@ def train(
         device=device,
         world_size=args.world_size,
         precision=precision,
+        recipe=recipe,
         padding=trainer.data_collator.padding.fraction,
     )
     trainer.accelerator.wait_for_everyone()
@@ -295,6 +335,7 @@ def _metrics(
     device,
     world_size,
     precision,
+    recipe,
     padding,
 ) -> dict[str, Any]:
     history = [
@@ -316,6 +357,7 @@ def _metrics(
         "template_version": TEMPLATE_VERSION,
         "config": config.run_key(),
         "precision": precision,
+        "recipe": recipe,
         "data": asdict(stats),
         "steps": state.global_step,
         "epochs": state.epoch,
