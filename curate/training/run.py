@@ -1,262 +1,44 @@
-"""Supervised fine-tuning of a causal LM on a subset: one DiverseEvol round's ``train`` step.
-
-Every round trains from the base weights (never from the previous round's model), on the
-subset's examples rendered by :func:`curate.prompts.tokenize`, so the loss is on response
-tokens only and training sees exactly the text the embedder sees. The Hugging Face
-``Trainer`` runs the loop, so the same code runs on a CPU, on one GPU with bf16, and under
-``accelerate launch`` (DDP or FSDP, see ``pipelines/accelerate_fsdp.yaml``).
-
-Files: checkpoints live in a work folder beside ``--out`` (``.<name>.train-work``); the
-final model is written into that folder's ``staging/`` and swapped into ``--out`` in one
-rename, then the work folder is removed. A crash leaves ``--out`` as it was and the
-checkpoints in place for ``resume=True``.
-
-Reproducibility: the batch order of epoch ``e`` is drawn from a generator seeded by
-``(seed, e)`` rather than the global RNG, so a run resumed from a checkpoint sees the same
-batches as an uninterrupted one and ends with bit-identical weights (on the same device
-and thread count; different hardware reduces floating-point sums in a different order).
-"""
+"""Trainer assembly: load the base model, build the Hugging Face ``Trainer``, run it, save
+the final model and its metrics (see :mod:`curate.training` for the files and guarantees)."""
 
 from __future__ import annotations
 
-import json
-import math
+import os
 import shutil
 import time
-from collections.abc import Iterator
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
 import torch
-from torch.utils.data import Dataset, Sampler
 
-from curate.devices import DEFAULT_DEVICE, DEFAULT_PRECISION, Precision
-from curate.errors import CurateError, ModelError, SubsetError
+from curate.errors import ModelError, SubsetError
 from curate.files import canonical_json, naming_path, replace_dir
 from curate.progress import NO_PROGRESS, Progress
-from curate.prompts import IGNORE_INDEX, TEMPLATE_VERSION, PaddingCount, pad_batch, tokenize
+from curate.prompts import TEMPLATE_VERSION
 from curate.subsets import load_subset, verify_examples
-from curate.targets import check_replaceable, holds_only
-
-METRICS_FILE = "train_metrics.json"
-RUN_FILE = "run.json"  # in the work folder: the settings a resumed run must match
-WORK_SUFFIX = ".train-work"
-CHECKPOINT_PREFIX = "checkpoint-"
-
-
-class TrainingError(CurateError):
-    """Training settings or state that cannot be used (bad values, stale checkpoints)."""
-
-
-class TrainingInterrupted(TrainingError):
-    """The run stopped before the end; its checkpoints are kept for ``--resume``."""
-
-    exit_code = 130
-
-
-@dataclass(frozen=True)
-class TrainConfig:
-    """Hyper-parameters; the defaults are the DiverseEvol paper's (3 epochs, lr 2e-5, cosine,
-    3% warmup, max length 512)."""
-
-    base_model: str
-    epochs: float = 3.0
-    lr: float = 2e-5
-    max_length: int = 512
-    batch_size: int = 4
-    grad_accum: int = 1
-    seed: int = 0
-    lora: int = 0  # LoRA rank; 0 trains every weight
-    max_steps: int | None = None  # stop after this many optimizer steps (quick runs)
-    save_steps: int | None = None  # checkpoint every N optimizer steps; None: each epoch
-    device: str = DEFAULT_DEVICE
-    precision: Precision = DEFAULT_PRECISION  # bf16: mixed, autocast over fp32 master weights
-    warmup_ratio: float = 0.03
-    scheduler: str = "cosine"
-    weight_decay: float = 0.0
-
-    def check(self) -> None:
-        positive = {
-            "epochs": self.epochs,
-            "lr": self.lr,
-            "batch_size": self.batch_size,
-            "grad_accum": self.grad_accum,
-        }
-        for name, value in positive.items():
-            if not (value > 0 and math.isfinite(value)):
-                raise TrainingError(f"--{name.replace('_', '-')} must be > 0, got {value}")
-        if not 0 <= self.seed < 2**32:
-            raise TrainingError(f"--seed must be from 0 to {2**32 - 1}, got {self.seed}")
-        if self.max_length < 2:
-            raise TrainingError(f"--max-length must be at least 2, got {self.max_length}")
-        if self.lora < 0:
-            raise TrainingError(f"--lora must be a rank ≥ 1 (0: full training), got {self.lora}")
-        for name in ("max_steps", "save_steps"):
-            value = getattr(self, name)
-            if value is not None and value < 1:
-                raise TrainingError(f"--{name.replace('_', '-')} must be ≥ 1, got {value}")
-
-    def run_key(self) -> dict[str, Any]:
-        """The settings that change the trained weights (a resume must match all of them,
-        and the resolved precision, which :func:`train` adds)."""
-        key = asdict(self)
-        del key["device"], key["save_steps"], key["precision"]
-        return key | {"epochs": float(self.epochs), "lr": float(self.lr)}
-
-
-@dataclass
-class TrainResult:
-    out: Path
-    metrics: dict[str, Any]
-    is_main_process: bool = True  # under accelerate/torchrun only the main process reports
-
-    def to_dict(self) -> dict[str, Any]:
-        return {"out": str(self.out), **self.metrics}
-
-
-# ----------------------------------------------------------------------------- data
-
-
-@dataclass
-class DatasetStats:
-    examples: int = 0
-    dropped_no_response: int = 0  # truncation removed every response token
-    at_max_length: int = 0  # cut by truncation (or exactly max_length long)
-    prompt_tokens: int = 0
-    response_tokens: int = 0
-
-
-class SFTDataset(Dataset):
-    """Tokenized examples in subset order: ``input_ids`` and response-only ``labels``."""
-
-    def __init__(self, features: list[dict[str, list[int]]]):
-        self.features = features
-        self.lengths = [len(f["input_ids"]) for f in features]
-
-    def __len__(self) -> int:
-        return len(self.features)
-
-    def __getitem__(self, index: int) -> dict[str, list[int]]:
-        return self.features[index]
-
-
-def build_dataset(
-    examples: list[dict[str, Any]], tokenizer: Any, max_length: int
-) -> tuple[SFTDataset, DatasetStats]:
-    """Render and tokenize subset rows; rows left with no response token are dropped (their
-    loss would be 0/0)."""
-    features, stats = [], DatasetStats()
-    for row in examples:
-        tok = tokenize(row, tokenizer, max_length)
-        n_response = sum(label != IGNORE_INDEX for label in tok.labels)
-        if n_response == 0:
-            stats.dropped_no_response += 1
-            continue
-        stats.examples += 1
-        stats.at_max_length += len(tok.input_ids) >= max_length
-        stats.response_tokens += n_response
-        stats.prompt_tokens += len(tok.input_ids) - n_response
-        features.append({"input_ids": list(tok.input_ids), "labels": list(tok.labels)})
-    return SFTDataset(features), stats
-
-
-@dataclass
-class PaddingCollator:
-    """Trainer's collator over :func:`curate.prompts.pad_batch` (right padding, -100 labels);
-    counts real tokens and padded slots."""
-
-    pad_token_id: int
-    pad_to_multiple_of: int | None = None
-    padding: PaddingCount = field(default_factory=PaddingCount)
-
-    def __call__(self, features: list[dict[str, list[int]]]) -> dict[str, torch.Tensor]:
-        batch = pad_batch(features, self.pad_token_id, self.pad_to_multiple_of)
-        self.padding.add(batch["attention_mask"])
-        return batch
-
-
-class EpochSeededLengthSampler(Sampler[int]):
-    """Length-grouped shuffling (Trainer's ``group_by_length``) drawn from ``(seed, epoch)``.
-
-    Trainer's own sampler draws from the global RNG, whose state at the start of an epoch
-    is not what a resumed run restores; seeding per epoch makes resumption exact.
-    """
-
-    def __init__(self, lengths: list[int], batch_size: int, seed: int):
-        self.lengths, self.batch_size, self.seed, self.epoch = lengths, batch_size, seed, 0
-
-    def set_epoch(self, epoch: int) -> None:
-        self.epoch = epoch
-
-    def __len__(self) -> int:
-        return len(self.lengths)
-
-    def __iter__(self) -> Iterator[int]:
-        from transformers.trainer_pt_utils import get_length_grouped_indices
-
-        generator = torch.Generator().manual_seed(self.seed * 100_003 + self.epoch)
-        return iter(get_length_grouped_indices(self.lengths, self.batch_size, generator=generator))
-
-
-# ----------------------------------------------------------------------------- files
-
-
-def work_dir_for(out: Path) -> Path:
-    """Checkpoints and staging live beside ``out`` (same filesystem, so the final move is a
-    rename) and never inside it."""
-    return out.parent / f".{out.name}{WORK_SUFFIX}"
-
-
-def last_complete_checkpoint(checkpoints: Path) -> Path | None:
-    """The newest ``checkpoint-N`` that finished saving (Trainer writes trainer_state.json last)."""
-    done = [
-        p
-        for p in checkpoints.glob(f"{CHECKPOINT_PREFIX}*")
-        if p.name[len(CHECKPOINT_PREFIX) :].isdigit() and (p / "trainer_state.json").is_file()
-    ]
-    return max(done, key=lambda p: int(p.name[len(CHECKPOINT_PREFIX) :]), default=None)
-
-
-def _prepare_work_dir(work: Path, run: dict[str, Any], resume: bool) -> Path | None:
-    """Start a fresh work folder, or with ``resume`` reuse one whose run matches; returns the
-    checkpoint to resume from (None: start at step 0)."""
-    run_file = work / RUN_FILE
-    if resume and run_file.is_file():
-        saved = json.loads(run_file.read_text(encoding="utf-8"))
-        if saved != run:
-            changed = sorted(k for k in set(saved) | set(run) if saved.get(k) != run.get(k))
-            raise TrainingError(
-                f"{work}: its checkpoints come from a run with different {', '.join(changed)}; "
-                "drop --resume to start over"
-            )
-        checkpoint = last_complete_checkpoint(work / "checkpoints")
-        if checkpoint is not None:
-            for partial in (work / "checkpoints").glob(f"{CHECKPOINT_PREFIX}*"):
-                if partial != checkpoint and not (partial / "trainer_state.json").is_file():
-                    shutil.rmtree(partial, ignore_errors=True)
-            return checkpoint
-    shutil.rmtree(work, ignore_errors=True)
-    (work / "checkpoints").mkdir(parents=True)
-    run_file.write_text(canonical_json(run), encoding="utf-8")
-    return None
-
-
-def _check_out(out: Path, subset_path: Path) -> None:
-    if out.exists() and not out.is_dir():
-        raise TrainingError(f"--out {out}: exists and is not a folder")
-    if subset_path.resolve().is_relative_to(out.resolve()):
-        raise TrainingError(f"--out {out}: would replace the subset folder {subset_path}")
-    # a model folder curate wrote (a rerun) is replaced; any other folder is refused
-    check_replaceable(out, "model folder", is_model_folder, force=True)
-
-
-def is_model_folder(path: Path) -> bool:
-    """A folder :func:`train` wrote: its metrics file beside the weights, no subfolders."""
-    return holds_only(path, ("*",), (METRICS_FILE,))
-
-
-# ----------------------------------------------------------------------------- training
+from curate.training.config import (
+    CHECKPOINT_PREFIX,
+    METRICS_FILE,
+    TrainConfig,
+    TrainingError,
+    TrainingInterrupted,
+    TrainResult,
+)
+from curate.training.data import (
+    EpochSeededLengthSampler,
+    PaddingCollator,
+    SFTDataset,
+    build_dataset,
+)
+from curate.training.master import MasterWeightAdamW
+from curate.training.packing import PackingCollator, honours_packing
+from curate.training.workdir import (
+    _check_out,
+    _prepare_work_dir,
+    last_complete_checkpoint,
+    work_dir_for,
+)
 
 
 def _load_base(config: TrainConfig) -> tuple[Any, Any, str]:
@@ -330,7 +112,26 @@ class _Reporter:
         return Reporter()
 
 
-def _training_arguments(config: TrainConfig, checkpoints: Path, device: str, precision: str) -> Any:
+def _recipe(model: Any, config: TrainConfig, precision: str) -> dict[str, str]:
+    """How this run computes its steps (recorded in the run key and the metrics).
+
+    ``batches``: ``packed`` (padding-free, see :mod:`curate.training.packing`) where the
+    model keeps packed rows apart, else ``padded``. ``bf16``: ``weights`` (bf16 parameters,
+    fp32 master weights in the optimizer, see :mod:`curate.training.master`) in one process
+    without LoRA; ``autocast`` (Trainer's mixed precision over fp32 weights) under
+    ``accelerate launch`` (DDP/FSDP shard and reduce the parameters they are given) and
+    with LoRA (its merge would round the frozen base weights to bf16); ``none`` in fp32.
+    """
+    bf16 = "none"
+    if precision == "bf16":
+        one_process = int(os.environ.get("WORLD_SIZE", "1")) == 1
+        bf16 = "weights" if one_process and not config.lora else "autocast"
+    return {"batches": "packed" if honours_packing(model) else "padded", "bf16": bf16}
+
+
+def _training_arguments(
+    config: TrainConfig, checkpoints: Path, device: str, recipe: dict[str, str]
+) -> Any:
     from transformers import TrainingArguments
 
     return TrainingArguments(
@@ -350,17 +151,18 @@ def _training_arguments(config: TrainConfig, checkpoints: Path, device: str, pre
         seed=config.seed,
         data_seed=config.seed,
         use_cpu=device == "cpu",
-        bf16=precision == "bf16",  # mixed precision: autocast, fp32 weights and AdamW state
+        bf16=recipe["bf16"] == "autocast",  # autocast over fp32 weights and AdamW state
         report_to="none",
         disable_tqdm=True,
         remove_unused_columns=False,
-        include_num_input_tokens_seen="non_padding",
+        # a packed batch has no padding (and no attention mask to count it by)
+        include_num_input_tokens_seen="all" if recipe["batches"] == "packed" else "non_padding",
         dataloader_num_workers=0,
         ddp_find_unused_parameters=False,
     )
 
 
-def _make_trainer(model, args, dataset: SFTDataset, tokenizer, reporter) -> Any:
+def _make_trainer(model, args, dataset: SFTDataset, tokenizer, reporter, recipe) -> Any:
     from transformers import PrinterCallback, Trainer
 
     class SubsetTrainer(Trainer):
@@ -369,17 +171,28 @@ def _make_trainer(model, args, dataset: SFTDataset, tokenizer, reporter) -> Any:
             group = self.args.train_batch_size * self.args.gradient_accumulation_steps
             return EpochSeededLengthSampler(data.lengths, group, self.args.seed)
 
-    pad_id = tokenizer.pad_token_id
-    if pad_id is None:
-        pad_id = tokenizer.eos_token_id
+    if recipe["batches"] == "packed":
+        collator: Any = PackingCollator()
+    else:
+        pad_id = tokenizer.pad_token_id
+        if pad_id is None:
+            pad_id = tokenizer.eos_token_id
+        # Multiples of 8 feed tensor cores; on a CPU they would only add padding.
+        gpu_bf16 = recipe["bf16"] != "none" and not args.use_cpu
+        collator = PaddingCollator(pad_id, 8 if gpu_bf16 else None)
+    optimizer = None
+    if recipe["bf16"] == "weights":  # Trainer groups the parameters (weight decay) as usual
+        betas = (args.adam_beta1, args.adam_beta2)
+        optimizer = (MasterWeightAdamW, {"lr": args.learning_rate, "betas": betas})
+        optimizer[1]["eps"] = args.adam_epsilon
     trainer = SubsetTrainer(
         model=model,
         args=args,
         train_dataset=dataset,
-        # Multiples of 8 feed tensor cores; on a CPU they would only add padding.
-        data_collator=PaddingCollator(pad_id, 8 if args.bf16 and not args.use_cpu else None),
+        data_collator=collator,
         processing_class=tokenizer,
         callbacks=[reporter],
+        optimizer_cls_and_kwargs=optimizer,
     )
     trainer.remove_callback(PrinterCallback)  # it prints every log dict to stdout
     return trainer
@@ -389,6 +202,9 @@ def _save_final(trainer: Any, tokenizer: Any, staging: Path, lora: bool) -> None
     """A plain HF folder (LoRA merged into the weights) that AutoModelForCausalLM loads."""
     if trainer.args.should_save:
         shutil.rmtree(staging, ignore_errors=True)
+    optimizer = getattr(trainer.optimizer, "optimizer", trainer.optimizer)  # accelerate wraps it
+    if isinstance(optimizer, MasterWeightAdamW):
+        optimizer.fp32_weights_to_model()  # save the fp32 master weights, not their rounding
     model = trainer.accelerator.unwrap_model(trainer.model)
     model.config.use_cache = True  # Trainer turns the KV cache off for training
     if lora:
@@ -431,6 +247,7 @@ def train(
         raise SubsetError(
             f"{subset.path}: no example keeps a response token at --max-length {config.max_length}"
         )
+    recipe = _recipe(model, config, precision)  # before LoRA wraps the model
     if config.lora:
         model = _with_lora(model, config.lora, config.seed)
 
@@ -441,9 +258,10 @@ def train(
         "subset_manifest_sha256": manifest_sha256,
         "base_model_fingerprint": base_fingerprint,
         "template_version": TEMPLATE_VERSION,
+        "recipe": recipe,  # a checkpoint's optimizer state fits only its own recipe
     }
     work = work_dir_for(out)
-    args = _training_arguments(config, work / "checkpoints", device, precision)
+    args = _training_arguments(config, work / "checkpoints", device, recipe)
     with args.main_process_first(desc="prepare the work folder"):
         if args.should_save:
             checkpoint = _prepare_work_dir(work, run, resume)
@@ -451,7 +269,7 @@ def train(
             checkpoint = last_complete_checkpoint(work / "checkpoints") if resume else None
 
     reporter = _Reporter(progress)
-    trainer = _make_trainer(model, args, dataset, tokenizer, reporter)
+    trainer = _make_trainer(model, args, dataset, tokenizer, reporter, recipe)
     if config.lora and trainer.is_fsdp_enabled:
         raise TrainingError("--lora cannot be merged from FSDP shards; use DDP or one GPU")
     started = time.perf_counter()
@@ -489,6 +307,7 @@ def train(
         device=device,
         world_size=args.world_size,
         precision=precision,
+        recipe=recipe,
         padding=trainer.data_collator.padding.fraction,
     )
     trainer.accelerator.wait_for_everyone()
@@ -516,6 +335,7 @@ def _metrics(
     device,
     world_size,
     precision,
+    recipe,
     padding,
 ) -> dict[str, Any]:
     history = [
@@ -537,6 +357,7 @@ def _metrics(
         "template_version": TEMPLATE_VERSION,
         "config": config.run_key(),
         "precision": precision,
+        "recipe": recipe,
         "data": asdict(stats),
         "steps": state.global_step,
         "epochs": state.epoch,
