@@ -64,7 +64,9 @@ from curate.store_hygiene import HygieneTables
 POOL_TABLE = "pool"
 EMBEDDING_PREFIX = "emb_"
 INGEST_LOG_TABLE = "ingest_log"
-SCORE_COLUMNS = ("least_confidence", "margin", "entropy")
+UNCERTAINTY_COLUMNS = ("least_confidence", "margin", "entropy")
+IFD_COLUMNS = ("answer_loss", "answer_alone_loss", "ifd")  # Cherry LLM's difficulty
+SCORE_COLUMNS = UNCERTAINTY_COLUMNS + IFD_COLUMNS  # what `lm:` stores when asked for scores
 LOCK_FILE = ".curate-writer.lock"
 PENDING_LOG_FILE = ".curate-ingest-pending.json"
 LOCK_TIMEOUT_ENV = "CURATE_LOCK_TIMEOUT"
@@ -550,8 +552,8 @@ class Store(HygieneTables):
             )
         if with_scores and len(score_cols) < len(SCORE_COLUMNS):
             raise EmbeddingError(
-                f"embeddings {name!r} have no uncertainty scores; embed with an `lm:` embedder "
-                "and --scores"
+                f"embeddings {name!r} have no uncertainty scores (or not all of "
+                f"{', '.join(SCORE_COLUMNS)}); embed with an `lm:` embedder and --scores"
             )
         return Vectors(
             name, fingerprints.pop() if fingerprints else "", ids, hashes, matrix, scores
