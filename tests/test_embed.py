@@ -100,7 +100,7 @@ def test_lm_vector_is_masked_mean_of_last_hidden_state_and_scores_match_logits(t
             "margin": (top2[:, 0] - top2[:, 1]).mean(),
             "entropy": -(log_p.exp() * log_p).sum(dim=-1).mean(),
         }
-        for name in SCORE_COLUMNS:
+        for name in expected_scores:  # IFD's columns: tests/test_ifd.py
             assert result.scores[name][b] == pytest.approx(
                 float(expected_scores[name]), rel=1e-4, abs=1e-5
             )

@@ -68,8 +68,8 @@ def embed_command(
         typer.Option(
             "--scores",
             help="Store lm:'s uncertainty scores too (least confidence, margin, entropy: the LM "
-            "head over the vocabulary for every response token). Implied by --for-strategy "
-            "with a strategy that reads them.",
+            "head over the vocabulary for every response token) and IFD (one more pass over "
+            "the answer alone). Implied by --for-strategy with a strategy that reads them.",
         ),
     ] = False,
     json_out: JsonOption = False,

@@ -11,10 +11,11 @@ lists every fragment so far, so thousands of one-batch commits would make the ta
 and slow; a few seconds between commits keeps that small while a kill -9 loses only the
 work since the last one. The re-run reuses everything that was committed.
 
-Scores: ``lm:`` embedders compute the uncertainty scores only when asked. They are not
-part of the fingerprint (the vectors are the same either way) but of the table's columns:
-a table with scores keeps getting them; asking for scores on a table without them embeds
-every row again into a table with them.
+Scores: ``lm:`` embedders compute the uncertainty and IFD scores only when asked. They
+are not part of the fingerprint (the vectors are the same either way) but of the table's
+columns: a table with scores keeps getting them; asking for scores on a table without them,
+or with only some of :data:`~curate.store.SCORE_COLUMNS` (one made before IFD joined them),
+embeds every row again into a table with all of them.
 
 Replacement: rows with another fingerprint (an older model), rows whose content left the
 pool, and duplicates stay until every pool row has a current vector; only then is the
@@ -107,8 +108,9 @@ def plan_embedding(
     keys = list(zip(pool["id"].to_pylist(), pool["hash"].to_pylist(), strict=True))
     table = store.embedding_table(name)
     schema, stored_rows, valid = store.embeddings_schema(name), 0, set()
-    stored_scores = schema is not None and "least_confidence" in schema.names
-    if schema is not None and embedder.can_score and stored_scores and not embedder.with_scores:
+    stored_scores = schema is not None and set(SCORE_COLUMNS) <= set(schema.names)
+    any_scores = schema is not None and bool(set(SCORE_COLUMNS) & set(schema.names))
+    if embedder.can_score and any_scores and not embedder.with_scores:
         embedder.with_scores = True  # a table with scores stays whole: new rows get them too
     if schema is not None:
         stored = store.read_embeddings(name, ["id", "hash", "fingerprint"])
@@ -299,15 +301,17 @@ def check_compatible(store: Store, plan: EmbedPlan, embedder: Embedder) -> pa.Sc
     schema = embedding_schema(embedder.dim, embedder.with_scores)
     if plan.stored_schema is None or plan.stored_schema == schema or plan.stored_rows == 0:
         return schema
-    if embedder.with_scores and embedding_schema(embedder.dim, False) == plan.stored_schema:
-        return schema
+    if embedder.with_scores and embedding_schema(embedder.dim, False) == _vectors_only(
+        plan.stored_schema
+    ):
+        return schema  # rebuilt with every score column (the plan embeds every row)
     raise EmbeddingError(
         _mismatch(plan.name, plan.stored_schema, embedder.dim, embedder.with_scores, store.path)
     )
 
 
 def _mismatch(name: str, stored: pa.Schema, dim: int, with_scores: bool, db: Path) -> str:
-    stored_dim, stored_scores = _stored_dim(stored), "least_confidence" in stored.names
+    stored_dim, stored_scores = _stored_dim(stored), set(SCORE_COLUMNS) <= set(stored.names)
     if stored_dim != dim:
         what = f"{stored_dim}-d vectors, the new ones are {dim}-d"
     elif stored_scores != with_scores:
@@ -319,6 +323,10 @@ def _mismatch(name: str, stored: pa.Schema, dim: int, with_scores: bool, db: Pat
         f"embeddings {name!r} in {db} hold {what}; choose another {param('name')} "
         "(nothing was changed)"
     )
+
+
+def _vectors_only(schema: pa.Schema) -> pa.Schema:
+    return pa.schema([f for f in schema if f.name not in SCORE_COLUMNS])
 
 
 def _stored_dim(schema: pa.Schema | None) -> int:
@@ -333,7 +341,7 @@ def _arrow_rows(schema, ids, hashes, fingerprint, vectors, scores) -> pa.Table:
         "fingerprint": pa.array([fingerprint] * len(ids), pa.string()),
         "vector": pa.FixedSizeListArray.from_arrays(pa.array(vectors.ravel()), vectors.shape[1]),
     }
-    if "least_confidence" in schema.names:
+    if set(SCORE_COLUMNS) <= set(schema.names):
         for col in SCORE_COLUMNS:
             columns[col] = pa.array(np.asarray(scores[col], dtype=np.float32))
     return pa.table(columns, schema=schema)

@@ -14,7 +14,19 @@ all positions when truncation left no response token):
 
 - ``least_confidence``: the top logit (low = unsure);
 - ``margin``: top-1 minus top-2 logit (low = unsure);
-- ``entropy``: entropy of the predictive distribution, in nats (high = unsure).
+- ``entropy``: entropy of the predictive distribution, in nats (high = unsure);
+
+and the instruction-following difficulty of Cherry LLM (Li et al. 2024, arXiv:2308.12032),
+the model's own difficulty score, over the response tokens the sequence holds after
+truncation:
+
+- ``answer_loss``: mean NLL of those tokens given the prompt (the same forward pass);
+- ``answer_alone_loss``: mean NLL of the same tokens alone, after only a BOS (EOS when the
+  tokenizer has none) so every one of them is predicted: one more forward pass, over the
+  response tokens only (:func:`answer_alone_batch`);
+- ``ifd``: their ratio; ``> 1`` means the prompt made the answer harder to predict (Cherry
+  drops such rows). A row whose truncated sequence holds no response token has nothing to
+  compare: its two losses and ``ifd`` are 0.
 
 Logits are computed only at those positions, in chunks, so memory stays bounded
 instead of growing with batch × length × vocabulary. Not asked for, the LM head (a
@@ -30,7 +42,7 @@ import numpy as np
 
 from curate.embedders.base import BatchResult, Embedder
 from curate.prompts import IGNORE_INDEX, TEMPLATE_VERSION, pad_batch, tokenize
-from curate.store import SCORE_COLUMNS
+from curate.store import UNCERTAINTY_COLUMNS
 
 LOGIT_CHUNK_TOKENS = 512
 
@@ -64,9 +76,8 @@ class CausalLMEmbedder(Embedder):
 
         self.load()
         model = self._model
-        input_ids, attention, predicts = self._pad(
-            [tokenize(r, self.tokenizer, self.max_length) for r in rows]
-        )
+        encoded = [tokenize(r, self.tokenizer, self.max_length) for r in rows]
+        input_ids, attention, predicts = self._pad(encoded)
         self.padding.add(attention)
         device = model.device
         with torch.inference_mode():
@@ -76,7 +87,10 @@ class CausalLMEmbedder(Embedder):
             hidden = states.float()  # pooled in fp32 whatever the compute precision
             mask = attention.to(device).unsqueeze(-1).to(hidden.dtype)
             vectors = (hidden * mask).sum(dim=1) / mask.sum(dim=1)
-            scores = self._uncertainty(states, predicts.to(device)) if self.with_scores else {}
+            scores = {}
+            if self.with_scores:
+                scores = self._uncertainty(states, predicts.to(device))
+                scores.update(self._difficulty(states, input_ids.to(device), encoded))
         return BatchResult(
             vectors.cpu().numpy().astype(np.float32),
             {name: values.cpu().numpy().astype(np.float32) for name, values in scores.items()},
@@ -103,7 +117,7 @@ class CausalLMEmbedder(Embedder):
         head = self._model.get_output_embeddings()
         softcap = getattr(self._model.config, "final_logit_softcapping", None)
         rows, positions = predicts.nonzero(as_tuple=True)
-        sums = torch.zeros((len(SCORE_COLUMNS), hidden.shape[0]), device=hidden.device)
+        sums = torch.zeros((len(UNCERTAINTY_COLUMNS), hidden.shape[0]), device=hidden.device)
         for start in range(0, len(rows), LOGIT_CHUNK_TOKENS):
             r = rows[start : start + LOGIT_CHUNK_TOKENS]
             logits = head(hidden[r, positions[start : start + LOGIT_CHUNK_TOKENS]]).float()
@@ -119,4 +133,67 @@ class CausalLMEmbedder(Embedder):
             for k, values in enumerate((top2[:, 0], top2[:, 0] - top2[:, 1], entropy)):
                 sums[k].index_add_(0, r, values)
         counts = predicts.sum(dim=1).clamp(min=1)
-        return {name: sums[k] / counts for k, name in enumerate(SCORE_COLUMNS)}
+        return {name: sums[k] / counts for k, name in enumerate(UNCERTAINTY_COLUMNS)}
+
+    def _difficulty(self, hidden: Any, input_ids: Any, encoded: list[Any]) -> dict[str, Any]:
+        """Cherry's IFD: the response tokens' mean NLL given the prompt (from ``hidden``, the
+        pass already run) over their mean NLL alone (one more pass over those tokens)."""
+        import torch
+
+        model = self._model
+        pad_id = self.tokenizer.pad_token_id if self.tokenizer.pad_token_id is not None else 0
+        response = pad_batch(encoded, pad_id)["labels"][:, 1:] != IGNORE_INDEX
+        response = torch.nn.functional.pad(response, (0, 1)).to(hidden.device)
+        targets = torch.nn.functional.pad(input_ids[:, 1:], (0, 1))
+        conditioned = self._mean_nll(hidden, response, targets)
+        alone_ids, alone_attention, alone_predicts = answer_alone_batch(
+            encoded, self.tokenizer, pad_id
+        )
+        device = hidden.device
+        alone_ids = alone_ids.to(device)
+        alone_states = model.base_model(
+            input_ids=alone_ids, attention_mask=alone_attention.to(device), use_cache=False
+        ).last_hidden_state
+        alone_targets = torch.nn.functional.pad(alone_ids[:, 1:], (0, 1))
+        alone = self._mean_nll(alone_states, alone_predicts.to(device), alone_targets)
+        scored = response.any(dim=1)
+        ifd = torch.where(scored, conditioned / alone.clamp(min=1e-12), torch.zeros_like(alone))
+        return {"answer_loss": conditioned, "answer_alone_loss": alone, "ifd": ifd}
+
+    def _mean_nll(self, hidden: Any, predicts: Any, targets: Any) -> Any:
+        """Per row, the mean NLL of ``targets`` at the ``predicts`` positions (0 for a row
+        with none); logits in chunks, as :meth:`_uncertainty`."""
+        import torch
+
+        head = self._model.get_output_embeddings()
+        softcap = getattr(self._model.config, "final_logit_softcapping", None)
+        rows, positions = predicts.nonzero(as_tuple=True)
+        sums = torch.zeros(hidden.shape[0], device=hidden.device)
+        for start in range(0, len(rows), LOGIT_CHUNK_TOKENS):
+            r, p = (
+                rows[start : start + LOGIT_CHUNK_TOKENS],
+                positions[start : start + LOGIT_CHUNK_TOKENS],
+            )
+            logits = head(hidden[r, p]).float()
+            if softcap:
+                logits = torch.tanh(logits / softcap) * softcap
+            nll = torch.logsumexp(logits, dim=-1) - logits.gather(1, targets[r, p, None])[:, 0]
+            sums.index_add_(0, r, nll)
+        return sums / predicts.sum(dim=1).clamp(min=1)
+
+
+def answer_alone_batch(encoded: list[Any], tokenizer: Any, pad_id: int) -> tuple[Any, Any, Any]:
+    """The response tokens of each encoded row (those with a label, in order: every
+    assistant turn of a conversation) after one start token (BOS, else EOS, else the pad
+    id), right-padded: ids, attention mask, and the positions that predict a response token
+    (every real one but the last)."""
+    import torch
+
+    start = next(
+        (t for t in (tokenizer.bos_token_id, tokenizer.eos_token_id) if t is not None), pad_id
+    )
+    alone = [[start] + [t for t in row.labels if t != IGNORE_INDEX] for row in encoded]
+    batch = pad_batch(alone, pad_id)
+    attention = batch["attention_mask"]
+    predicts = torch.nn.functional.pad(attention[:, 1:].bool(), (0, 1))
+    return batch["input_ids"], attention, predicts

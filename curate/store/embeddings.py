@@ -198,8 +198,9 @@ class EmbeddingTables(PoolTables):
             )
         if with_scores and len(score_cols) < len(SCORE_COLUMNS):
             raise EmbeddingError(
-                f"embeddings {name!r} have no uncertainty scores; embed with an `lm:` embedder "
-                f"and {param('scores', True)}"
+                f"embeddings {name!r} have no uncertainty scores (or not all of "
+                f"{', '.join(SCORE_COLUMNS)}); embed with an `lm:` embedder and "
+                f"{param('scores', True)}"
             )
         return Vectors(
             name, fingerprints.pop() if fingerprints else "", ids, hashes, matrix, scores

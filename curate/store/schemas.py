@@ -13,7 +13,9 @@ INGEST_LOG_TABLE = "ingest_log"
 
 # The per-row scores an embeddings table may hold besides the vector (``lm:`` embedders
 # compute them when asked); strategies read them through ``Vectors.scores``.
-SCORE_COLUMNS = ("least_confidence", "margin", "entropy")
+UNCERTAINTY_COLUMNS = ("least_confidence", "margin", "entropy")
+IFD_COLUMNS = ("answer_loss", "answer_alone_loss", "ifd")  # Cherry LLM's difficulty
+SCORE_COLUMNS = UNCERTAINTY_COLUMNS + IFD_COLUMNS  # what `lm:` stores when asked for scores
 
 MESSAGE_TYPE = pa.list_(pa.struct([("role", pa.string()), ("content", pa.string())]))
 POOL_SCHEMA = pa.schema(

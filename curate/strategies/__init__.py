@@ -18,6 +18,7 @@ from curate.strategies.base import PoolArrays, Selection, Strategy
 from curate.strategies.clusters import ClusterSampleStrategy
 from curate.strategies.density import DensityKCenterStrategy
 from curate.strategies.facility import FacilityLocationStrategy
+from curate.strategies.ifd import IFDDiverseStrategy, IFDStrategy
 from curate.strategies.kcenter import KCenterStrategy
 from curate.strategies.kmeanspp import KMeansPPStrategy
 from curate.strategies.longest import LongestStrategy
@@ -31,7 +32,8 @@ STRATEGIES: Registry[Strategy] = Registry(
     "strategy",
     (KCenterStrategy, RandomStrategy, LeastConfidence, Margin, Entropy)
     + (RobustKCenterStrategy, DensityKCenterStrategy, FacilityLocationStrategy)
-    + (ClusterSampleStrategy, KMeansPPStrategy, TypicalStrategy, LongestStrategy),
+    + (ClusterSampleStrategy, KMeansPPStrategy, TypicalStrategy, LongestStrategy)
+    + (IFDStrategy, IFDDiverseStrategy),
 )
 
 __all__ = ["STRATEGIES", "PoolArrays", "Selection", "Strategy", "make_strategy"]
