@@ -8,7 +8,7 @@ import numpy as np
 import pyarrow as pa
 import pytest
 
-from curate.embed import embed_pool
+from curate.embed import embed
 from curate.embedders import load_embedder
 from curate.errors import SelectionError
 from curate.prompts import IGNORE_INDEX, tokenize
@@ -50,7 +50,9 @@ def test_ifd_scores_equal_a_direct_computation(tiny_lm, store, tmp_path):
     add_rows(store, sample_records(6) + [CONVERSATION, long_prompt], tmp_path)
     rows = pool_rows(store)
     for max_length in (512, 40):
-        embedder = load_embedder(f"lm:{tiny_lm}", max_length=max_length, device="cpu", scores=True)
+        embedder = load_embedder(
+            f"lm:{tiny_lm}", max_length=max_length, device="cpu", scores=True, precision="fp32"
+        )
         batched = {c: np.zeros(len(rows)) for c in SCORE_COLUMNS}
         for indices, result in embedder.embed(rows, batch_size=3):  # padded batches
             for c in SCORE_COLUMNS:
@@ -89,10 +91,10 @@ def test_an_old_scored_table_is_rescored_for_ifd(tiny_lm, store, tmp_path, cli):
     done = cli(*args, "--for-strategy", "ifd")
     assert done.code == 0, done.err
     assert (done.json()["embedded"], done.json()["reused"]) == (5, 0)
-    assert set(SCORE_COLUMNS) <= set(store.open("emb_rd").schema.names)
+    assert set(SCORE_COLUMNS) <= set(store.embeddings_schema("rd").names)
     assert cli(*args).json()["embedded"] == 0  # now a cache, with or without asking
     # a vectors-only run on a scored table keeps every column (new rows get them too)
-    report = embed_pool(store, load_embedder(spec, precision="fp32"), "rd")
+    report = embed(store, load_embedder(spec, precision="fp32"), "rd")
     assert report.embedded == 0
 
 
@@ -187,7 +189,7 @@ def test_embed_for_ifd_then_select_ifd(tiny_lm, store, tmp_path, cli, monkeypatc
     base = ("embed", "--db", db, "--embedder", spec, "--name", "rd", "--precision", "fp32")
     plain = cli(*base, "--for-strategy", "kcenter", "--json")
     assert plain.code == 0, plain.err
-    assert "ifd" not in store.open("emb_rd").schema.names  # only when asked
+    assert "ifd" not in store.embeddings_schema("rd").names  # only when asked
     scored = cli(*base, "--for-strategy", "ifd", "--json")
     assert scored.code == 0, scored.err
     assert scored.json()["embedded"] == 21
