@@ -124,11 +124,13 @@ class Pool:
         include_duplicates: bool = False,
         include_contaminated: bool = False,
         progress: Progress = NO_PROGRESS,
-    ) -> Subset:
+    ) -> Subset | None:
         """Choose ``budget`` examples (or the parent's plus ``add``) in memory; nothing is
         written until :func:`write_subset`. Rows flagged by a current ``curate dedup`` or
         ``curate decontaminate`` result are left out unless ``include_duplicates`` /
-        ``include_contaminated``; a stale result is not used and named in ``warnings``."""
+        ``include_contaminated``; a stale result is not used and named in ``warnings``.
+        Under torchrun the vectors are sharded over the ranks: rank 0 gets the subset, the
+        other ranks None."""
         from curate.select import SelectRequest, select
 
         request = SelectRequest(
@@ -223,9 +225,9 @@ def evaluate(
     from curate.evaluation.model_eval import ModelEvalSettings, evaluate_model
 
     out = _path(out, "out") if out is not None else None
-    settings = _settings(ModelEvalSettings, settings)
+    checked = _settings(ModelEvalSettings, settings)
     return evaluate_model(
-        str(_path(model, "model")), _path(eval_set, "eval_set"), settings, out, progress
+        str(_path(model, "model")), _path(eval_set, "eval_set"), checked, out, progress
     )
 
 

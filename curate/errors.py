@@ -15,6 +15,8 @@ Exit codes (the README's table):
 
 from __future__ import annotations
 
+from os import PathLike
+
 
 class CurateError(Exception):
     """A problem the user can fix. ``str(err)`` is the one line the CLI prints."""
@@ -32,11 +34,12 @@ class UsageError(CurateError):
 class InvalidInputError(CurateError):
     """A source record or file that cannot be read. Names the file and line."""
 
-    def __init__(self, path: str, line: int | None, reason: str):
+    def __init__(self, path: str | PathLike[str], line: int | None, reason: str):
         self.path, self.line, self.reason = str(path), line, reason
         where = f"{self.path}:{line}" if line is not None else self.path
-        if hasattr(line, "where"):  # a JSON-array element: its index and id say more
-            where = line.where(self.path)
+        located = getattr(line, "where", None)  # a JSON-array element (records.ArrayPosition)
+        if located is not None:  # its index and id say more
+            where = located(self.path)
         super().__init__(f"{where}: {reason}")
 
 

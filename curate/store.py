@@ -211,10 +211,10 @@ class Store(HygieneTables):
                 break
             except BlockingIOError:
                 if time.monotonic() >= deadline:
-                    holder = _describe_holder(path)
+                    writer = _describe_holder(path)
                     os.close(fd)
                     raise ConflictError(
-                        f"{self.path} is being written by {holder}; waited "
+                        f"{self.path} is being written by {writer}; waited "
                         f"{self.lock_timeout:g}s for its writer lock (set {LOCK_TIMEOUT_ENV} to "
                         "wait longer), nothing was changed: rerun when it has finished"
                     ) from None
@@ -544,9 +544,9 @@ class Store(HygieneTables):
             )
         bad = ~finite
         if bad.any():
-            rows = [ids[i] for i in np.flatnonzero(bad)[:5]]
+            named = [ids[i] for i in np.flatnonzero(bad)[:5]]
             raise EmbeddingError(
-                f"embeddings {name!r} have NaN/inf vectors for {int(bad.sum())} rows ({', '.join(rows)})"
+                f"embeddings {name!r} have NaN/inf vectors for {int(bad.sum())} rows ({', '.join(named)})"
             )
         if with_scores and len(score_cols) < len(SCORE_COLUMNS):
             raise EmbeddingError(

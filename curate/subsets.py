@@ -146,8 +146,8 @@ def load_subset(path: str | Path, verify: bool = True) -> Subset:
     try:
         text = blob.decode("utf-8")
     except UnicodeDecodeError as err:
-        line = blob.count(b"\n", 0, err.start) + 1
-        raise SubsetError(f"{examples_path}:{line}: invalid UTF-8") from None
+        bad_line = blob.count(b"\n", 0, err.start) + 1
+        raise SubsetError(f"{examples_path}:{bad_line}: invalid UTF-8") from None
     examples = []
     for line_no, line in jsonl_lines(text):
         try:

@@ -20,7 +20,8 @@ app = typer.Typer(
     no_args_is_help=True,
 )
 
-ExportFormat = Enum("ExportFormat", [(f, f) for f in EXPORT_FORMATS], type=str)
+# members from EXPORT_FORMATS, declared once in curate.subsets (mypy wants them literal)
+ExportFormat = Enum("ExportFormat", [(f, f) for f in EXPORT_FORMATS], type=str)  # type: ignore[misc]
 DirOption = Annotated[
     Path,
     typer.Option("--dir", help="Folder holding subset folders (for names).", show_default=True),
