@@ -135,7 +135,7 @@ class Pool:
         include_contaminated: bool = False,
         embed_missing: bool = True,
         progress: Progress = NO_PROGRESS,
-    ) -> Subset:
+    ) -> Subset | None:
         """Choose ``budget`` examples (or the parent's plus ``add``) in memory; the subset is
         written by :func:`write_subset`. Rows flagged by a current ``curate dedup`` or
         ``curate decontaminate`` result are left out unless ``include_duplicates`` /
@@ -143,7 +143,8 @@ class Pool:
         With ``embed_missing`` (the default, as ``curate select``), a strategy that reads
         vectors on a pool with no embeddings at all first embeds it with the default
         embedder, written to the pool's database like :meth:`embed`; pass False to get an
-        error instead and write nothing."""
+        error instead and write nothing. Under torchrun the vectors are sharded over the
+        ranks: rank 0 gets the subset, the other ranks None."""
         from curate.select import SelectRequest, select
 
         request = SelectRequest(
@@ -239,9 +240,9 @@ def evaluate(
     from curate.evaluation.model_eval import ModelEvalSettings, evaluate_model
 
     out = _path(out, "out") if out is not None else None
-    settings = _settings(ModelEvalSettings, settings)
+    checked = _settings(ModelEvalSettings, settings)
     return evaluate_model(
-        str(_path(model, "model")), _path(eval_set, "eval_set"), settings, out, progress
+        str(_path(model, "model")), _path(eval_set, "eval_set"), checked, out, progress
     )
 
 

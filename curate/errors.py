@@ -18,6 +18,7 @@ from __future__ import annotations
 import ast
 import re
 from collections.abc import Callable
+from os import PathLike
 from typing import Any
 
 _PARAM = re.compile("\x1f([^\x1e\x1f]*)\x1e([vm]?)([^\x1f]*)\x1f")
@@ -86,11 +87,12 @@ class UsageError(CurateError):
 class InvalidInputError(CurateError):
     """A source record or file that cannot be read. Names the file and line."""
 
-    def __init__(self, path: str, line: int | None, reason: str):
+    def __init__(self, path: str | PathLike[str], line: int | None, reason: str):
         self.path, self.line, self.reason = str(path), line, reason
         where = f"{self.path}:{line}" if line is not None else self.path
-        if hasattr(line, "where"):  # a JSON-array element: its index and id say more
-            where = line.where(self.path)
+        located = getattr(line, "where", None)  # a JSON-array element (records.ArrayPosition)
+        if located is not None:  # its index and id say more
+            where = located(self.path)
         super().__init__(f"{where}: {reason}")
 
 

@@ -66,7 +66,8 @@ def materialise_gguf(gguf_file: Path) -> Path:
 
     folder, name = str(gguf_file.parent), gguf_file.name
     tokenizer = AutoTokenizer.from_pretrained(folder, gguf_file=name)
-    model = AutoModelForCausalLM.from_pretrained(folder, gguf_file=name)
+    # Any: transformers types the model's attributes as submodules (hf_quantizer is not one)
+    model: Any = AutoModelForCausalLM.from_pretrained(folder, gguf_file=name)
     # Save as a plain (dequantised) HF folder: drop the GGUF quantisation bookkeeping.
     model.hf_quantizer = None
     if hasattr(model.config, "quantization_config"):
@@ -166,7 +167,7 @@ def load_causal_lm(spec: str, device: str = "cpu", dtype: Any = None) -> tuple[A
     path = resolve_model(spec)
     tokenizer = load_tokenizer(path)
     try:
-        model = AutoModelForCausalLM.from_pretrained(path, dtype=dtype)
+        model: Any = AutoModelForCausalLM.from_pretrained(path, dtype=dtype)  # .to() mistyped
     except OSError as err:
         raise ModelError(f"{spec}: cannot load model ({str(err).splitlines()[0]})") from None
     except pickle.UnpicklingError:  # torch's weights_only load refused what the pickle holds

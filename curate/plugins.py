@@ -23,7 +23,7 @@ import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from importlib.metadata import EntryPoint, entry_points
-from typing import Any, ClassVar, Generic, TypeVar
+from typing import Any, ClassVar, Generic, TypeVar, cast
 
 from curate.errors import CurateError, UsageError
 
@@ -181,10 +181,10 @@ class Registry(Generic[T]):
                 f"{self.what} plugin {name!r}: its class is named {getattr(cls, 'name', None)!r}; "
                 "the entry-point name must equal the class's `name`"
             )
-        return cls
+        return cast("type[T]", cls)  # a Plugin class of the name asked for, checked above
 
     def _entry_points(self) -> dict[str, EntryPoint]:
-        found = {}
+        found: dict[str, EntryPoint] = {}
         for ep in entry_points(group=self.group):
             found.setdefault(ep.name, ep)
         return found

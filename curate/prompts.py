@@ -194,7 +194,7 @@ def encode_head(tokenizer: Any, text: str, add_special_tokens: bool, limit: int)
         cut = len(text)
     added = list(tokenizer.get_added_vocab()) if cut < len(text) else []
     longest = max(map(len, added), default=0)
-    while cut < len(text):
+    while backend is not None and cut < len(text):  # (cut < len(text) only with a backend)
         head = text[:cut]
         settled = cut - longest  # an added token starting later may continue past the cut
         ends = (head.rfind(t, 0, settled) for t in added)

@@ -54,7 +54,8 @@ class Example:
 
     @classmethod
     def from_dict(cls, row: dict[str, Any]) -> Example:
-        return cls(**{k: row.get(k) for k in cls.__dataclass_fields__})
+        values: dict[str, Any] = {k: row.get(k) for k in cls.__dataclass_fields__}
+        return cls(**values)
 
 
 def _norm(text: str) -> str:
@@ -63,7 +64,7 @@ def _norm(text: str) -> str:
 
 def content_hash(instruction: str, input: str, output: str, messages: list | None) -> str:
     """sha256 of the normalised content; identical content from any source hashes equal."""
-    payload = {"instruction": instruction, "input": input, "output": output}
+    payload: dict[str, Any] = {"instruction": instruction, "input": input, "output": output}
     if messages:
         payload["messages"] = [[m["role"], m["content"]] for m in messages]
     blob = json.dumps(payload, ensure_ascii=False, sort_keys=True, separators=(",", ":"))
@@ -152,8 +153,8 @@ def _from_turns(
     for i, turn in enumerate(turns):
         if not isinstance(turn, dict) or role_key not in turn or text_key not in turn:
             raise ValueError(f"'{field}[{i}]' needs '{role_key}' and '{text_key}'")
-        role = str(turn[role_key]).lower()
-        role = roles.get(role) if roles is not None else role
+        named = str(turn[role_key]).lower()
+        role = roles.get(named) if roles is not None else named
         if role not in ROLES:
             raise ValueError(f"'{field}[{i}]' has unknown role {turn[role_key]!r}")
         raw.append({"role": role, "content": _text(turn[text_key], f"{field}[{i}].{text_key}")})

@@ -75,6 +75,7 @@ def _budget(request: SelectRequest, parent_size: int, pool_size: int) -> tuple[i
             )
         total = parent_size + request.add
     else:
+        assert request.budget is not None  # exactly one of the three was given (above)
         total = request.budget
     added = total - parent_size
     if added <= 0:

@@ -282,10 +282,10 @@ def _read_shard(store: Store, plan: dict, ranks: Ranks, metric: str) -> ShardCov
         )
     n_bad = sum(n for _, _, n in checks)
     if n_bad:
-        shown = np.array([p for _, b, _ in checks for p in b][:5], np.int64)
-        rows = store.pool_rows_at(plan["pool_version"], shown, ["id"])["id"].to_pylist()
+        first_bad = np.array([p for _, b, _ in checks for p in b][:5], np.int64)
+        named = store.pool_rows_at(plan["pool_version"], first_bad, ["id"])["id"].to_pylist()
         raise EmbeddingError(
-            f"embeddings {name!r} have NaN/inf vectors for {n_bad} rows ({', '.join(rows)})"
+            f"embeddings {name!r} have NaN/inf vectors for {n_bad} rows ({', '.join(named)})"
         )
     plan["fingerprint"] = all_fps[0] if all_fps else ""
     if metric == "cosine":

@@ -61,12 +61,12 @@ def test_json_errors_are_a_json_object_on_stdout_too(tmp_path, cli):
 def test_os_errors_are_one_line_naming_the_path(
     tmp_path, cli, monkeypatch, sample_pool, number, advice
 ):
-    import curate.select
+    import curate.subsets
 
     def full_disk(*args, **kwargs):
         raise OSError(number, "injected", str(tmp_path / "s" / "examples.jsonl"))
 
-    monkeypatch.setattr(curate.select, "write_subset", full_disk)
+    monkeypatch.setattr(curate.subsets, "write_subset", full_disk)  # what Subset.write calls
     db = str(tmp_path / "db")
     assert cli("ingest", str(sample_pool), "--db", db)[0] == 0
     args = ["select", "--db", db, "--strategy", "random", "--budget", "3", "--out"]

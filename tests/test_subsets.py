@@ -13,6 +13,7 @@ import pyarrow.parquet as pq
 import pytest
 
 from curate.errors import SubsetError
+from curate.exports import export_subset
 from curate.files import canonical_json
 from curate.ingest import ingest
 from curate.manifest import Manifest, ParentRef, PoolRef
@@ -20,7 +21,6 @@ from curate.select import SelectRequest, select
 from curate.store import Store
 from curate.subsets import (
     diff_subsets,
-    export_subset,
     list_subsets,
     load_subset,
     summarize,

@@ -124,7 +124,7 @@ CASES: dict[str, tuple[list[str], str, dict[str, Any]]] = {
     "subsets export": (
         ["subsets", "export", f"{T}/s/rd_1", "--format", "sharegpt", "--out", f"{T}/x.json",
          "--force"],
-        "curate.subsets.export_subset",
+        "curate.exports.export_subset",
         {"path": f"{T}/s/rd_1", "fmt": "sharegpt", "out": f"{T}/x.json", "force": True},
     ),
     "train": (

@@ -10,11 +10,15 @@ import errno
 import importlib
 import os
 import sys
+from typing import TYPE_CHECKING, cast
 
 import typer
 
 from curate import __version__
 from curate.errors import CurateError
+
+if TYPE_CHECKING:
+    from typer._click.exceptions import ClickException
 
 app = typer.Typer(
     name="curate",
@@ -101,7 +105,10 @@ def error_line(err: CurateError) -> str:
 
 
 # click's exception base, as the click that typer runs on (its own copy) defines it
-_CLICK_ERROR = next(c for c in typer.BadParameter.__mro__ if c.__name__ == "ClickException")
+_CLICK_ERROR = cast(
+    "type[ClickException]",
+    next(c for c in typer.BadParameter.__mro__ if c.__name__ == "ClickException"),
+)
 
 
 def command():
@@ -162,5 +169,6 @@ def os_error_line(err: OSError) -> str:
 
     where = err.filename or "curate"
     code = errno_of(err)
-    advice = _OS_ADVICE.get(code, err.strerror or str(err))
+    advice = _OS_ADVICE.get(code, "") if code is not None else ""
+    advice = advice or err.strerror or str(err)
     return f"{where}: {advice} (nothing was changed)"

@@ -5,12 +5,15 @@ from __future__ import annotations
 import dataclasses
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Annotated, Any, TypeVar
+from typing import TYPE_CHECKING, Annotated, Any, TypeVar
 
 import typer
 
 from curate.devices import Device, Precision
 from curate.paths import DEFAULT_DB
+
+if TYPE_CHECKING:
+    from _typeshed import DataclassInstance
 
 DbOption = Annotated[
     Path,
@@ -35,7 +38,7 @@ PrecisionOption = Annotated[
 ]
 
 
-S = TypeVar("S")
+S = TypeVar("S", bound="DataclassInstance")
 
 
 def settings_from(cls: type[S], arguments: Mapping[str, Any], **overrides: Any) -> S:
@@ -43,7 +46,7 @@ def settings_from(cls: type[S], arguments: Mapping[str, Any], **overrides: Any) 
     arguments: each field takes the argument of its own name, so an option and its field
     are one name, not a hand-written copy (``tests/test_settings.py`` checks that the
     options' defaults are the fields')."""
-    fields = {f.name for f in dataclasses.fields(cls)}  # type: ignore[arg-type]
+    fields = {f.name for f in dataclasses.fields(cls)}
     values = {name: arguments[name] for name in fields if name in arguments}
     return cls(**(values | overrides))
 

@@ -38,7 +38,7 @@ class _RateColumn(TextColumn):
         super().__init__("")
         self.unit = unit
 
-    def render(self, task):  # type: ignore[override]
+    def render(self, task):
         speed = task.finished_speed or task.speed
         return f"{speed:,.1f} {self.unit}/s" if speed else f"- {self.unit}/s"
 

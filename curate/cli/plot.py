@@ -46,7 +46,7 @@ def plot_command(
     if subsets and embeddings is None:
         raise typer.BadParameter("the pool map needs --embeddings NAME", param_hint="--embeddings")
     written = plot_rounds(runs, out) if runs else []
-    if subsets:
+    if subsets and embeddings is not None:  # (checked above: subsets need embeddings)
         written.append(
             plot_pool_map(Store(db), embeddings, subsets, out / "pool_map.png", projection)
         )

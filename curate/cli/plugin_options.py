@@ -10,7 +10,7 @@ itself are the chosen plugin's parameters, checked against its declaration
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import typer
 from typer.core import TyperCommand
@@ -18,13 +18,16 @@ from typer.core import TyperCommand
 from curate.errors import CurateError
 from curate.plugins import ParamError, Plugin, Registry
 
+if TYPE_CHECKING:  # typer runs on its own copy of click: its base Context (ctx.parent's type)
+    from typer._click.core import Context
+
 
 def command_options(ctx: typer.Context) -> frozenset[str]:
     """Every option name the command of ``ctx`` and the commands above it define
     (``--whole-pool`` → ``whole_pool``, ``--help`` included): read from the commands
     themselves, so a new option is reserved the moment it is declared."""
     names: set[str] = set()
-    context: typer.Context | None = ctx
+    context: Context | None = ctx
     while context is not None:
         for param in context.command.get_params(context):
             if param.param_type_name == "option":
@@ -54,7 +57,8 @@ def parse_plugin_options(
         token = args[i]
         if not token.startswith("--") or token == "--":
             raise ParamError(f"unexpected argument {token!r}")
-        name, eq, value = token[2:].partition("=")
+        name, eq, text = token[2:].partition("=")
+        value: str | bool = text
         name = name.replace("-", "_")
         negated = name.removeprefix("no_")
         if not eq and name not in declared and negated in declared:

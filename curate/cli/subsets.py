@@ -12,7 +12,8 @@ from rich.table import Table
 
 from curate.cli._options import DEFAULT_DB_PATH, DbOption, JsonOption
 from curate.cli._render import console, print_json
-from curate.subsets import DEFAULT_SUBSETS_DIR, EXPORT_FORMATS
+from curate.exports import EXPORT_FORMATS
+from curate.subsets import DEFAULT_SUBSETS_DIR
 
 app = typer.Typer(
     name="subsets",
@@ -20,7 +21,8 @@ app = typer.Typer(
     no_args_is_help=True,
 )
 
-ExportFormat = Enum("ExportFormat", [(f, f) for f in EXPORT_FORMATS], type=str)
+# members from EXPORT_FORMATS, declared once in curate.exports (mypy wants them literal)
+ExportFormat = Enum("ExportFormat", [(f, f) for f in EXPORT_FORMATS], type=str)  # type: ignore[misc]
 DirOption = Annotated[
     Path,
     typer.Option("--dir", help="Folder holding subset folders (for names).", show_default=True),
@@ -196,7 +198,8 @@ def export_command(
     parquet, or hf (a `datasets.load_from_disk` folder).
     """
     os.environ.setdefault("HF_DATASETS_DISABLE_PROGRESS_BARS", "1")  # no tqdm from save_to_disk
-    from curate.subsets import export_subset, resolve_subset_dir
+    from curate.exports import export_subset
+    from curate.subsets import resolve_subset_dir
 
     written = export_subset(resolve_subset_dir(subset, dir), format.value, out, force)
     if json_out:

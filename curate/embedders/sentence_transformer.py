@@ -41,7 +41,7 @@ class SentenceTransformerEmbedder(Embedder):
     def precision(self) -> str:
         if self.requested_precision == "auto":
             return "fp32"
-        return Embedder.precision.func(self)
+        return super().precision
 
     def load(self) -> None:
         if self._model is not None:

@@ -89,7 +89,8 @@ def distill(model_path: str, batch: int = 1024) -> np.ndarray:
     from sentence_transformers import SentenceTransformer
 
     model = SentenceTransformer(model_path, device="cpu")
-    encoder, tokenizer = model[0].auto_model, model.tokenizer
+    encoder: Any = model[0].auto_model  # Any: sentence-transformers types modules loosely
+    tokenizer = model.tokenizer
     vocab = len(tokenizer)
     first = tokenizer.cls_token_id if tokenizer.cls_token_id is not None else tokenizer.bos_token_id
     last = tokenizer.sep_token_id if tokenizer.sep_token_id is not None else tokenizer.eos_token_id

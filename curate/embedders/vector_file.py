@@ -10,6 +10,7 @@ from __future__ import annotations
 import zipfile
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -41,7 +42,7 @@ def read_vector_file(path: str | Path) -> VectorFile:
     return _validated(path, ids, vectors, hashes)
 
 
-def _read_parquet(path: Path) -> tuple[list, object, list | None]:
+def _read_parquet(path: Path) -> tuple[list, np.ndarray, list | None]:
     import pyarrow.parquet as pq
 
     try:
@@ -61,7 +62,7 @@ def _read_parquet(path: Path) -> tuple[list, object, list | None]:
     return table["id"].to_pylist(), vectors, hashes
 
 
-def _read_numpy(path: Path) -> tuple[list, object, list | None]:
+def _read_numpy(path: Path) -> tuple[list, np.ndarray, list | None]:
     if path.stat().st_size == 0:
         raise InvalidInputError(path, None, "the file is empty (0 bytes)")
     try:
@@ -107,7 +108,7 @@ def _unreadable(err: BaseException) -> str:
     return f"cannot read ({text}); object arrays are not accepted"
 
 
-def _require_real(path: Path, where: str, kind: object) -> None:
+def _require_real(path: Path, where: str, kind: Any) -> None:
     """Vectors are real floating or integer numbers: strings, booleans, complex numbers and
     objects are refused, not coerced. ``kind`` is a NumPy dtype or an Arrow type."""
     if isinstance(kind, np.dtype):

@@ -113,7 +113,7 @@ def compare_runs(
         usable = ~np.isnan(table).any(axis=0)  # a question counts only when every run scored it
         if not usable.any():
             continue
-        stats = paired_bootstrap(
+        stats: dict[str, Any] = paired_bootstrap(  # figures, then labels ("better")
             table[: len(side_a), usable], table[len(side_a) :, usable], n_boot, seed
         )
         if stats["ci_low"] > 0 or stats["ci_high"] < 0:

@@ -174,7 +174,7 @@ def evaluate_model(
             settings.seed,
             progress=progress,
         )
-    if client is not None and out is not None:
+    if client is not None and judge is not None and out is not None:
         pairs = [
             Pair(item.id, item.question, answer, opponent)
             for item, answer, opponent in zip(eval_set.items, answers, opponents, strict=True)

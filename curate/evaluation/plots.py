@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import io
 import re
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -82,9 +83,10 @@ def round_table(runs: dict[str, list[tuple[int, dict[str, Any]]]]) -> str:
     return "\n".join(lines) + "\n"
 
 
-def plot_rounds(run_dirs: list[str | Path], out_dir: str | Path) -> list[Path]:
+def plot_rounds(run_dirs: Sequence[str | Path], out_dir: str | Path) -> list[Path]:
     """One PNG per metric (a line per run) and ``rounds.tsv``; returns the files written."""
     from matplotlib.figure import Figure
+    from matplotlib.ticker import MaxNLocator
 
     out_dir = Path(out_dir)
     runs = {str(Path(d)): read_rounds(d) for d in run_dirs}
@@ -105,7 +107,9 @@ def plot_rounds(run_dirs: list[str | Path], out_dir: str | Path) -> list[Path]:
         axes.set_xlabel("round")
         axes.set_ylabel(label)
         axes.set_title(title)
-        axes.xaxis.get_major_locator().set_params(integer=True)
+        locator = axes.xaxis.get_major_locator()
+        if isinstance(locator, MaxNLocator):  # matplotlib's default AutoLocator is one
+            locator.set_params(integer=True)
         axes.grid(alpha=0.3)
         if len(series) > 1:
             axes.legend(fontsize="small")
@@ -131,7 +135,7 @@ def _project(matrix: np.ndarray, method: str, seed: int) -> np.ndarray:
         return pca_2d(matrix)
     if method == "umap":
         try:
-            import umap  # type: ignore[import-not-found]
+            import umap
         except ImportError:
             raise EvalError(
                 "--projection umap needs the umap-learn package: pip install umap-learn"
@@ -140,7 +144,7 @@ def _project(matrix: np.ndarray, method: str, seed: int) -> np.ndarray:
     raise EvalError(f"unknown projection {method!r}; choose pca or umap")
 
 
-def first_rounds(store: Store, vectors: Vectors, subset_dirs: list[str | Path]) -> np.ndarray:
+def first_rounds(store: Store, vectors: Vectors, subset_dirs: Sequence[str | Path]) -> np.ndarray:
     """For each pool row, the index of the first subset that contains it (−1: never chosen)."""
     first = np.full(len(vectors.ids), -1, dtype=np.int64)
     for number, subset_dir in enumerate(subset_dirs):
@@ -152,7 +156,7 @@ def first_rounds(store: Store, vectors: Vectors, subset_dirs: list[str | Path]) 
 def plot_pool_map(
     store: Store,
     embeddings: str,
-    subset_dirs: list[str | Path],
+    subset_dirs: Sequence[str | Path],
     out_file: str | Path,
     method: str = "pca",
     max_background: int = MAP_BACKGROUND_POINTS,

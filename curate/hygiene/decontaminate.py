@@ -103,7 +103,8 @@ def build_index(settings: DecontaminateSettings) -> _Index:
     before anything is computed or written."""
     from curate.evaluation.eval_sets import load_eval_set
 
-    questions, counts = [], []
+    questions: list[tuple[str, str, str, str]] = []
+    counts: list[int] = []
     grams: dict[str, list[int]] = defaultdict(list)
     short: dict[str, list[int]] = defaultdict(list)
     for path in settings.against:

@@ -167,6 +167,7 @@ def _check_embeddings(store, name: str | None) -> str:
 def _minhash_groups(store, settings: DedupSettings, n: int, progress: Progress):
     """Stream the pool: signatures to a memory-mapped file, band keys in RAM; then verify
     candidate pairs and join them into groups."""
+    assert settings.threshold is not None  # settings.resolved() filled in the default
     bands, rows_per_band = minhash.lsh_params(settings.threshold, settings.num_perm)
     keys = np.zeros((n, bands), dtype=np.uint64)
     valid = np.zeros(n, dtype=bool)

@@ -166,7 +166,7 @@ def _read_revision(root: Path, rev: str, name: str, dvc_repo: Any) -> list[Run]:
     for round_name in names:
         if round_name == FULL:
             stages = _stage_names(FULL)
-            keys = FULL_KEYS
+            keys: tuple[str, ...] = FULL_KEYS
         else:
             chain = _chain(rounds_map, round_name)
             stages = [s for r in chain for s in _stage_names(r)]

@@ -52,7 +52,7 @@ class Row:
     seeds: list[int]
     n: float | None
     metrics: dict[str, dict[str, float]] = field(default_factory=dict)  # nll/judge_score
-    delta: dict[str, dict[str, float]] = field(default_factory=dict)  # vs the baseline
+    delta: dict[str, dict[str, Any]] = field(default_factory=dict)  # vs the baseline (+ its label)
     vendi: float | None = None
     coverage_radius: float | None = None
 

@@ -110,6 +110,8 @@ def kmeans(
             break
         labels = fresh
         centroids, _ = cluster_means(x, labels, centroids)
+    if labels is None:
+        raise SelectionError(f"k-means needs at least one iteration, not {iterations}")
     return labels, centroids
 
 

@@ -200,12 +200,12 @@ def sharded_greedy(
     dim = coverage.x.shape[1]
     if len(chosen):
         coverage.add_center_rows(comm.owned_rows(coverage, chosen), chosen)
-        start, picks, sq = len(chosen), [], []
+        start, picks = len(chosen), []
     else:
         first = int(np.random.default_rng(seed).integers(size))
         coverage.add_center_rows(comm.owned_rows(coverage, np.array([first])), np.array([first]))
         progress.advance(1)
-        start, picks, sq = 0, [first], []
+        start, picks = 0, [first]
     while len(picks) < k:
         _, position, owner = comm.argmax(*coverage.local_farthest())
         i = coverage.local_index(position) if owner == comm.ranks.rank else None

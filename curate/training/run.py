@@ -70,7 +70,7 @@ class _Reporter:
     loss (the class is built on first use so importing this module does not import
     transformers). Only the main process reports."""
 
-    def __new__(cls, progress: Progress):
+    def __new__(cls, progress: Progress) -> Any:  # a Reporter (a TrainerCallback), not a _Reporter
         from transformers import TrainerCallback
 
         class Reporter(TrainerCallback):
