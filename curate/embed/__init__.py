@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from curate.devices import DEFAULT_DEVICE, DEFAULT_PRECISION, Precision
 from curate.embed.imports import import_vectors
 from curate.embed.run import (
     EmbedPlan,
@@ -68,8 +69,8 @@ def embed(
     import_file: str | Path | None = None,
     for_strategy: str | None = None,
     max_length: int = 512,
-    device: str = "auto",
-    precision: str = "auto",
+    device: str = DEFAULT_DEVICE,
+    precision: Precision = DEFAULT_PRECISION,
     batch_size: int | None = None,
     scores: bool = False,
     progress: Progress = NO_PROGRESS,

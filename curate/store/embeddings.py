@@ -192,9 +192,9 @@ class EmbeddingTables(PoolTables):
             )
         bad = ~finite
         if bad.any():
-            rows = [ids[i] for i in np.flatnonzero(bad)[:5]]
+            named = [ids[i] for i in np.flatnonzero(bad)[:5]]
             raise EmbeddingError(
-                f"embeddings {name!r} have NaN/inf vectors for {int(bad.sum())} rows ({', '.join(rows)})"
+                f"embeddings {name!r} have NaN/inf vectors for {int(bad.sum())} rows ({', '.join(named)})"
             )
         if with_scores and len(score_cols) < len(SCORE_COLUMNS):
             raise EmbeddingError(

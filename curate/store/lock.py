@@ -48,10 +48,10 @@ class WriterLock:
                 break
             except BlockingIOError:
                 if time.monotonic() >= deadline:
-                    holder = describe_holder(self.path)
+                    writer = describe_holder(self.path)
                     os.close(fd)
                     raise ConflictError(
-                        f"{self.folder} is being written by {holder}; waited "
+                        f"{self.folder} is being written by {writer}; waited "
                         f"{self.timeout:g}s for its writer lock (set {LOCK_TIMEOUT_ENV} to "
                         "wait longer), nothing was changed: rerun when it has finished"
                     ) from None
