@@ -247,6 +247,7 @@ def train(
         raise SubsetError(
             f"{subset.path}: no example keeps a response token at --max-length {config.max_length}"
         )
+    model.config.use_cache = False  # training has no KV cache (and one hides a packed row)
     recipe = _recipe(model, config, precision)  # before LoRA wraps the model
     if config.lora:
         model = _with_lora(model, config.lora, config.seed)
