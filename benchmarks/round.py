@@ -19,6 +19,15 @@ difference, and the training loss curves.
 
 Targets: embed ≥ 2.5× and train ≥ 1.5× the fp32 tokens/s; no phase below 40% of the
 GEMM peak of its precision (or the README says where the rest goes).
+
+``--baseline-rev REV`` adds a training comparison in the same run: the training code of
+``REV`` (a ``git archive`` of it in a temporary folder) against this checkout's, each in
+a fresh process on the same subset and settings, alternating (baseline, this) ``--repeats``
+times, with the tokens/s ratio and the loss curves side by side. ``--train-compare-only``
+runs only that comparison:
+
+    nice -n 10 .venv/bin/python benchmarks/round.py --baseline-rev 0c72361 \
+        --train-compare-only --train-examples 24 --repeats 2
 """
 
 from __future__ import annotations
@@ -32,7 +41,9 @@ import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
+# A --train-worker process imports curate from --code (a baseline revision's tree).
+CODE = Path(sys.argv[sys.argv.index("--code") + 1]) if "--code" in sys.argv else ROOT
+sys.path.insert(0, str(CODE.resolve()))
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
@@ -93,23 +104,39 @@ def select_phase(vectors, picks):
     return {"seconds": time.perf_counter() - started}, selection.indices.tolist()
 
 
-def train_phase(examples, precision, max_length, out: Path, params: int):
+def write_bench_subset(examples, subset: Path) -> Path:
+    from curate.manifest import Manifest, PoolRef
     from curate.subsets import write_subset
-    from curate.training import TrainConfig, train
 
-    manifest = {"name": "bench", "strategy": "kcenter", "params": {}, "seed": 0}
-    manifest |= {"budget": len(examples), "parent": None, "pool": {"version": 1, "rows": 0}}
-    manifest |= {
-        "embeddings": None,
-        "picks": [{"id": e["id"], "hash": e["hash"]} for e in examples],
-    }
-    subset = out / "subset"
+    manifest = Manifest(
+        name="bench",
+        strategy="kcenter",
+        params={},
+        seed=0,
+        budget=len(examples),
+        parent=None,
+        pool=PoolRef(version=1, rows=0),
+        embeddings=None,
+        picks=[{"id": e["id"], "hash": e["hash"]} for e in examples],
+        created_by="benchmarks/round.py",
+    )
     if not subset.exists():
         write_subset(subset, manifest, examples)
+    return subset
+
+
+def train_metrics(subset: Path, precision: str, max_length: int, out: Path) -> dict:
+    from curate.training import TrainConfig, train
+
     config = TrainConfig(
         "smollm2", epochs=1, lr=1e-4, max_length=max_length, batch_size=4, precision=precision
     )
-    metrics = train(subset, out / f"model-{precision}", config).metrics
+    return train(subset, out, config).metrics
+
+
+def train_phase(examples, precision, max_length, out: Path, params: int):
+    subset = write_bench_subset(examples, out / "subset")
+    metrics = train_metrics(subset, precision, max_length, out / f"model-{precision}")
     timing = metrics["timing"]
     tokens = metrics["tokens_seen"]
     return {
@@ -144,6 +171,127 @@ def eval_phase(rows, precision, max_length, params: int):
     }
 
 
+def train_worker(spec_file: Path) -> None:
+    """One training run in this process (a fresh one per run, with curate from ``--code``)."""
+    import curate
+
+    spec = json.loads(spec_file.read_text(encoding="utf-8"))
+    metrics = train_metrics(
+        Path(spec["subset"]), spec["precision"], spec["max_length"], Path(spec["out"])
+    )
+    metrics["curate_file"] = curate.__file__
+    Path(spec["result"]).write_text(json.dumps(metrics), encoding="utf-8")
+
+
+def compare_training(examples: list[dict], args) -> dict:
+    """The baseline revision's training code against this checkout's, alternating."""
+    import shutil
+    import subprocess
+
+    rev = subprocess.run(
+        ["git", "-C", str(ROOT), "rev-parse", "--short", args.baseline_rev],
+        check=True,
+        capture_output=True,
+        text=True,
+    ).stdout.strip()
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
+    runs = []
+    with tempfile.TemporaryDirectory(prefix="bench-train-") as tmp_name:
+        tmp = Path(tmp_name)
+        (tmp / "baseline").mkdir()
+        archive = subprocess.run(
+            ["git", "-C", str(ROOT), "archive", rev], check=True, capture_output=True
+        ).stdout
+        subprocess.run(["tar", "-x", "-C", str(tmp / "baseline")], input=archive, check=True)
+        subset = write_bench_subset(examples, tmp / "subset")
+        for repeat in range(1, args.repeats + 1):
+            for code_label, code in (("baseline", tmp / "baseline"), ("this", ROOT)):
+                for precision in args.train_precisions:
+                    spec = {
+                        "subset": str(subset),
+                        "precision": precision,
+                        "max_length": args.max_length,
+                        "out": str(tmp / "model"),
+                        "result": str(tmp / "result.json"),
+                    }
+                    (tmp / "spec.json").write_text(json.dumps(spec), encoding="utf-8")
+                    command = [sys.executable, str(Path(__file__).resolve())]
+                    command += ["--train-worker", str(tmp / "spec.json"), "--code", str(code)]
+                    subprocess.run(command, check=True, env=env, stdout=subprocess.DEVNULL)
+                    metrics = json.loads((tmp / "result.json").read_text(encoding="utf-8"))
+                    shutil.rmtree(tmp / "model")
+                    assert Path(metrics["curate_file"]).is_relative_to(code), metrics["curate_file"]
+                    recipe = metrics.get("recipe") or {}
+                    run = {
+                        "repeat": repeat,
+                        "code": code_label,
+                        "precision": precision,
+                        "resolved": metrics["precision"],
+                        "recipe": "/".join(recipe.values()) or "(padded/autocast)",
+                        "seconds": metrics["timing"]["seconds"],
+                        "tokens": metrics["tokens_seen"],
+                        "padding": metrics["timing"]["padding_fraction"],
+                        "steps": metrics["steps"],
+                        "losses": [h["loss"] for h in metrics["loss_history"]],
+                    }
+                    runs.append(run)
+                    print(
+                        f"  run {repeat} {code_label} {precision}={run['resolved']} "
+                        f"{run['seconds']:.1f}s {run['tokens'] / run['seconds']:.1f} tokens/s",
+                        flush=True,
+                    )
+
+    print()
+    print(
+        f"training, baseline {rev} vs this checkout: {len(examples)} examples, "
+        f"{runs[0]['steps']} steps (batch 4, 1 epoch, lr 1e-4, max length {args.max_length}); "
+        f"each run a fresh process, alternating"
+    )
+    header = f"{'run':<5}{'code':<10}{'precision':<12}{'recipe':<18}{'seconds':>9}"
+    header += f"{'tokens':>8}{'tokens/s':>10}{'padding':>9}"
+    print(header)
+    print("-" * len(header))
+    for r in runs:
+        line = f"{r['repeat']:<5}{r['code']:<10}{r['precision'] + '=' + r['resolved']:<12}"
+        line += f"{r['recipe']:<18}{r['seconds']:>9.2f}{r['tokens']:>8,}"
+        line += f"{r['tokens'] / r['seconds']:>10.1f}{r['padding'] or 0:>9.1%}"
+        print(line)
+    summary = {"baseline_rev": rev, "runs": runs, "ratios": {}, "loss_diff": {}}
+    for precision in args.train_precisions:
+
+        def pick(code, precision=precision):
+            return [r for r in runs if r["code"] == code and r["precision"] == precision]
+
+        old, new = pick("baseline"), pick("this")
+        ratios = [
+            (n["tokens"] / n["seconds"]) / (o["tokens"] / o["seconds"])
+            for o, n in zip(old, new, strict=True)
+        ]
+        pooled = (sum(n["tokens"] for n in new) / sum(n["seconds"] for n in new)) / (
+            sum(o["tokens"] for o in old) / sum(o["seconds"] for o in old)
+        )
+        a, b = np.array(old[0]["losses"]), np.array(new[0]["losses"])
+        diff = float(np.abs(a - b).max()) if len(a) == len(b) else float("nan")
+        same = {
+            code: all(r["losses"] == pick(code)[0]["losses"] for r in pick(code))
+            for code in ("baseline", "this")
+        }
+        summary["ratios"][precision] = {"per_repeat": ratios, "pooled": pooled}
+        summary["loss_diff"][precision] = diff
+        print()
+        print(
+            f"{precision}: this/baseline tokens/s per repeat "
+            f"{', '.join(f'{x:.2f}x' for x in ratios)}; over all repeats {pooled:.2f}x"
+        )
+        print(f"  loss per step: baseline {np.round(a, 4).tolist()}")
+        print(f"                 this     {np.round(b, 4).tolist()}")
+        print(
+            f"                 max |diff| {diff:.4f}; same curve on every repeat: "
+            f"baseline {same['baseline']}, this {same['this']}"
+        )
+    return summary
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--pool", type=Path, default=ROOT / "data" / "sample" / "pool.jsonl")
@@ -157,7 +305,20 @@ def main() -> None:
     parser.add_argument(
         "--embed-only", action="store_true", help="only the embed phases, with and without scores"
     )
+    parser.add_argument("--baseline-rev", help="also compare training with this revision's code")
+    parser.add_argument(
+        "--train-compare-only", action="store_true", help="only the --baseline-rev comparison"
+    )
+    parser.add_argument("--repeats", type=int, default=2, help="comparison runs per code")
+    parser.add_argument(
+        "--train-precisions", nargs="+", default=["auto"], help="precisions compared"
+    )
+    parser.add_argument("--train-worker", type=Path, help=argparse.SUPPRESS)
+    parser.add_argument("--code", type=Path, help=argparse.SUPPRESS)  # read before imports
     args = parser.parse_args()
+    if args.train_worker:
+        train_worker(args.train_worker)
+        return
 
     from curate.files import jsonl_lines
     from curate.models import resolve_precision
@@ -178,6 +339,13 @@ def main() -> None:
         f"max length {args.max_length}",
         flush=True,
     )
+    if args.train_compare_only:
+        if not args.baseline_rev:
+            parser.error("--train-compare-only needs --baseline-rev")
+        compared = compare_training(spread(pool, args.train_examples), args)
+        if args.json:
+            args.json.write_text(json.dumps({"train_compare": compared}, indent=2))
+        return
     peak = {"fp32": gemm_peak(torch.float32), "bf16": gemm_peak(torch.bfloat16)}
     print(f"GEMM peak: fp32 {peak['fp32'] / 1e9:.1f}, bf16 {peak['bf16'] / 1e9:.1f} GFLOP/s")
 
@@ -268,8 +436,12 @@ def main() -> None:
         f"                       auto {np.round(losses['auto'], 3).tolist()}\n"
         f"                       max |diff| {np.abs(losses['fp32'][:n] - losses['auto'][:n]).max():.4f}"
     )
+    compared = (
+        compare_training(spread(pool, args.train_examples), args) if args.baseline_rev else None
+    )
     if args.json:
         figures = {
+            "train_compare": compared,
             "peak_flops": peak,
             "phases": {
                 k: {p: {f: v for f, v in r.items() if f not in ("nll",)} for p, r in ph.items()}

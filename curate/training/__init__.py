@@ -16,9 +16,16 @@ Reproducibility: the batch order of epoch ``e`` is drawn from a generator seeded
 batches as an uninterrupted one and ends with bit-identical weights (on the same device
 and thread count; different hardware reduces floating-point sums in a different order).
 
+Speed: a micro-batch's rows are packed into one row without padding where the model keeps
+packed rows apart (:mod:`~curate.training.packing`), and bf16 in one process trains bf16
+weights with fp32 master weights in the optimizer instead of autocasting fp32 weights
+(:mod:`~curate.training.master`); ``train_metrics.json`` records the recipe a run used.
+
 Modules: :mod:`~curate.training.config` (settings, results, errors),
-:mod:`~curate.training.data` (dataset, collators, sampler), :mod:`~curate.training.workdir`
-(work folder, resume, swap) and :mod:`~curate.training.run` (Trainer assembly, ``train``).
+:mod:`~curate.training.data` (dataset, padding collator, sampler),
+:mod:`~curate.training.packing`, :mod:`~curate.training.master`,
+:mod:`~curate.training.workdir` (work folder, resume, swap) and
+:mod:`~curate.training.run` (Trainer assembly, ``train``).
 """
 
 from curate.training.config import (

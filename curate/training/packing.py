@@ -64,10 +64,11 @@ def honours_packing(model: Any) -> bool:
     packed = PackingCollator()([{"input_ids": r.tolist(), "labels": r.tolist()} for r in rows])
     try:
         with torch.no_grad():
-            alone = torch.cat([model(input_ids=r[None]).logits[0] for r in rows])
+            alone = torch.cat([model(input_ids=r[None], use_cache=False).logits[0] for r in rows])
             together = model(
                 input_ids=packed["input_ids"].to(device),
                 position_ids=packed["position_ids"].to(device),
+                use_cache=False,  # as in training: with a KV cache the packing is not detected
             ).logits[0]
     finally:
         model.train(was_training)

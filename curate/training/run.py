@@ -182,9 +182,8 @@ def _make_trainer(model, args, dataset: SFTDataset, tokenizer, reporter, recipe)
         collator = PaddingCollator(pad_id, 8 if gpu_bf16 else None)
     optimizer = None
     if recipe["bf16"] == "weights":  # Trainer groups the parameters (weight decay) as usual
-        betas = (args.adam_beta1, args.adam_beta2)
-        optimizer = (MasterWeightAdamW, {"lr": args.learning_rate, "betas": betas})
-        optimizer[1]["eps"] = args.adam_epsilon
+        hyper = {"lr": args.learning_rate, "eps": args.adam_epsilon}
+        optimizer = (MasterWeightAdamW, hyper | {"betas": (args.adam_beta1, args.adam_beta2)})
     trainer = SubsetTrainer(
         model=model,
         args=args,
@@ -247,6 +246,7 @@ def train(
         raise SubsetError(
             f"{subset.path}: no example keeps a response token at --max-length {config.max_length}"
         )
+    model.config.use_cache = False  # training has no KV cache (and one hides a packed row)
     recipe = _recipe(model, config, precision)  # before LoRA wraps the model
     if config.lora:
         model = _with_lora(model, config.lora, config.seed)
