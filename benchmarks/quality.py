@@ -1,32 +1,32 @@
-"""Selection quality: does a strategy beat random at the same budget, in DiverseEvol's loop?
+"""Selection quality, second edition: does a strategy beat random, above the noise?
 
-On a seeded sample of the shared pools (LIMA + the Alpaca sample, ``../shared/data/pools``),
-with SmolLM2-135M-Instruct:
+DiverseEvol's loop on a seeded sample of the shared pools (LIMA + the Alpaca sample,
+``../shared/data/pools``), with SmolLM2-135M-Instruct, at each of ``--budgets`` (fractions
+of the pool: 5% and 10%) over ``--rounds`` rounds:
 
-- round 0: ``--init`` random examples (per seed; every strategy of that seed shares it),
-  fine-tuned from the base weights;
+- round 0: ``--init-share`` of the budget drawn at random (per seed and budget; every
+  strategy of that seed shares it), fine-tuned from the base weights;
 - each later round: the pool embedded with the previous round's model (``lm:``, mean of
-  the last hidden layer over at most ``--embed-max-length`` tokens; strategies that read
-  no vectors skip it), ``--add`` examples chosen by the strategy, a new model fine-tuned
-  from the base weights on the grown subset;
+  the last hidden layer; with the IFD and uncertainty scores when a strategy reads them;
+  strategies that read neither skip it), an equal share of the rest of the budget chosen
+  by the strategy, a new model fine-tuned from the base weights on the grown subset;
 - the last round's model scored by mean answer NLL on held-out questions with reference
-  answers (Vicuna 80, WizardLM, an AlpacaEval slice: ``../shared/data/eval``), which no
+  answers (Vicuna, WizardLM, an AlpacaEval slice: ``../shared/data/eval``), which no
   strategy or parameter here was tuned on (every strategy runs with its defaults).
 
-References: ``random`` (the baseline every Δ is measured against) and ``full`` (the whole
-sampled pool, seed 0 only: an upper line, not a competitor). The table pools the
-questions of the three eval sets and gives, per strategy, Δ mean NLL vs random with a
-95% bootstrap interval that resamples seeds and questions (``curate eval compare``'s), the
-share of questions where the strategy's mean over seeds is lower, the subset's Vendi score
-in MiniLM space, the LIMA share of the picks and their mean length.
+References: ``random`` (every Δ is against it), ``longest`` (the baseline most selectors
+fail to beat) and ``full`` (the whole sampled pool, one seed: an upper line). Beside each
+Δ, the noise floor: the spread (sd, range) of random's per-seed mean NLL, and of one model
+(random, the first seed, last round) over its last ``--checkpoints`` checkpoints, each
+saved ``--checkpoint-gap`` of the run's steps apart and scored like a final model. The
+intervals are ``curate report``'s own code (``quality_table.py``).
 
 Resumable: every subset, model, embedding table and score lives under ``--work`` and is
-reused on the next run, so a table can be completed over several sittings. Results go to
-``benchmarks/results/quality.{md,json}``.
+reused on the next run. Results go to ``benchmarks/results/<--results>.{md,json}``.
 
-    python benchmarks/quality.py                      # the defaults below: ~2 h on a quiet 2-core machine
-    python benchmarks/quality.py --seeds 0 --strategies random kcenter   # a quick look
-    python benchmarks/quality.py --strategies kcenter@512   # K-center on 512-token embeddings
+    python benchmarks/quality.py                       # the CPU table (sizing: benchmarks/README.md)
+    python benchmarks/quality.py --profile gpu         # the paper's shape on one GPU
+    python benchmarks/quality.py --seeds 0 --pool-rows 40 --strategies random ifd  # a quick look
 """
 
 from __future__ import annotations
@@ -35,8 +35,10 @@ import argparse
 import json
 import os
 import random
+import shutil
 import sys
 import time
+from contextlib import contextmanager, nullcontext
 from pathlib import Path
 
 import numpy as np
@@ -45,29 +47,45 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
 ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT / "benchmarks"))  # quality_table beside this file
 SHARED = ROOT.parent / "shared" / "data"
 RESULTS = ROOT / "benchmarks" / "results"
 STRATEGIES = (  # in run order: a finished strategy is a finished row of the table
     "random",
+    "longest",
     "kcenter",
-    "kcenter-robust",
+    "kcenter-robust",  # the best two of the first edition, by Δ
     "cluster-sample",
-    "facility-location",
-    "kmeans-pp",
-    "kcenter-density",
-    "kcenter@256",  # K-center on embeddings over 256 tokens: does truncation matter?
+    "typical",
+    "ifd",
+    "ifd-diverse",
 )
+PROFILES = {
+    # Sized in benchmarks/README.md ("quality.py, second edition"): about 4 h on 2 cores.
+    "cpu": {
+        "pool_rows": 400, "budgets": [0.05, 0.1], "rounds": 3, "epochs": 2.0, "lr": 1e-4,
+        "batch_size": 4, "max_length": 256, "embed_max_length": 128, "eval_max_length": 256,
+        "seeds": [0, 1, 2, 3, 4], "strategies": list(STRATEGIES), "results": "quality2",
+        "work": str(ROOT.parent / "quality2-work"),
+    },
+    # All of ../shared/data/pools, 10%, 5 rounds, 3 epochs, 512 tokens: sized for 10 min on
+    # one H200 (benchmarks/README.md); benchmarks/quality_gpu.sh runs it.
+    "gpu": {
+        "pool_rows": 0, "budgets": [0.1], "rounds": 5, "epochs": 3.0, "lr": 1e-4,
+        "batch_size": 16, "max_length": 512, "embed_max_length": 512, "eval_max_length": 512,
+        "seeds": [0, 1, 2, 3, 4], "strategies": ["random", "longest", "kcenter", "ifd", "ifd-diverse"],
+        "results": "quality_gpu", "work": str(ROOT.parent / "quality-gpu-work"),
+    },
+}  # fmt: skip
 
 
 def split_label(label: str) -> tuple[str, int | None]:
-    """A table row: ``kcenter``, or ``kcenter@256`` for the same strategy on lm: embeddings
-    over 256 tokens instead of ``--embed-max-length`` (the truncation remedy, measured)."""
+    """``kcenter``, or ``kcenter@256``: the strategy on lm: embeddings over 256 tokens."""
     strategy, _, tokens = label.partition("@")
     return strategy, int(tokens) if tokens else None
 
 
 def slug(label: str) -> str:
-    """``kcenter@256`` -> ``kcenter-len256``: the label as a file and table name."""
     return label.replace("@", "-len")
 
 
@@ -76,65 +94,97 @@ def log(message: str) -> None:
 
 
 # ----------------------------------------------------------------------------- data
-def build_pool(path: Path, rows: int, seed: int = 0) -> None:
-    """``rows`` examples, half LIMA (single-turn and multi-turn) and half Alpaca, seeded."""
+def read_pools() -> tuple[list[dict], list[dict]]:
     lima = json.loads((SHARED / "pools" / "lima.json").read_text(encoding="utf-8"))
     alpaca = json.loads((SHARED / "pools" / "alpaca_en_demo.json").read_text(encoding="utf-8"))
+    return lima, alpaca
+
+
+def build_pool(path: Path, rows: int, seed: int = 0) -> None:
+    """``rows`` examples, half LIMA and half Alpaca, seeded; 0: every row of both."""
+    lima, alpaca = read_pools()
     rng = random.Random(seed)
-    chosen = [("lima", r) for r in rng.sample(lima, rows // 2)]
-    chosen += [("alpaca", r) for r in rng.sample(alpaca, rows - rows // 2)]
+    if rows:
+        chosen = [("lima", r) for r in rng.sample(lima, rows // 2)]
+        chosen += [("alpaca", r) for r in rng.sample(alpaca, rows - rows // 2)]
+    else:
+        chosen = [("lima", r) for r in lima] + [("alpaca", r) for r in alpaca]
     rng.shuffle(chosen)
     with path.open("w", encoding="utf-8") as fh:
         for source, record in chosen:
             fh.write(json.dumps({**record, "category": source}, ensure_ascii=False) + "\n")
 
 
-def build_eval_set(
-    path: Path, vicuna: int, wizardlm: int, alpaca_eval: int, seed: int = 0
-) -> dict[str, int]:
+def build_eval_set(path: Path, vicuna: int, wizardlm: int, alpaca_eval: int, seed: int = 0) -> dict[str, int]:  # fmt: skip
     """Held-out questions with reference answers, ids prefixed by their set."""
-    rng = random.Random(seed)
-    rows = []
-
     from curate.files import jsonl_lines
+
+    rng = random.Random(seed)
 
     def jsonl(name: str) -> list[dict]:
         text = (SHARED / "eval" / name).read_text(encoding="utf-8")
         return [json.loads(line) for _, line in jsonl_lines(text)]
 
+    def sample(n: int, total: int) -> list[int]:
+        return sorted(rng.sample(range(total), min(n, total)))
+
+    rows = []
     vic = jsonl("vicuna_gpt35_answers.jsonl")
-    for i in sorted(rng.sample(range(len(vic)), min(vicuna, len(vic)))):
-        rows.append(
-            {"id": f"vicuna-{i}", "instruction": vic[i]["text"], "output": vic[i]["answer"]}
-        )
+    rows += [{"id": f"vicuna-{i}", "instruction": vic[i]["text"], "output": vic[i]["answer"]} for i in sample(vicuna, len(vic))]  # fmt: skip
     wiz = jsonl("wizardlm_gpt35_answers.jsonl")
-    for i in sorted(rng.sample(range(len(wiz)), min(wizardlm, len(wiz)))):
-        rows.append(
-            {
-                "id": f"wizardlm-{i}",
-                "instruction": wiz[i]["Instruction"],
-                "output": wiz[i]["answer"],
-            }
-        )
+    rows += [{"id": f"wizardlm-{i}", "instruction": wiz[i]["Instruction"], "output": wiz[i]["answer"]} for i in sample(wizardlm, len(wiz))]  # fmt: skip
     ae = json.loads((SHARED / "eval" / "alpaca_eval_gpt4_outputs.json").read_text(encoding="utf-8"))
-    for i in sorted(rng.sample(range(len(ae)), min(alpaca_eval, len(ae)))):
-        rows.append(
-            {
-                "id": f"alpacaeval-{i}",
-                "instruction": ae[i]["instruction"],
-                "output": ae[i]["output"],
-            }
-        )
+    rows += [{"id": f"alpacaeval-{i}", "instruction": ae[i]["instruction"], "output": ae[i]["output"]} for i in sample(alpaca_eval, len(ae))]  # fmt: skip
     path.write_text("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows))
-    return {
-        s: sum(r["id"].startswith(s) for r in rows) for s in ("vicuna", "wizardlm", "alpacaeval")
-    }
+    return {s: sum(r["id"].startswith(s) for r in rows) for s in ("vicuna", "wizardlm", "alpacaeval")}  # fmt: skip
+
+
+def plan(budget: int, rounds: int, init_share: float) -> tuple[int, int]:
+    """(round-0 rows, rows added per later round) that sum to ``budget``."""
+    add = max(1, round(budget * (1 - init_share) / (rounds - 1))) if rounds > 1 else 0
+    return budget - add * (rounds - 1), add
+
+
+# ----------------------------------------------------------------------------- checkpoints
+@contextmanager
+def snapshots(folder: Path, count: int, gap: float):
+    """While open, every ``Trainer.train`` also saves the model (and tokenizer) at its last
+    ``count`` optimizer steps ``gap`` of the run apart (the last step included) into
+    ``folder/step-N``: the checkpoints the noise floor scores. A benchmark-side callback,
+    so training itself is untouched."""
+    from transformers import Trainer, TrainerCallback
+
+    class Snapshot(TrainerCallback):
+        def on_step_end(self, args, state, control, model=None, processing_class=None, **kw):
+            every = max(1, round(gap * state.max_steps))
+            steps = {state.max_steps - j * every for j in range(count)}
+            if state.global_step in steps and state.is_world_process_zero:
+                out = folder / f"step-{state.global_step:05d}"
+                partial = folder / f".step-{state.global_step:05d}"
+                shutil.rmtree(partial, ignore_errors=True)
+                model.save_pretrained(partial)
+                processing_class.save_pretrained(partial)
+                shutil.rmtree(out, ignore_errors=True)
+                partial.rename(out)
+
+    original = Trainer.train
+
+    def train(self, *args, **kwargs):
+        self.add_callback(Snapshot())
+        return original(self, *args, **kwargs)
+
+    Trainer.train = train
+    try:
+        yield
+    finally:
+        Trainer.train = original
 
 
 # ----------------------------------------------------------------------------- runs
 class Runner:
     def __init__(self, args: argparse.Namespace):
         import curate
+        from curate.strategies import STRATEGIES as REGISTRY
 
         self.args = args
         self.work = Path(args.work)
@@ -143,14 +193,19 @@ class Runner:
         self.eval_file = self.work / "eval.jsonl"
         if not self.pool_file.exists():
             build_pool(self.pool_file, args.pool_rows)
-        self.eval_counts = build_eval_set(
-            self.eval_file, args.vicuna, args.wizardlm, args.alpaca_eval
-        )
+        self.eval_counts = build_eval_set(self.eval_file, args.vicuna, args.wizardlm, args.alpaca_eval)  # fmt: skip
         self.pool = curate.Pool(self.work / "db")
         if len(self.pool) == 0:
             self.pool.ingest(self.pool_file)
         self.pool.embed(name="minilm")  # the fixed yardstick for Vendi; cached
         self.seconds: dict[str, float] = {}
+        kinds = [REGISTRY.get(split_label(s)[0]) for s in args.strategies]
+        self.reads = {
+            s: (k.needs_vectors, k.needs_scores)
+            for s, k in zip(args.strategies, kinds, strict=True)
+        }
+        # the round-0 table is shared by every strategy of a seed: scored once if any needs it
+        self.shared_scores = any(k.needs_scores for k in kinds)
 
     def timed(self, phase: str, fn, *a, **kw):
         started = time.perf_counter()
@@ -168,37 +223,27 @@ class Runner:
             curate.write_subset(selection, out)
         return out
 
-    def model(self, subset: Path, name: str, seed: int) -> Path:
+    def model(self, subset: Path, name: str, seed: int, keep: Path | None = None) -> Path:
         import curate
 
         out = self.work / "models" / name
         if not (out / "train_metrics.json").exists():
             log(f"train {name}")
-            self.timed(
-                "train",
-                curate.train,
-                subset,
-                "smollm2",
-                out,
-                epochs=self.args.epochs,
-                lr=self.args.lr,
-                max_length=self.args.max_length,
-                batch_size=4,
-                seed=seed,
-                **self.precision,
-            )
+            args = self.args
+            with snapshots(keep, args.checkpoints, args.checkpoint_gap) if keep else nullcontext():
+                self.timed(
+                    "train", curate.train, subset, "smollm2", out, epochs=args.epochs, lr=args.lr,
+                    max_length=args.max_length, batch_size=args.batch_size, seed=seed,
+                    precision=args.precision,
+                )  # fmt: skip
         return out
 
-    def embeddings(self, model: Path, name: str, max_length: int) -> str:
-        log(f"embed the pool with {model.name} ({max_length} tokens)")
+    def embeddings(self, model: Path, name: str, max_length: int, scores: bool) -> str:
+        log(f"embed the pool with {model.name} ({max_length} tokens{', scores' if scores else ''})")
         self.timed(
-            "embed",
-            self.pool.embed,
-            f"lm:{model}",
-            name,
-            max_length=max_length,
-            **self.precision,
-        )
+            "embed", self.pool.embed, f"lm:{model}", name, max_length=max_length,
+            precision=self.args.precision, scores=scores,
+        )  # fmt: skip
         return name
 
     def score(self, model: Path, name: str) -> Path:
@@ -208,48 +253,46 @@ class Runner:
         if not out.exists():
             log(f"score {name}")
             self.timed(
-                "eval",
-                curate.evaluate,
-                model,
-                self.eval_file,
-                out=out,
-                max_length=self.args.eval_max_length,
-                **self.precision,
-            )
+                "eval", curate.evaluate, model, self.eval_file, out=out,
+                max_length=self.args.eval_max_length, precision=self.args.precision,
+            )  # fmt: skip
         return out
 
-    @property
-    def precision(self) -> dict[str, str]:
-        return {"precision": self.args.precision} if self.args.precision else {}
+    def checkpoints_of(self, budget: int) -> Path:
+        return self.work / "checkpoints" / f"b{budget}-s{self.args.seeds[0]}-random"
 
-    def run(self, label: str, seed: int) -> Path:
-        """Rounds 0..R-1 of one (strategy, seed); returns the last round's score file."""
+    def run(self, label: str, seed: int, budget: int) -> Path:
+        """Rounds 0..R-1 of one (strategy, seed, budget); returns the last model's scores."""
         args = self.args
         strategy, embed_tokens = split_label(label)
         embed_tokens = embed_tokens or args.embed_max_length
-        # embedding tables are named by the model and, when not the default, the length
         suffix = "" if embed_tokens == args.embed_max_length else f"_len{embed_tokens}"
-        parent = self.subset(f"s{seed}-rd0", strategy="random", budget=args.init, seed=seed)
-        model = self.model(parent, f"s{seed}-rd0", seed)
-        needs_vectors = strategy != "random"
+        init, add = plan(budget, args.rounds, args.init_share)
+        head = f"b{budget}-s{seed}"
+        parent = self.subset(f"{head}-rd0", strategy="random", budget=init, seed=seed)
+        model = self.model(parent, f"{head}-rd0", seed)
+        vectors, scores = self.reads[label]
+        last = args.rounds - 1
         for r in range(1, args.rounds):
-            tag = f"s{seed}-{slug(label)}-rd{r}"
+            tag = f"{head}-{slug(label)}-rd{r}"
             embeddings = None
-            if needs_vectors:
-                previous = f"s{seed}-rd0" if r == 1 else f"s{seed}-{slug(label)}-rd{r - 1}"
-                embeddings = self.embeddings(
-                    model, f"m_{previous}".replace("-", "_") + suffix, embed_tokens
-                )
+            if vectors or scores:
+                previous = f"{head}-rd0" if r == 1 else f"{head}-{slug(label)}-rd{r - 1}"
+                table = f"m_{previous}".replace("-", "_") + suffix
+                with_scores = scores or (r == 1 and self.shared_scores)
+                embeddings = self.embeddings(model, table, embed_tokens, with_scores)
             parent = self.subset(
-                tag,
-                strategy=strategy,
-                parent=parent,
-                add=args.add,
-                seed=seed,
-                embeddings=embeddings,
+                tag, strategy=strategy, parent=parent, add=add, seed=seed, embeddings=embeddings
             )
-            model = self.model(parent, tag, seed)
-        return self.score(model, f"s{seed}-{slug(label)}")
+            noise = label == "random" and seed == args.seeds[0] and r == last and args.checkpoints > 1  # fmt: skip
+            model = self.model(parent, tag, seed, self.checkpoints_of(budget) if noise else None)
+        return self.score(model, f"{head}-{slug(label)}")
+
+    def checkpoint_scores(self, budget: int) -> dict[int, Path]:
+        """Scores of the saved last checkpoints of random's first-seed, last-round model."""
+        folder = self.checkpoints_of(budget)
+        found = sorted(folder.glob("step-*")) if folder.is_dir() else []
+        return {int(p.name[5:]): self.score(p, f"{folder.name}-{p.name}") for p in found}
 
     def run_full(self) -> Path:
         parent = self.subset("full", strategy="random", budget=len(self.pool), seed=0)
@@ -257,154 +300,121 @@ class Runner:
 
 
 # ----------------------------------------------------------------------------- table
-def question_nll(score_file: Path) -> dict[str, float]:
-    details = json.loads(score_file.with_name(f"{score_file.stem}.details.json").read_text())
-    return {q["id"]: q["nll"] for q in details["questions"] if q.get("nll") is not None}
-
-
-def subset_stats(runner: Runner, subset: Path) -> dict[str, float]:
+def subset_stats(runner: Runner, subsets: list[Path]) -> dict[str, float]:
     from curate.evaluation.diversity import evaluate_subset
     from curate.subsets import load_subset
 
-    examples = load_subset(subset).examples
-    metrics = evaluate_subset(runner.pool.store, subset, embeddings="minilm", metric="cosine")
-    return {
-        "vendi": metrics["vendi"],
-        "lima_share": float(np.mean([e["category"] == "lima" for e in examples])),
-        "mean_chars": float(np.mean([e["n_chars"] for e in examples])),
-    }
-
-
-def table(runner: Runner, scores: dict[str, dict[int, Path]]) -> dict:
-    from curate.evaluation.compare import paired_bootstrap
-
-    per_strategy = {
-        s: {seed: question_nll(path) for seed, path in runs.items()} for s, runs in scores.items()
-    }
-    common = set.intersection(*(set(q) for runs in per_strategy.values() for q in runs.values()))
-    questions = sorted(common)
-    matrix = {
-        s: np.array([[runs[seed][q] for q in questions] for seed in sorted(runs)])
-        for s, runs in per_strategy.items()
-    }
     rows = []
-    base = matrix["random"]
-    for strategy, m in matrix.items():
-        seeds = sorted(per_strategy[strategy])
-        last = runner.args.rounds - 1
-        subsets = [
-            runner.work
-            / "subsets"
-            / ("full" if strategy == "full" else f"s{seed}-{slug(strategy)}-rd{last}")
-            for seed in seeds
-        ]
-        stats = [subset_stats(runner, s) for s in subsets]
-        row = {
-            "strategy": strategy,
-            "seeds": seeds,
-            "subset_size": len(json.loads((subsets[0] / "manifest.json").read_text())["picks"]),
-            "nll": float(m.mean()),
-            "vendi": float(np.mean([s["vendi"] for s in stats])),
-            "lima_share": float(np.mean([s["lima_share"] for s in stats])),
-            "mean_chars": float(np.mean([s["mean_chars"] for s in stats])),
-            "round": last,
-        }
-        if strategy != "random":
-            cmp = paired_bootstrap(m, base, n_boot=10_000, seed=0)
-            row.update(
-                delta=cmp["diff"],
-                ci=[cmp["ci_low"], cmp["ci_high"]],
-                better=float(np.mean(m.mean(axis=0) < base.mean(axis=0))),
+    for subset in subsets:
+        examples = load_subset(subset).examples
+        metrics = evaluate_subset(runner.pool.store, subset, embeddings="minilm", metric="cosine")
+        rows.append(
+            (
+                metrics["vendi"],
+                float(np.mean([e["category"] == "lima" for e in examples])),
+                float(np.mean([e["n_chars"] for e in examples])),
             )
-        rows.append(row)
-    return {"questions": len(questions), "eval_sets": runner.eval_counts, "rows": rows}
-
-
-def markdown(result: dict, args: argparse.Namespace, seconds: dict[str, float]) -> str:
-    budget = args.init + args.add * (args.rounds - 1)
-    lines = [
-        f"Pool: {args.pool_rows} rows (half LIMA, half Alpaca sample, seeded); budget {budget} "
-        f"({args.init} random + {args.add} × {args.rounds - 1} rounds); SmolLM2-135M-Instruct, "
-        f"{args.epochs} epochs, lr {args.lr}, max length {args.max_length}, embeddings over "
-        f"{args.embed_max_length} tokens, precision {args.precision or 'default'}.",
-        f"Scored: mean answer NLL on {result['questions']} held-out questions "
-        f"({', '.join(f'{k} {v}' for k, v in result['eval_sets'].items())}), "
-        f"max length {args.eval_max_length}. Δ < 0 is better than random; interval: 95% "
-        "bootstrap over seeds and questions.",
-        "",
-        "| strategy | seeds | n | mean NLL | Δ vs random | 95% interval | questions better | Vendi | LIMA share | mean chars |",
-        "|---|---|---|---|---|---|---|---|---|---|",
-    ]
-    for r in result["rows"]:
-        delta = f"{r['delta']:+.4f}" if "delta" in r else "—"
-        ci = f"[{r['ci'][0]:+.4f}, {r['ci'][1]:+.4f}]" if "ci" in r else "—"
-        better = f"{r['better']:.0%}" if "better" in r else "—"
-        lines.append(
-            f"| {r['strategy']} | {','.join(map(str, r['seeds']))} | {r['subset_size']} | "
-            f"{r['nll']:.4f} | {delta} | {ci} | {better} | {r['vendi']:.2f} | "
-            f"{r['lima_share']:.0%} | {r['mean_chars']:,.0f} |"
         )
-    spent = ", ".join(f"{k} {v / 60:.1f} min" for k, v in sorted(seconds.items()))
-    lines += ["", f"Time this sitting: {spent}."]
-    return "\n".join(lines) + "\n"
+    vendi, lima, chars = np.mean(rows, axis=0)
+    return {"vendi": float(vendi), "lima_share": float(lima), "mean_chars": float(chars)}
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--work", default=str(ROOT.parent / "quality-work"))
-    parser.add_argument("--pool-rows", type=int, default=400)
-    parser.add_argument("--init", type=int, default=16)
-    parser.add_argument("--add", type=int, default=12)
-    parser.add_argument("--rounds", type=int, default=3)
-    parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
-    parser.add_argument(
-        "--strategies",
-        nargs="+",
-        default=list(STRATEGIES),
-        help="strategy names; NAME@N runs NAME on embeddings over N tokens",
-    )
+def write_results(runner: Runner, scores: dict, full: dict[int, Path], started: float) -> None:
+    from quality_table import budget_table, markdown
+
+    args = runner.args
+    tables = []
+    last = args.rounds - 1
+    for fraction in args.budgets:
+        budget = round(fraction * len(runner.pool))
+        done = {label: runs for (b, label), runs in scores.items() if b == budget and runs}
+        if "random" not in done:
+            continue
+        if full:
+            done["full"] = full
+        sizes, stats = {}, {}
+        for label, runs in done.items():
+            name = "full" if label == "full" else None
+            subsets = [runner.work / "subsets" / (name or f"b{budget}-s{s}-{slug(label)}-rd{last}") for s in runs]  # fmt: skip
+            sizes[label] = len(json.loads((subsets[0] / "manifest.json").read_text())["picks"])
+            stats[label] = subset_stats(runner, subsets)
+        table = budget_table(budget, last, done, sizes, runner.checkpoint_scores(budget), stats)
+        init, add = plan(budget, args.rounds, args.init_share)
+        table["plan"] = (
+            f"{fraction:.0%} of the pool: {init} random + {add} × {args.rounds - 1} rounds"
+        )
+        tables.append(table)
+    if not tables:
+        return
+    settings = {**vars(args), "pool_desc": "every row of LIMA and the Alpaca sample" if not args.pool_rows else "half LIMA, half the Alpaca sample, seeded"}  # fmt: skip
+    result = {
+        "pool_rows": len(runner.pool),
+        "eval_sets": runner.eval_counts,
+        "budgets": tables,
+        "wall_seconds": time.perf_counter() - started,
+        "phase_seconds": runner.seconds,
+        "settings": settings,
+    }
+    RESULTS.mkdir(parents=True, exist_ok=True)
+    (RESULTS / f"{args.results}.json").write_text(json.dumps(result, indent=2) + "\n")
+    text = markdown(result, settings, runner.seconds)
+    (RESULTS / f"{args.results}.md").write_text(text)
+    print(text, flush=True)
+
+
+# ----------------------------------------------------------------------------- main
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    pre = argparse.ArgumentParser(add_help=False)
+    pre.add_argument("--profile", choices=sorted(PROFILES), default="cpu")
+    profile = pre.parse_known_args(argv)[0].profile
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0], parents=[pre])
+    parser.add_argument("--work", help="where every subset, model, table and score is kept")
+    parser.add_argument("--results", help="benchmarks/results/<name>.{md,json}")
+    parser.add_argument("--pool-rows", type=int, help="0: every row of both pools")
+    parser.add_argument("--budgets", type=float, nargs="+", help="fractions of the pool")
+    parser.add_argument("--init-share", type=float, default=0.4, help="of the budget, in round 0")
+    parser.add_argument("--rounds", type=int)
+    parser.add_argument("--seeds", type=int, nargs="+")
+    parser.add_argument("--strategies", nargs="+", help="names; NAME@N: lm: embeddings over N tokens")  # fmt: skip
     parser.add_argument("--full", action=argparse.BooleanOptionalAction, default=True)
-    parser.add_argument("--epochs", type=float, default=2)
-    parser.add_argument("--lr", type=float, default=1e-4)
-    parser.add_argument("--max-length", type=int, default=256)
-    parser.add_argument("--embed-max-length", type=int, default=128)
-    parser.add_argument("--eval-max-length", type=int, default=256)
+    parser.add_argument("--checkpoints", type=int, default=3, help="last checkpoints scored for the noise floor (0: none)")  # fmt: skip
+    parser.add_argument("--checkpoint-gap", type=float, default=0.1, help="between them, as a share of the run's steps")  # fmt: skip
+    parser.add_argument("--epochs", type=float)
+    parser.add_argument("--lr", type=float)
+    parser.add_argument("--batch-size", type=int)
+    parser.add_argument("--max-length", type=int)
+    parser.add_argument("--embed-max-length", type=int)
+    parser.add_argument("--eval-max-length", type=int)
     parser.add_argument("--vicuna", type=int, default=80)
     parser.add_argument("--wizardlm", type=int, default=40)
     parser.add_argument("--alpaca-eval", type=int, default=40)
     parser.add_argument("--precision", default="auto", help="auto|fp32|bf16")
-    args = parser.parse_args()
-    if not (SHARED / "pools" / "lima.json").exists():
-        sys.exit(f"needs the shared data at {SHARED}")
+    parser.set_defaults(**PROFILES[profile])
+    args = parser.parse_args(argv)
     if "random" not in args.strategies:
         args.strategies.insert(0, "random")
+    if args.rounds < 2:
+        parser.error("--rounds must be at least 2 (round 0 is random)")
+    return args
+
+
+def main(argv: list[str] | None = None) -> None:
+    args = parse_args(argv)
+    if not (SHARED / "pools" / "lima.json").exists():
+        sys.exit(f"needs the shared data at {SHARED}")
     runner = Runner(args)
     started = time.perf_counter()
-    scores: dict[str, dict[int, Path]] = {}
-    for strategy in args.strategies:
-        for seed in args.seeds:
-            log(f"{strategy} seed {seed}")
-            scores.setdefault(strategy, {})[seed] = runner.run(strategy, seed)
-            write_results(runner, scores, args, started)
+    scores: dict = {}
+    budgets = [round(f * len(runner.pool)) for f in args.budgets]
+    for budget in budgets:  # the smaller budget first: a finished budget is a finished table
+        for label in args.strategies:
+            for seed in args.seeds:
+                log(f"budget {budget}: {label} seed {seed}")
+                scores.setdefault((budget, label), {})[seed] = runner.run(label, seed, budget)
+                write_results(runner, scores, {}, started)
     if args.full:  # the upper line: one seed, the whole pool (the costliest run, so last)
         log("full pool")
-        scores["full"] = {0: runner.run_full()}
-        write_results(runner, scores, args, started)
-
-
-def write_results(runner: Runner, scores, args, started: float) -> None:
-    complete = {s: runs for s, runs in scores.items() if runs}
-    if "random" not in complete:
-        return
-    result = table(runner, complete)
-    result["wall_seconds"] = time.perf_counter() - started
-    result["phase_seconds"] = runner.seconds
-    result["settings"] = vars(args)
-    RESULTS.mkdir(parents=True, exist_ok=True)
-    (RESULTS / "quality.json").write_text(json.dumps(result, indent=2) + "\n")
-    text = markdown(result, args, runner.seconds)
-    (RESULTS / "quality.md").write_text(text)
-    print(text, flush=True)
+        write_results(runner, scores, {0: runner.run_full()}, started)
 
 
 if __name__ == "__main__":

@@ -89,8 +89,8 @@ class CausalLMEmbedder(Embedder):
             vectors = (hidden * mask).sum(dim=1) / mask.sum(dim=1)
             scores = {}
             if self.with_scores:
-                scores = self._uncertainty(states, predicts.to(device))
-                scores.update(self._difficulty(states, input_ids.to(device), encoded))
+                scores = self._uncertainty(states, predicts.to(device), input_ids.to(device))
+                scores.update(self._difficulty(scores.pop("answer_loss"), encoded))
         return BatchResult(
             vectors.cpu().numpy().astype(np.float32),
             {name: values.cpu().numpy().astype(np.float32) for name, values in scores.items()},
@@ -111,75 +111,70 @@ class CausalLMEmbedder(Embedder):
         predicts = torch.nn.functional.pad(predicts, (0, 1))  # the last position predicts nothing
         return batch["input_ids"], attention, predicts
 
-    def _uncertainty(self, hidden: Any, predicts: Any) -> dict[str, Any]:
+    def _uncertainty(self, hidden: Any, predicts: Any, input_ids: Any) -> dict[str, Any]:
+        """The uncertainty scores, and ``answer_loss``: the mean NLL of the tokens the
+        ``predicts`` positions predict, from the same logits."""
         import torch
 
-        head = self._model.get_output_embeddings()
-        softcap = getattr(self._model.config, "final_logit_softcapping", None)
+        targets = torch.nn.functional.pad(input_ids[:, 1:], (0, 1))
+        columns = (*UNCERTAINTY_COLUMNS, "answer_loss")
         rows, positions = predicts.nonzero(as_tuple=True)
-        sums = torch.zeros((len(UNCERTAINTY_COLUMNS), hidden.shape[0]), device=hidden.device)
+        sums = torch.zeros((len(columns), hidden.shape[0]), device=hidden.device)
         for start in range(0, len(rows), LOGIT_CHUNK_TOKENS):
             r = rows[start : start + LOGIT_CHUNK_TOKENS]
-            logits = head(hidden[r, positions[start : start + LOGIT_CHUNK_TOKENS]]).float()
-            if softcap:
-                logits = torch.tanh(logits / softcap) * softcap
+            p = positions[start : start + LOGIT_CHUNK_TOKENS]
+            logits = self._logits(hidden[r, p])
             top2 = logits.topk(2, dim=-1).values
             # Entropy in few passes over the (tokens × vocab) logits, stable since shifted <= 0:
             # H = log S - sum(e * shifted) / S, with e = exp(logits - max) and S = sum(e).
             shifted = logits.sub_(top2[:, :1])
             e = torch.exp(shifted)
             total = e.sum(dim=-1)
-            entropy = torch.log(total) - torch.linalg.vecdot(e, shifted) / total
-            for k, values in enumerate((top2[:, 0], top2[:, 0] - top2[:, 1], entropy)):
+            log_total = torch.log(total)
+            entropy = log_total - torch.linalg.vecdot(e, shifted) / total
+            nll = log_total - shifted.gather(1, targets[r, p, None])[:, 0]
+            for k, values in enumerate((top2[:, 0], top2[:, 0] - top2[:, 1], entropy, nll)):
                 sums[k].index_add_(0, r, values)
         counts = predicts.sum(dim=1).clamp(min=1)
-        return {name: sums[k] / counts for k, name in enumerate(UNCERTAINTY_COLUMNS)}
+        return {name: sums[k] / counts for k, name in enumerate(columns)}
 
-    def _difficulty(self, hidden: Any, input_ids: Any, encoded: list[Any]) -> dict[str, Any]:
-        """Cherry's IFD: the response tokens' mean NLL given the prompt (from ``hidden``, the
-        pass already run) over their mean NLL alone (one more pass over those tokens)."""
+    def _logits(self, states: Any) -> Any:
+        """fp32 logits of the LM head at ``states`` (tokens × hidden)."""
         import torch
 
-        model = self._model
-        pad_id = self.tokenizer.pad_token_id if self.tokenizer.pad_token_id is not None else 0
-        response = pad_batch(encoded, pad_id)["labels"][:, 1:] != IGNORE_INDEX
-        response = torch.nn.functional.pad(response, (0, 1)).to(hidden.device)
-        targets = torch.nn.functional.pad(input_ids[:, 1:], (0, 1))
-        conditioned = self._mean_nll(hidden, response, targets)
-        alone_ids, alone_attention, alone_predicts = answer_alone_batch(
-            encoded, self.tokenizer, pad_id
-        )
-        device = hidden.device
-        alone_ids = alone_ids.to(device)
-        alone_states = model.base_model(
-            input_ids=alone_ids, attention_mask=alone_attention.to(device), use_cache=False
-        ).last_hidden_state
-        alone_targets = torch.nn.functional.pad(alone_ids[:, 1:], (0, 1))
-        alone = self._mean_nll(alone_states, alone_predicts.to(device), alone_targets)
-        scored = response.any(dim=1)
-        ifd = torch.where(scored, conditioned / alone.clamp(min=1e-12), torch.zeros_like(alone))
-        return {"answer_loss": conditioned, "answer_alone_loss": alone, "ifd": ifd}
-
-    def _mean_nll(self, hidden: Any, predicts: Any, targets: Any) -> Any:
-        """Per row, the mean NLL of ``targets`` at the ``predicts`` positions (0 for a row
-        with none); logits in chunks, as :meth:`_uncertainty`."""
-        import torch
-
-        head = self._model.get_output_embeddings()
+        logits = self._model.get_output_embeddings()(states).float()
         softcap = getattr(self._model.config, "final_logit_softcapping", None)
+        return torch.tanh(logits / softcap) * softcap if softcap else logits
+
+    def _difficulty(self, conditioned: Any, encoded: list[Any]) -> dict[str, Any]:
+        """Cherry's IFD: the response tokens' mean NLL given the prompt (``conditioned``,
+        from the pass already run) over their mean NLL alone (one more pass over them)."""
+        import torch
+
+        device = conditioned.device
+        scored = torch.tensor(
+            [any(t != IGNORE_INDEX for t in row.labels[1:]) for row in encoded], device=device
+        )
+        pad_id = self.tokenizer.pad_token_id if self.tokenizer.pad_token_id is not None else 0
+        ids, attention, predicts = answer_alone_batch(encoded, self.tokenizer, pad_id)
+        ids, predicts = ids.to(device), predicts.to(device)
+        states = self._model.base_model(
+            input_ids=ids, attention_mask=attention.to(device), use_cache=False
+        ).last_hidden_state
+        targets = torch.nn.functional.pad(ids[:, 1:], (0, 1))
         rows, positions = predicts.nonzero(as_tuple=True)
-        sums = torch.zeros(hidden.shape[0], device=hidden.device)
+        sums = torch.zeros(ids.shape[0], device=device)
         for start in range(0, len(rows), LOGIT_CHUNK_TOKENS):
-            r, p = (
-                rows[start : start + LOGIT_CHUNK_TOKENS],
-                positions[start : start + LOGIT_CHUNK_TOKENS],
-            )
-            logits = head(hidden[r, p]).float()
-            if softcap:
-                logits = torch.tanh(logits / softcap) * softcap
-            nll = torch.logsumexp(logits, dim=-1) - logits.gather(1, targets[r, p, None])[:, 0]
-            sums.index_add_(0, r, nll)
-        return sums / predicts.sum(dim=1).clamp(min=1)
+            r = rows[start : start + LOGIT_CHUNK_TOKENS]
+            p = positions[start : start + LOGIT_CHUNK_TOKENS]
+            logits = self._logits(states[r, p])
+            sums.index_add_(0, r, torch.logsumexp(logits, dim=-1) - logits.gather(1, targets[r, p, None])[:, 0])  # fmt: skip
+        alone = sums / predicts.sum(dim=1).clamp(min=1)
+        zero = torch.zeros_like(alone)
+        conditioned = torch.where(scored, conditioned, zero)
+        alone = torch.where(scored, alone, zero)
+        ifd = torch.where(scored, conditioned / alone.clamp(min=1e-12), zero)
+        return {"answer_loss": conditioned, "answer_alone_loss": alone, "ifd": ifd}
 
 
 def answer_alone_batch(encoded: list[Any], tokenizer: Any, pad_id: int) -> tuple[Any, Any, Any]:
