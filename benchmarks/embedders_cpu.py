@@ -109,6 +109,9 @@ def main() -> None:
     parser.add_argument("--settings", default=",".join(SETTINGS))
     parser.add_argument("--speed-rows", type=int, default=256, help="rows timed per setting")
     parser.add_argument("--rounds", type=int, default=2, help="timed passes per setting")
+    parser.add_argument(
+        "--speed-only", action="store_true", help="rows/s only (no contract, no full embed)"
+    )
     args = parser.parse_args()
 
     from curate.strategies.kcenter import kcenter_greedy
@@ -144,6 +147,10 @@ def main() -> None:
             embed(models[setting], timed)
             best[setting] = max(best[setting], len(timed) / (time.perf_counter() - started))
     base_rate = best[settings[0]]
+    if args.speed_only:
+        for setting in settings:
+            print(f"{setting:<19}{best[setting]:>8.1f}{best[setting] / base_rate:>7.2f}×")
+        return
     for setting in settings:
         cache = args.reference.with_name(f"{args.reference.stem}.{setting}.{len(ids)}.npy")
         if setting == "fp32-256":
