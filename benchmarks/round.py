@@ -27,7 +27,7 @@ times, with the tokens/s ratio and the loss curves side by side. ``--train-compa
 runs only that comparison:
 
     nice -n 10 .venv/bin/python benchmarks/round.py --baseline-rev 0c72361 \
-        --train-compare-only --train-examples 24 --repeats 2
+        --train-compare-only --train-examples 16 --repeats 3
 """
 
 from __future__ import annotations
@@ -176,9 +176,11 @@ def train_worker(spec_file: Path) -> None:
     import curate
 
     spec = json.loads(spec_file.read_text(encoding="utf-8"))
+    cpu = time.process_time()  # all threads; load and save included (the same in both codes)
     metrics = train_metrics(
         Path(spec["subset"]), spec["precision"], spec["max_length"], Path(spec["out"])
     )
+    metrics["cpu_seconds"] = time.process_time() - cpu
     metrics["curate_file"] = curate.__file__
     Path(spec["result"]).write_text(json.dumps(metrics), encoding="utf-8")
 
@@ -229,6 +231,7 @@ def compare_training(examples: list[dict], args) -> dict:
                         "resolved": metrics["precision"],
                         "recipe": "/".join(recipe.values()) or "(padded/autocast)",
                         "seconds": metrics["timing"]["seconds"],
+                        "cpu_seconds": metrics["cpu_seconds"],
                         "tokens": metrics["tokens_seen"],
                         "padding": metrics["timing"]["padding_fraction"],
                         "steps": metrics["steps"],
@@ -248,13 +251,14 @@ def compare_training(examples: list[dict], args) -> dict:
         f"each run a fresh process, alternating"
     )
     header = f"{'run':<5}{'code':<10}{'precision':<12}{'recipe':<18}{'seconds':>9}"
-    header += f"{'tokens':>8}{'tokens/s':>10}{'padding':>9}"
+    header += f"{'tokens':>8}{'tokens/s':>10}{'padding':>9}{'CPU s':>9}"
     print(header)
     print("-" * len(header))
     for r in runs:
         line = f"{r['repeat']:<5}{r['code']:<10}{r['precision'] + '=' + r['resolved']:<12}"
         line += f"{r['recipe']:<18}{r['seconds']:>9.2f}{r['tokens']:>8,}"
         line += f"{r['tokens'] / r['seconds']:>10.1f}{r['padding'] or 0:>9.1%}"
+        line += f"{r['cpu_seconds']:>9.1f}"
         print(line)
     summary = {"baseline_rev": rev, "runs": runs, "ratios": {}, "loss_diff": {}}
     for precision in args.train_precisions:
@@ -270,18 +274,20 @@ def compare_training(examples: list[dict], args) -> dict:
         pooled = (sum(n["tokens"] for n in new) / sum(n["seconds"] for n in new)) / (
             sum(o["tokens"] for o in old) / sum(o["seconds"] for o in old)
         )
+        cpu_ratio = sum(o["cpu_seconds"] for o in old) / sum(n["cpu_seconds"] for n in new)
         a, b = np.array(old[0]["losses"]), np.array(new[0]["losses"])
         diff = float(np.abs(a - b).max()) if len(a) == len(b) else float("nan")
         same = {
             code: all(r["losses"] == pick(code)[0]["losses"] for r in pick(code))
             for code in ("baseline", "this")
         }
-        summary["ratios"][precision] = {"per_repeat": ratios, "pooled": pooled}
+        summary["ratios"][precision] = {"per_repeat": ratios, "pooled": pooled, "cpu": cpu_ratio}
         summary["loss_diff"][precision] = diff
         print()
         print(
             f"{precision}: this/baseline tokens/s per repeat "
-            f"{', '.join(f'{x:.2f}x' for x in ratios)}; over all repeats {pooled:.2f}x"
+            f"{', '.join(f'{x:.2f}x' for x in ratios)}; over all repeats {pooled:.2f}x; "
+            f"baseline/this CPU seconds per process (load, train, save) {cpu_ratio:.2f}x"
         )
         print(f"  loss per step: baseline {np.round(a, 4).tolist()}")
         print(f"                 this     {np.round(b, 4).tolist()}")
