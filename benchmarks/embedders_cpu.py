@@ -18,7 +18,9 @@ length), ``bf16-256``/``bf16-128`` (bf16 weights, as ``--precision bf16``), and
 ``static-256``/``static-512``: ``static:minilm``, the model2vec-style static model
 distilled offline from the local MiniLM (:mod:`curate.embedders.static`: each vocabulary
 token's output, PCA to 256 dimensions, SIF weighting; a row is the mean of its tokens'
-vectors).
+vectors); ``onnx-*``, ``onnx-int8-*``, ``openvino-*``, ``openvino-bf16-*``,
+``openvino-int8-*``: MiniLM exported to ONNX Runtime / OpenVINO
+(:mod:`curate.embedders.runtime`). ``--speed-only`` prints rows/s without the contract.
 """
 
 from __future__ import annotations

@@ -54,7 +54,7 @@ def table_files(db: Path, name: str) -> dict:
     return {
         "rows": table.count_rows(),
         "versions": len(table.list_versions()),
-        "fragments": len(table.to_lance().get_fragments()),
+        "fragments": table.stats()["fragment_stats"]["num_fragments"],
         "data_files": len(list((folder / "data").glob("*.lance"))),
         "data_mb": sum(f.stat().st_size for f in (folder / "data").glob("*.lance")) / 2**20,
     }
