@@ -46,11 +46,13 @@ def short_pool(path: Path, rows: int, seed: int = 0) -> None:
 
 
 def table_files(db: Path, name: str) -> dict:
-    from curate.store import Store
+    import lancedb
 
-    store = Store(str(db))
-    table = store.open(store.embedding_table(name))
-    folder = db / f"{store.embedding_table(name)}.lance"
+    from curate.store import embedding_table
+
+    # The table's files as LanceDB keeps them on disk (read-only; the store hides its handle).
+    table = lancedb.connect(str(db)).open_table(embedding_table(name))
+    folder = db / f"{embedding_table(name)}.lance"
     return {
         "rows": table.count_rows(),
         "versions": len(table.list_versions()),

@@ -7,7 +7,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from curate.embed import embed_pool
+from curate.embed import embed
 from curate.embedders import load_embedder
 from curate.embedders.runtime import export_dir
 from tests.test_embed import CONVERSATION, add_rows, sample_records
@@ -87,12 +87,12 @@ def test_every_backend_precision_and_length_has_its_own_fingerprint_and_table_ro
 
     # Same embeddings name, another backend: every row is embedded again, none reused.
     add_rows(store, sample_records(8), tmp_path)
-    first = embed_pool(store, load_embedder(f"st:{tiny_st}", 64, "cpu", "fp32"), "mini")
-    second = embed_pool(store, load_embedder(f"openvino-int8:{tiny_st}", 64, "cpu"), "mini")
+    first = embed(store, load_embedder(f"st:{tiny_st}", 64, "cpu", "fp32"), "mini")
+    second = embed(store, load_embedder(f"openvino-int8:{tiny_st}", 64, "cpu"), "mini")
     assert (first.embedded, second.embedded, second.reused) == (8, 8, 0)
     stored = set(store.scan("emb_mini", ["fingerprint"])["fingerprint"].to_pylist())
     assert stored == {load_embedder(f"openvino-int8:{tiny_st}", 64, "cpu").fingerprint}
-    third = embed_pool(store, load_embedder(f"openvino-int8:{tiny_st}", 64, "cpu"), "mini")
+    third = embed(store, load_embedder(f"openvino-int8:{tiny_st}", 64, "cpu"), "mini")
     assert (third.embedded, third.reused) == (0, 8)
 
 

@@ -219,7 +219,7 @@ class RuntimeEmbedder(Embedder):
     def precision(self) -> str:
         if self.requested_precision == "auto" or self.backend == "onnx" or self.weights == "int8":
             return "fp32"  # as st: fp32 unless bf16 is asked for (OpenVINO fp32 weights only)
-        return Embedder.precision.func(self)
+        return super().precision
 
     @cached_property
     def fingerprint(self) -> str:
