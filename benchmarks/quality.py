@@ -63,17 +63,17 @@ STRATEGIES = (  # in run order: a finished strategy is a finished row of the tab
 PROFILES = {
     # Sized in benchmarks/README.md ("quality.py, second edition"): about 4 h on 2 cores.
     "cpu": {
-        "pool_rows": 400, "budgets": [0.05, 0.1], "rounds": 3, "epochs": 2.0, "lr": 1e-4,
+        "pool_rows": 200, "vicuna": 50, "wizardlm": 25, "alpaca_eval": 25, "budgets": [0.05, 0.1], "rounds": 3, "epochs": 2.0, "lr": 1e-4,
         "batch_size": 4, "max_length": 256, "embed_max_length": 128, "eval_max_length": 256,
         "seeds": [0, 1, 2, 3, 4], "strategies": list(STRATEGIES), "results": "quality2",
         "work": str(ROOT.parent / "quality2-work"),
     },
-    # All of ../shared/data/pools, 10%, 5 rounds, 3 epochs, 512 tokens: sized for 10 min on
+    # All of ../shared/data/pools, 10%, 4 rounds, 3 epochs, 512 tokens: sized for 10 min on
     # one H200 (benchmarks/README.md); benchmarks/quality_gpu.sh runs it.
     "gpu": {
-        "pool_rows": 0, "budgets": [0.1], "rounds": 5, "epochs": 3.0, "lr": 1e-4,
+        "pool_rows": 0, "vicuna": 80, "wizardlm": 40, "alpaca_eval": 40, "budgets": [0.1], "rounds": 4, "epochs": 3.0, "lr": 1e-4,
         "batch_size": 16, "max_length": 512, "embed_max_length": 512, "eval_max_length": 512,
-        "seeds": [0, 1, 2, 3, 4], "strategies": ["random", "longest", "kcenter", "ifd", "ifd-diverse"],
+        "seeds": [0, 1, 2, 3, 4], "strategies": ["random", "kcenter", "ifd"],
         "results": "quality_gpu", "work": str(ROOT.parent / "quality-gpu-work"),
     },
 }  # fmt: skip
@@ -385,9 +385,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--max-length", type=int)
     parser.add_argument("--embed-max-length", type=int)
     parser.add_argument("--eval-max-length", type=int)
-    parser.add_argument("--vicuna", type=int, default=80)
-    parser.add_argument("--wizardlm", type=int, default=40)
-    parser.add_argument("--alpaca-eval", type=int, default=40)
+    parser.add_argument("--vicuna", type=int)
+    parser.add_argument("--wizardlm", type=int)
+    parser.add_argument("--alpaca-eval", type=int)
     parser.add_argument("--precision", default="auto", help="auto|fp32|bf16")
     parser.set_defaults(**PROFILES[profile])
     args = parser.parse_args(argv)
