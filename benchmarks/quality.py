@@ -34,7 +34,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import random
 import shutil
 import sys
 import time
@@ -63,17 +62,17 @@ STRATEGIES = (  # in run order: a finished strategy is a finished row of the tab
 PROFILES = {
     # Sized in benchmarks/README.md ("quality.py, second edition"): about 4 h on 2 cores.
     "cpu": {
-        "pool_rows": 400, "budgets": [0.05, 0.1], "rounds": 3, "epochs": 2.0, "lr": 1e-4,
+        "pool_rows": 200, "vicuna": 50, "wizardlm": 25, "alpaca_eval": 25, "budgets": [0.05, 0.1], "rounds": 3, "epochs": 2.0, "lr": 1e-4,
         "batch_size": 4, "max_length": 256, "embed_max_length": 128, "eval_max_length": 256,
         "seeds": [0, 1, 2, 3, 4], "strategies": list(STRATEGIES), "results": "quality2",
         "work": str(ROOT.parent / "quality2-work"),
     },
-    # All of ../shared/data/pools, 10%, 5 rounds, 3 epochs, 512 tokens: sized for 10 min on
+    # All of ../shared/data/pools, 10%, 4 rounds, 3 epochs, 512 tokens: sized for 10 min on
     # one H200 (benchmarks/README.md); benchmarks/quality_gpu.sh runs it.
     "gpu": {
-        "pool_rows": 0, "budgets": [0.1], "rounds": 5, "epochs": 3.0, "lr": 1e-4,
+        "pool_rows": 0, "vicuna": 80, "wizardlm": 40, "alpaca_eval": 40, "budgets": [0.1], "rounds": 4, "epochs": 3.0, "lr": 1e-4,
         "batch_size": 16, "max_length": 512, "embed_max_length": 512, "eval_max_length": 512,
-        "seeds": [0, 1, 2, 3, 4], "strategies": ["random", "longest", "kcenter", "ifd", "ifd-diverse"],
+        "seeds": [0, 1, 2, 3, 4], "strategies": ["random", "kcenter", "ifd"],
         "results": "quality_gpu", "work": str(ROOT.parent / "quality-gpu-work"),
     },
 }  # fmt: skip
@@ -94,49 +93,7 @@ def log(message: str) -> None:
 
 
 # ----------------------------------------------------------------------------- data
-def read_pools() -> tuple[list[dict], list[dict]]:
-    lima = json.loads((SHARED / "pools" / "lima.json").read_text(encoding="utf-8"))
-    alpaca = json.loads((SHARED / "pools" / "alpaca_en_demo.json").read_text(encoding="utf-8"))
-    return lima, alpaca
-
-
-def build_pool(path: Path, rows: int, seed: int = 0) -> None:
-    """``rows`` examples, half LIMA and half Alpaca, seeded; 0: every row of both."""
-    lima, alpaca = read_pools()
-    rng = random.Random(seed)
-    if rows:
-        chosen = [("lima", r) for r in rng.sample(lima, rows // 2)]
-        chosen += [("alpaca", r) for r in rng.sample(alpaca, rows - rows // 2)]
-    else:
-        chosen = [("lima", r) for r in lima] + [("alpaca", r) for r in alpaca]
-    rng.shuffle(chosen)
-    with path.open("w", encoding="utf-8") as fh:
-        for source, record in chosen:
-            fh.write(json.dumps({**record, "category": source}, ensure_ascii=False) + "\n")
-
-
-def build_eval_set(path: Path, vicuna: int, wizardlm: int, alpaca_eval: int, seed: int = 0) -> dict[str, int]:  # fmt: skip
-    """Held-out questions with reference answers, ids prefixed by their set."""
-    from curate.files import jsonl_lines
-
-    rng = random.Random(seed)
-
-    def jsonl(name: str) -> list[dict]:
-        text = (SHARED / "eval" / name).read_text(encoding="utf-8")
-        return [json.loads(line) for _, line in jsonl_lines(text)]
-
-    def sample(n: int, total: int) -> list[int]:
-        return sorted(rng.sample(range(total), min(n, total)))
-
-    rows = []
-    vic = jsonl("vicuna_gpt35_answers.jsonl")
-    rows += [{"id": f"vicuna-{i}", "instruction": vic[i]["text"], "output": vic[i]["answer"]} for i in sample(vicuna, len(vic))]  # fmt: skip
-    wiz = jsonl("wizardlm_gpt35_answers.jsonl")
-    rows += [{"id": f"wizardlm-{i}", "instruction": wiz[i]["Instruction"], "output": wiz[i]["answer"]} for i in sample(wizardlm, len(wiz))]  # fmt: skip
-    ae = json.loads((SHARED / "eval" / "alpaca_eval_gpt4_outputs.json").read_text(encoding="utf-8"))
-    rows += [{"id": f"alpacaeval-{i}", "instruction": ae[i]["instruction"], "output": ae[i]["output"]} for i in sample(alpaca_eval, len(ae))]  # fmt: skip
-    path.write_text("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows))
-    return {s: sum(r["id"].startswith(s) for r in rows) for s in ("vicuna", "wizardlm", "alpacaeval")}  # fmt: skip
+from quality_data import build_eval_set, build_pool  # noqa: E402  (beside this file)
 
 
 def plan(budget: int, rounds: int, init_share: float) -> tuple[int, int]:
@@ -385,9 +342,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--max-length", type=int)
     parser.add_argument("--embed-max-length", type=int)
     parser.add_argument("--eval-max-length", type=int)
-    parser.add_argument("--vicuna", type=int, default=80)
-    parser.add_argument("--wizardlm", type=int, default=40)
-    parser.add_argument("--alpaca-eval", type=int, default=40)
+    parser.add_argument("--vicuna", type=int)
+    parser.add_argument("--wizardlm", type=int)
+    parser.add_argument("--alpaca-eval", type=int)
     parser.add_argument("--precision", default="auto", help="auto|fp32|bf16")
     parser.set_defaults(**PROFILES[profile])
     args = parser.parse_args(argv)

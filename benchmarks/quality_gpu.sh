@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # The selection-quality table in the paper's shape on one GPU: every row of
-# ../shared/data/pools (LIMA + the Alpaca sample, 2,015 rows), budget 10% over 5 rounds,
-# 3 epochs, max length 512, 5 seeds; random, longest, kcenter, ifd, ifd-diverse.
+# ../shared/data/pools (LIMA + the Alpaca sample, 2,015 rows), budget 10% over 4 rounds,
+# 3 epochs, max length 512, 5 seeds; random, kcenter, ifd (and the full pool).
 # Sized to finish in at most 10 minutes on one H200 (benchmarks/README.md, "The GPU
 # profile"); resumable like quality.py (rerun the same line). Extra arguments go to
 # quality.py, e.g. a tiny check on a CPU:

@@ -54,10 +54,26 @@ def fit(t_small: float, t_big: float, n_small: float, n_big: float) -> tuple[flo
     return per, max(t_small - per * n_small, 0.0)
 
 
+def _counter(tokenizer=None):
+    """``tokens(records, length)``: tokens of raw pool/eval records as training sees them."""
+    from dataclasses import asdict
+
+    from curate.models import load_causal_lm
+    from curate.prompts import tokenize
+    from curate.records import to_example
+
+    tok = tokenizer or load_causal_lm("smollm2", "cpu")[1]
+
+    def tokens(rs, length):
+        rows = [asdict(to_example(r, "pool")) for r in rs]
+        return sum(len(tokenize(r, tok, length).input_ids) for r in rows)
+
+    return tokens
+
+
 def measure(args: argparse.Namespace, rows: int, questions: int, work: Path) -> dict:
     import curate
     from curate.models import load_causal_lm
-    from curate.prompts import tokenize
 
     _, tokenizer = load_causal_lm("smollm2", "cpu")
     pool_file = work / "pool.jsonl"
@@ -68,13 +84,7 @@ def measure(args: argparse.Namespace, rows: int, questions: int, work: Path) -> 
     quality.build_eval_set(eval_file, args.vicuna, args.wizardlm, args.alpaca_eval)
     eval_rows = eval_file.read_text().splitlines()
 
-    def tokens(rs, length):
-        from dataclasses import asdict
-
-        from curate.records import to_example
-
-        rows = [asdict(to_example(r, "pool")) for r in rs]
-        return sum(len(tokenize(r, tokenizer, length).input_ids) for r in rows)
+    tokens = _counter(tokenizer)
 
     pools = {}
     for n in (rows, 3 * rows):
@@ -103,6 +113,7 @@ def measure(args: argparse.Namespace, rows: int, questions: int, work: Path) -> 
         ev[n] = timed(curate.evaluate, model, work / f"q{n}.jsonl", out=work / f"s{n}.json",
                       max_length=args.eval_max_length, precision=args.precision)  # fmt: skip
     train_tokens = tokens(sample[:rows], args.max_length)
+    counts = pool_tokens(args, tokenizer, tokens)
     e_small, e_big = tokens(sample[:rows], args.embed_max_length), tokens(sample, args.embed_max_length)  # fmt: skip
     q = [json.loads(x) for x in eval_rows]
     q_small, q_big = tokens(q[:questions], args.eval_max_length), tokens(q[: 3 * questions], args.eval_max_length)  # fmt: skip
@@ -111,11 +122,24 @@ def measure(args: argparse.Namespace, rows: int, questions: int, work: Path) -> 
         "embed": fit(embed[False, rows], embed[False, 3 * rows], e_small, e_big),
         "embed+scores": fit(embed[True, rows], embed[True, 3 * rows], e_small, e_big),
         "eval": fit(ev[questions], ev[3 * questions], q_small, q_big),
+        **counts,
+        "raw": {"train": train, "embed": {str(k): v for k, v in embed.items()}, "eval": ev},
+    }
+
+
+def pool_tokens(args: argparse.Namespace, tokenizer, tokens) -> dict:
+    """Token counts of the table's pool and eval set at its lengths (no model run)."""
+    with tempfile.TemporaryDirectory(prefix="quality-tokens-") as tmp:
+        pool_file, eval_file = Path(tmp) / "pool.jsonl", Path(tmp) / "eval.jsonl"
+        quality.build_pool(pool_file, args.pool_rows)
+        quality.build_eval_set(eval_file, args.vicuna, args.wizardlm, args.alpaca_eval)
+        records = [json.loads(x) for x in pool_file.read_text().splitlines()]
+        q = [json.loads(x) for x in eval_file.read_text().splitlines()]
+    return {
         "pool_train_tokens_per_row": tokens(records, args.max_length) / len(records),
         "pool_embed_tokens": tokens(records, args.embed_max_length),
         "eval_tokens": tokens(q, args.eval_max_length),
         "pool": len(records),
-        "raw": {"train": train, "embed": {str(k): v for k, v in embed.items()}, "eval": ev},
     }
 
 
@@ -166,19 +190,33 @@ def main() -> None:
     parser.add_argument("--train-speedup", type=float, default=1.0)
     parser.add_argument("--profile", default="cpu")
     parser.add_argument("--clock", choices=("wall", "cpu"), default="wall", help="cpu: CPU seconds / threads (a shared machine)")  # fmt: skip
+    parser.add_argument("--save-rates", help="write the measured rates to this JSON file")
+    parser.add_argument("--rates", help="project from rates saved earlier instead of measuring")
     parser.add_argument("rest", nargs="*", help="quality.py flags (after --)")
     own = parser.parse_args()
     args = quality.parse_args(["--profile", own.profile, *own.rest])
     global CLOCK
     CLOCK = own.clock
-    with tempfile.TemporaryDirectory(prefix="quality-sizing-") as tmp:
-        m = measure(args, own.rows, own.questions, Path(tmp))
-    print(f"clock {own.clock}; load average {open('/proc/loadavg').read().split()[0]} at the end")
+    if own.rates:  # rates measured earlier (--save-rates); token counts for these flags
+        m = json.loads(Path(own.rates).read_text())
+        m.update(pool_tokens(args, None, _counter()))
+    else:
+        with tempfile.TemporaryDirectory(prefix="quality-sizing-") as tmp:
+            m = measure(args, own.rows, own.questions, Path(tmp))
+    if own.save_rates:
+        Path(own.save_rates).write_text(json.dumps(m, indent=1))
+    if own.rates:
+        print(f"rates from {own.rates}: {m.get('note', '')}")
+    else:
+        print(
+            f"clock {own.clock}; load average {open('/proc/loadavg').read().split()[0]} at the end"
+        )
     print(f"profile {own.profile}: pool {m['pool']} rows, {m['pool_train_tokens_per_row']:.0f} train tokens per row, "
           f"{m['pool_embed_tokens']:,} embed tokens, {m['eval_tokens']:,} eval tokens")  # fmt: skip
     for phase in ("train", "embed", "embed+scores", "eval"):
         print(f"  {phase:13s} {line(m[phase], 'token')}")
-    print(f"  raw seconds: {json.dumps(m['raw'])}")
+    if "raw" in m:
+        print(f"  raw seconds: {json.dumps(m['raw'])}")
     for speedup in sorted({1.0, own.train_speedup}):
         total = project(args, m, speedup)
         parts = ", ".join(f"{k} {v / 60:.0f} min" for k, v in total.items())
