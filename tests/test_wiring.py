@@ -197,9 +197,11 @@ CASES: dict[str, tuple[list[str], str, dict[str, Any]]] = {
          "out_file": f"{T}/plots/pool_map.png", "method": "umap"},
     ),
     "report": (
-        ["report", "--repo", f"{T}/repo"],
-        "curate.report.collect_runs",
-        {"root": f"{T}/repo"},
+        ["report", "--repo", f"{T}/repo", "--out", f"{T}/rep", "--baseline", "longest",
+         "--strategy", "typical", "--n-boot", "500"],
+        "curate.report.report_repository",
+        {"repo": f"{T}/repo", "out": f"{T}/rep", "baseline": "longest", "strategy": "typical",
+         "n_boot": 500},
     ),
     "init": (
         ["init", f"{T}/proj", "--profile", "paper", "--force", "--no-samples"],

@@ -50,45 +50,22 @@ def report_command(
 
     Reads params, dvc.lock and the per-question eval details of the workspace and of each experiment's commit (no checkout), groups runs by the params that differ other than the seed, and reports per round: seeds, subset size, mean held-out NLL (and judge win rate) with a 95% bootstrap interval over seeds and questions, the difference from the baseline with its interval and the share of draws below 0, and Vendi / coverage radius. A group with a single seed is reported with a warning.
     """  # noqa: E501 - one paragraph per line, so --help wraps it to the terminal
-    import yaml
+    from curate.report import report_repository
 
-    from curate.report import build_report, collect_runs, write_report
-    from curate.report import check as check_report
-
-    params_file = repo / "params.yaml"
-    params = yaml.safe_load(params_file.read_text()) if params_file.is_file() else {}
-    params = params if isinstance(params, dict) else {}
-    strategy = strategy or params.get("strategy") or "kcenter"
     with progress_renderer() as progress:
-        runs, experiments = collect_runs(repo, progress)
-        report = build_report(runs, experiments, baseline, n_boot, progress=progress)
-    report.warnings.extend(_overlap(repo, params))
-    written = write_report(report, out, repo, runs, strategy, params.get("db", "data/lancedb"))
-    passed, reason = check_report(report, strategy)
-    if json_out:
-        print_json({**report.to_dict(), "files": [str(p) for p in written], "check": reason})
-    else:
-        _render(report, written)
-    if check:
-        (console if passed else err_console).print(
-            f"check {'passed' if passed else 'failed'}: {reason}", highlight=False
+        result = report_repository(
+            repo, out, baseline=baseline, strategy=strategy, n_boot=n_boot, progress=progress
         )
-        if not passed:
+    if json_out:
+        print_json(result.to_dict())
+    else:
+        _render(result.report, result.written)
+    if check:
+        (console if result.passed else err_console).print(
+            f"check {'passed' if result.passed else 'failed'}: {result.reason}", highlight=False
+        )
+        if not result.passed:
             raise typer.Exit(1)
-
-
-def _overlap(repo: Path, params: dict) -> list[str]:
-    """The eval set's overlap with the pool, as a warning line (none when either is absent)."""
-    from curate.hygiene.decontaminate import overlap_warning
-    from curate.store import Store
-
-    eval_set = (
-        (params.get("eval") or {}).get("set") if isinstance(params.get("eval"), dict) else None
-    )
-    if not isinstance(eval_set, str) or not (repo / eval_set).is_file():
-        return []
-    warning = overlap_warning(Store(repo / params.get("db", "data/lancedb")), repo / eval_set)
-    return [warning] if warning else []
 
 
 def _render(report, written: list[Path]) -> None:
