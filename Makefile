@@ -29,7 +29,7 @@ test-fast: install
 	$(BIN)/pytest -m "not slow"
 
 # mypy checks curate/ ([tool.mypy] in pyproject.toml): ~60 s of CPU from a cold cache here,
-# a few seconds warm; it runs here and in pre-commit, not in `make test`.
+# a few seconds warm; it runs here, in pre-commit and in CI (.ci/run), not in `make test`.
 lint: install
 	$(BIN)/ruff check curate tests benchmarks pipelines
 	$(BIN)/ruff format --check curate tests benchmarks pipelines
