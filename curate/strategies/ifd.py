@@ -35,6 +35,7 @@ import math
 
 import numpy as np
 
+from curate.devices import DEFAULT_DEVICE
 from curate.errors import SelectionError
 from curate.plugins import Param
 from curate.progress import NO_PROGRESS, Progress
@@ -99,7 +100,7 @@ def ifd_diverse(
     diverse: str = "kcenter",
     metric: str = "euclidean",
     neighbors: int = 20,
-    device: str = "auto",
+    device: str = DEFAULT_DEVICE,
     progress: Progress = NO_PROGRESS,
 ) -> Selection:
     """The IFD filter, then a diversity step down to ``k`` (module doc)."""
