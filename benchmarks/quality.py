@@ -22,7 +22,11 @@ saved ``--checkpoint-gap`` of the run's steps apart and scored like a final mode
 intervals are ``curate report``'s own code (``quality_table.py``).
 
 Resumable: every subset, model, embedding table and score lives under ``--work`` and is
-reused on the next run. Results go to ``benchmarks/results/<--results>.{md,json}``.
+reused on the next run. Results go to ``benchmarks/results/<--results>.{md,json}``; each
+finished run's scores (per-question NLLs, no question text) and its subset's statistics
+are also kept in ``benchmarks/results/<--results>-runs/``, committed with the table, so a
+run that loses ``--work`` (a new machine) resumes from what was committed: a run found
+there is not trained again.
 
     python benchmarks/quality.py                       # the CPU table (sizing: benchmarks/README.md)
     python benchmarks/quality.py --profile gpu         # the paper's shape on one GPU
@@ -94,6 +98,7 @@ def log(message: str) -> None:
 
 # ----------------------------------------------------------------------------- data
 from quality_data import build_eval_set, build_pool  # noqa: E402  (beside this file)
+from quality_table import details  # noqa: E402
 
 
 def plan(budget: int, rounds: int, init_share: float) -> tuple[int, int]:
@@ -156,6 +161,10 @@ class Runner:
             self.pool.ingest(self.pool_file)
         self.pool.embed(name="minilm")  # the fixed yardstick for Vendi; cached
         self.seconds: dict[str, float] = {}
+        self.archive = RESULTS / f"{args.results}-runs"
+        self.archive.mkdir(parents=True, exist_ok=True)
+        self.stats_file = self.archive / "subsets.json"
+        self.stats = json.loads(self.stats_file.read_text()) if self.stats_file.exists() else {}
         kinds = [REGISTRY.get(split_label(s)[0]) for s in args.strategies]
         self.reads = {
             s: (k.needs_vectors, k.needs_scores)
@@ -204,8 +213,12 @@ class Runner:
         return name
 
     def score(self, model: Path, name: str) -> Path:
+        """The scores of ``model`` (its copy in the archive): evaluated unless kept."""
         import curate
 
+        kept = self.archive / f"{name}.json"
+        if kept.exists():
+            return kept
         out = self.work / "scores" / f"{name}.json"
         if not out.exists():
             log(f"score {name}")
@@ -213,7 +226,24 @@ class Runner:
                 "eval", curate.evaluate, model, self.eval_file, out=out,
                 max_length=self.args.eval_max_length, precision=self.args.precision,
             )  # fmt: skip
-        return out
+        shutil.copyfile(details(out), details(kept))  # details first: a kept score has them
+        shutil.copyfile(out, kept)
+        return kept
+
+    def subset_stats(self, name: str) -> dict[str, float]:
+        """Size, Vendi score (MiniLM, cosine), LIMA share and mean characters of a subset,
+        computed once from ``--work`` and kept in the archive."""
+        if name not in self.stats:
+            self.stats[name] = subset_stats(self.pool, self.work / "subsets" / name)
+            partial = self.stats_file.with_suffix(".json.partial")
+            partial.write_text(json.dumps(self.stats, indent=1, sort_keys=True) + "\n")
+            partial.replace(self.stats_file)
+        return self.stats[name]
+
+    def finished(self, name: str, subset: str) -> Path | None:
+        """The kept scores of a finished run, if both they and its subset's stats are kept."""
+        kept = self.archive / f"{name}.json"
+        return kept if kept.exists() and subset in self.stats else None
 
     def checkpoints_of(self, budget: int) -> Path:
         return self.work / "checkpoints" / f"b{budget}-s{self.args.seeds[0]}-random"
@@ -226,10 +256,13 @@ class Runner:
         suffix = "" if embed_tokens == args.embed_max_length else f"_len{embed_tokens}"
         init, add = plan(budget, args.rounds, args.init_share)
         head = f"b{budget}-s{seed}"
+        last = args.rounds - 1
+        done = self.finished(f"{head}-{slug(label)}", f"{head}-{slug(label)}-rd{last}")
+        if done:
+            return done
         parent = self.subset(f"{head}-rd0", strategy="random", budget=init, seed=seed)
         model = self.model(parent, f"{head}-rd0", seed)
         vectors, scores = self.reads[label]
-        last = args.rounds - 1
         for r in range(1, args.rounds):
             tag = f"{head}-{slug(label)}-rd{r}"
             embeddings = None
@@ -243,37 +276,51 @@ class Runner:
             )
             noise = label == "random" and seed == args.seeds[0] and r == last and args.checkpoints > 1  # fmt: skip
             model = self.model(parent, tag, seed, self.checkpoints_of(budget) if noise else None)
-        return self.score(model, f"{head}-{slug(label)}")
+        scores_file = self.score(model, f"{head}-{slug(label)}")
+        self.subset_stats(parent.name)
+        return scores_file
 
     def checkpoint_scores(self, budget: int) -> dict[int, Path]:
         """Scores of the saved last checkpoints of random's first-seed, last-round model."""
         folder = self.checkpoints_of(budget)
-        found = sorted(folder.glob("step-*")) if folder.is_dir() else []
-        return {int(p.name[5:]): self.score(p, f"{folder.name}-{p.name}") for p in found}
+        saved = {p.name for p in folder.glob("step-*")} if folder.is_dir() else set()
+        kept = {
+            p.stem.removeprefix(f"{folder.name}-")
+            for p in self.archive.glob(f"{folder.name}-step-*.json")
+            if not p.name.endswith(".details.json")
+        }
+        return {
+            int(step[5:]): self.score(folder / step, f"{folder.name}-{step}")
+            for step in sorted(saved | kept)
+        }
 
     def run_full(self) -> Path:
+        done = self.finished("full", "full")
+        if done:
+            return done
         parent = self.subset("full", strategy="random", budget=len(self.pool), seed=0)
-        return self.score(self.model(parent, "full", 0), "full")
+        scores_file = self.score(self.model(parent, "full", 0), "full")
+        self.subset_stats("full")
+        return scores_file
 
 
 # ----------------------------------------------------------------------------- table
-def subset_stats(runner: Runner, subsets: list[Path]) -> dict[str, float]:
+def subset_stats(pool, subset: Path) -> dict[str, float]:
     from curate.evaluation.diversity import evaluate_subset
     from curate.subsets import load_subset
 
-    rows = []
-    for subset in subsets:
-        examples = load_subset(subset).examples
-        metrics = evaluate_subset(runner.pool.store, subset, embeddings="minilm", metric="cosine")
-        rows.append(
-            (
-                metrics["vendi"],
-                float(np.mean([e["category"] == "lima" for e in examples])),
-                float(np.mean([e["n_chars"] for e in examples])),
-            )
-        )
-    vendi, lima, chars = np.mean(rows, axis=0)
-    return {"vendi": float(vendi), "lima_share": float(lima), "mean_chars": float(chars)}
+    examples = load_subset(subset).examples
+    metrics = evaluate_subset(pool.store, subset, embeddings="minilm", metric="cosine")
+    return {
+        "picks": len(examples),
+        "vendi": float(metrics["vendi"]),
+        "lima_share": float(np.mean([e["category"] == "lima" for e in examples])),
+        "mean_chars": float(np.mean([e["n_chars"] for e in examples])),
+    }
+
+
+def mean_stats(stats: list[dict[str, float]]) -> dict[str, float]:
+    return {key: float(np.mean([s[key] for s in stats])) for key in ("vendi", "lima_share", "mean_chars")}  # fmt: skip
 
 
 def write_results(runner: Runner, scores: dict, full: dict[int, Path], started: float) -> None:
@@ -291,10 +338,10 @@ def write_results(runner: Runner, scores: dict, full: dict[int, Path], started: 
             done["full"] = full
         sizes, stats = {}, {}
         for label, runs in done.items():
-            name = "full" if label == "full" else None
-            subsets = [runner.work / "subsets" / (name or f"b{budget}-s{s}-{slug(label)}-rd{last}") for s in runs]  # fmt: skip
-            sizes[label] = len(json.loads((subsets[0] / "manifest.json").read_text())["picks"])
-            stats[label] = subset_stats(runner, subsets)
+            names = ["full"] if label == "full" else [f"b{budget}-s{s}-{slug(label)}-rd{last}" for s in runs]  # fmt: skip
+            per_subset = [runner.subset_stats(name) for name in names]
+            sizes[label] = int(per_subset[0]["picks"])
+            stats[label] = mean_stats(per_subset)
         table = budget_table(budget, last, done, sizes, runner.checkpoint_scores(budget), stats)
         init, add = plan(budget, args.rounds, args.init_share)
         table["plan"] = (

@@ -168,5 +168,6 @@ def markdown(result: dict[str, Any], settings: dict[str, Any], seconds: dict[str
                 f"{r.get('lima_share', float('nan')):.0%} | {r.get('mean_chars', float('nan')):,.0f} |"
             )
     spent = ", ".join(f"{k} {v / 60:.1f} min" for k, v in sorted(seconds.items()))
+    spent = spent or "nothing (every run was kept in the archive)"
     lines += ["", f"Time this sitting: {spent}."]
     return "\n".join(lines) + "\n"
