@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import re
 import textwrap
+from datetime import timedelta
 from pathlib import Path
 
 import numpy as np
@@ -252,6 +253,21 @@ def test_new_model_replaces_old_vectors_only_after_it_succeeds(tiny_lm, tiny_b, 
     assert vectors.fingerprint == newer.fingerprint
     assert pool16.embeddings_count("rd") == 16
     assert vectors.ids == pool16.read_pool(["id"])["id"].to_pylist()
+
+
+@pytest.mark.filterwarnings("ignore:optimize")  # LanceDB warns about a zero grace
+def test_compaction_merges_checkpoint_appends_and_prunes_versions_past_the_grace(tiny_lm, pool16):
+    embed(pool16, load_embedder(f"lm:{tiny_lm}", precision="fp32"), "ck", batch_size=2,
+          checkpoint_seconds=0)  # fmt: skip
+    table = pool16.embedding_table("ck")
+    kept = pool16.embeddings_versions("ck")
+    assert kept >= 8, "one version per checkpoint append, all younger than the grace"
+    before = pool16.load_vectors("ck").matrix
+    pool16.compact_embeddings("ck", grace=timedelta(0))
+    assert pool16.embeddings_versions("ck") == 1
+    files = list((pool16.path / f"{table}.lance" / "data").glob("*.lance"))
+    assert len(files) == 1, "the appends' data files went with their versions"
+    assert np.array_equal(pool16.load_vectors("ck").matrix, before)
 
 
 @pytest.mark.slow

@@ -42,8 +42,14 @@ def embed_command(
         ),
     ] = None,
     max_length: Annotated[
-        int, typer.Option("--max-length", min=8, help="Truncate each example to this many tokens.")
-    ] = 512,
+        int | None,
+        typer.Option(
+            "--max-length",
+            min=8,
+            help="Truncate each example to this many tokens. Default: the embedder's own "
+            "(MiniLM: 128, the length it was trained at; otherwise 512, capped by the model).",
+        ),
+    ] = None,
     device: DeviceOption = DEFAULT_DEVICE,
     precision: PrecisionOption = DEFAULT_PRECISION,
     import_file: Annotated[

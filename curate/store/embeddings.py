@@ -4,6 +4,7 @@ vectors read back in pool order (:meth:`EmbeddingTables.load_vectors`)."""
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from datetime import timedelta
 
 import numpy as np
 import pyarrow as pa
@@ -15,6 +16,11 @@ from curate.store.schemas import EMBEDDING_PREFIX, SCORE_COLUMNS, embedding_tabl
 
 LOAD_CHUNK_BYTES = 4 << 20  # vectors read per take while loading (a scan reads far ahead)
 KEY_CHUNK_ROWS = 1 << 16  # stored rows whose (id, hash) are read per take
+# Compaction deletes versions (and the files only they hold) older than this: a run's
+# checkpoint appends leave one version each (a 1M-row embed, thousands). Not at once: a
+# reader that opened an older version (a select started before the embed ended) still
+# needs its files for as long as it reads (LanceDB's own warning about pruning).
+VERSION_GRACE = timedelta(minutes=15)
 
 
 @dataclass
@@ -86,12 +92,17 @@ class EmbeddingTables(PoolTables):
         with self.writing(f"write embeddings {name!r}"):
             table = self._writable(self.embedding_table(name))
             table.add(data, mode="overwrite")
-            table.optimize()
+            table.optimize(cleanup_older_than=VERSION_GRACE)
 
-    def compact_embeddings(self, name: str) -> None:
-        """Merge the ``name`` table's small fragments (checkpoint appends) into a few files."""
+    def compact_embeddings(self, name: str, grace: timedelta = VERSION_GRACE) -> None:
+        """Merge the ``name`` table's small fragments (checkpoint appends) into a few files
+        and delete the versions older than ``grace`` with the files only they hold."""
         with self.writing(f"write embeddings {name!r}"):
-            self._writable(self.embedding_table(name)).optimize()
+            self._writable(self.embedding_table(name)).optimize(cleanup_older_than=grace)
+
+    def embeddings_versions(self, name: str) -> int:
+        """How many versions of the ``name`` table are kept on disk."""
+        return len(self._open(self.embedding_table(name)).list_versions())
 
     def embeddings_version(self, name: str) -> int:
         return self._open(self.embedding_table(name)).version
