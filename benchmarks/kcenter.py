@@ -252,7 +252,7 @@ def build_db(db: Path, n: int, d: int) -> None:
             yield pa.RecordBatch.from_arrays(arrays, schema=POOL_SCHEMA)
 
     store.append_pool(pa.RecordBatchReader.from_batches(POOL_SCHEMA, pool_batches()))
-    schema = embedding_schema(d, with_scores=False)
+    schema = embedding_schema(d)
     rng = np.random.default_rng(SEED)
 
     def vector_batches():

@@ -169,11 +169,11 @@ class Runner:
         self.stats = json.loads(self.stats_file.read_text()) if self.stats_file.exists() else {}
         kinds = [REGISTRY.get(split_label(s)[0]) for s in args.strategies]
         self.reads = {
-            s: (k.needs_vectors, k.needs_scores)
+            s: (k.needs_vectors, bool(k.reads_scores))
             for s, k in zip(args.strategies, kinds, strict=True)
         }
         # the round-0 table is shared by every strategy of a seed: scored once if any needs it
-        self.shared_scores = any(k.needs_scores for k in kinds)
+        self.shared_scores = any(k.reads_scores for k in kinds)
 
     def timed(self, phase: str, fn, *a, **kw):
         started = time.perf_counter()

@@ -159,7 +159,7 @@ def project(args: argparse.Namespace, m: dict, speedup: float) -> dict[str, floa
         )
 
     kinds = {s: STRATEGIES.get(quality.split_label(s)[0]) for s in args.strategies}
-    shared = any(k.needs_scores for k in kinds.values())
+    shared = any(k.reads_scores for k in kinds.values())
     evaluate = ev0 + ev * m["eval_tokens"]
     out = {"train": 0.0, "embed": 0.0, "eval": 0.0}
     for fraction in args.budgets:
@@ -167,14 +167,14 @@ def project(args: argparse.Namespace, m: dict, speedup: float) -> dict[str, floa
         init, add = quality.plan(budget, args.rounds, args.init_share)
         for _ in args.seeds:
             out["train"] += train(init)
-            if any(k.needs_vectors or k.needs_scores for k in kinds.values()):
+            if any(k.needs_vectors or k.reads_scores for k in kinds.values()):
                 out["embed"] += embed(shared)  # the round-0 model's table, shared
             for kind in kinds.values():
-                reads = kind.needs_vectors or kind.needs_scores
+                reads = kind.needs_vectors or kind.reads_scores
                 for r in range(1, args.rounds):
                     out["train"] += train(init + r * add)
                     if reads and r > 1:
-                        out["embed"] += embed(kind.needs_scores)
+                        out["embed"] += embed(bool(kind.reads_scores))
                 out["eval"] += evaluate
         out["eval"] += evaluate * args.checkpoints if args.checkpoints > 1 else 0
     if args.full:

@@ -93,8 +93,8 @@ class Pool:
         OpenVINO, over ``max_length`` 128 tokens; ``lm:PATH`` is DiverseEvol's mean last
         hidden state, over 512), cached by model and row. ``precision``
         ``auto`` computes ``lm:`` vectors in bf16 where the device does so natively;
-        ``scores`` stores ``lm:``'s uncertainty scores too (the uncertainty strategies read
-        them). ``import_file`` takes vectors computed elsewhere instead; ``for_strategy``
+        ``scores`` stores the embedder's score columns too (``lm:``'s uncertainty and IFD
+        scores, which the uncertainty and IFD strategies read). ``import_file`` takes vectors computed elsewhere instead; ``for_strategy``
         embeds only if that strategy reads vectors or scores (as ``curate embed``)."""
         from curate.embed import embed
 

@@ -116,12 +116,12 @@ def _pool_arrays(
     had to be embedded first (with ``embed_missing``, a pool with no embeddings at all gets
     the default embedder's)."""
     lengths = _response_lengths(store) if strategy.needs_lengths else None
-    if not (strategy.needs_vectors or strategy.needs_scores):
+    if not (strategy.needs_vectors or strategy.reads_scores):
         return PoolArrays(len(ids), lengths=lengths), None, 0
     embedded = 0
     if embeddings is None:
         names = store.embedding_names()
-        if not names and not strategy.needs_scores and embed_missing:
+        if not names and not strategy.reads_scores and embed_missing:
             embedded, names = _embed_default(store, progress), store.embedding_names()
         if len(names) != 1:
             known = ", ".join(names) or "none; run `curate embed` first"
@@ -130,7 +130,7 @@ def _pool_arrays(
                 f"(known: {known})"
             )
         embeddings = names[0]
-    vectors = store.load_vectors(embeddings, with_scores=strategy.needs_scores)
+    vectors = store.load_vectors(embeddings, scores=strategy.reads_scores)
     if vectors.ids != ids:
         raise EmbeddingError(f"the pool changed while loading embeddings {embeddings!r}; run again")
     arrays = PoolArrays(

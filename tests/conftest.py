@@ -386,7 +386,7 @@ def _add_embeddings(
 ):
     import pyarrow as pa
 
-    from curate.store import SCORE_COLUMNS, embedding_schema
+    from curate.store import embedding_schema
 
     dim = vectors.shape[1]
     pool = store.read_pool(["id", "hash"])
@@ -399,9 +399,9 @@ def _add_embeddings(
             pa.array(vectors[rows].ravel(), pa.float32()), dim
         ),
     }
-    if scores is not None:
-        columns.update({c: pa.array(scores[c][rows], pa.float32()) for c in SCORE_COLUMNS})
-    schema = embedding_schema(dim, with_scores=scores is not None)
+    scores = scores or {}
+    columns.update({c: pa.array(values[rows], pa.float32()) for c, values in scores.items()})
+    schema = embedding_schema(dim, tuple(scores))
     store.create_embeddings(name, schema, pa.table(columns, schema=schema))
 
 
@@ -497,8 +497,9 @@ def make_subset() -> Callable[..., Path]:
 def pool_db(tmp_path_factory, sample_pool, add_embeddings) -> tuple[Path, np.ndarray, dict]:
     """The sample pool with 8-d random embeddings `e` (vectors + uncertainty scores) and
     `plain` (the same vectors, no scores): (db folder, vectors, scores). One per module."""
+    from curate.embedders.causal_lm import CausalLMEmbedder
     from curate.ingest import ingest
-    from curate.store import SCORE_COLUMNS, Store
+    from curate.store import Store
 
     db = tmp_path_factory.mktemp("select") / "db"
     store = Store(db)
@@ -506,7 +507,7 @@ def pool_db(tmp_path_factory, sample_pool, add_embeddings) -> tuple[Path, np.nda
     n = store.pool_count()
     rng = np.random.default_rng(0)
     vectors = rng.standard_normal((n, 8)).astype(np.float32)
-    scores = {c: rng.random(n).astype(np.float32) for c in SCORE_COLUMNS}
+    scores = {c: rng.random(n).astype(np.float32) for c in CausalLMEmbedder.score_columns}
     add_embeddings(store, "e", vectors, scores)
     add_embeddings(store, "plain", vectors)
     return db, vectors, scores

@@ -17,14 +17,16 @@ from curate.cli import error_line
 from curate.embed import embed, import_vectors
 from curate.embedders import load_embedder
 from curate.embedders.base import length_sorted_batches
+from curate.embedders.causal_lm import CausalLMEmbedder
 from curate.embedders.registry import default_name, parse_spec
 from curate.errors import CurateError, EmbeddingError, InvalidInputError, ModelError, PoolError
 from curate.ingest import ingest
 from curate.progress import NoProgress
 from curate.prompts import IGNORE_INDEX, tokenize
-from curate.store import POOL_SCHEMA, SCORE_COLUMNS, Store
+from curate.store import POOL_SCHEMA, Store
 
 ROOT = Path(__file__).resolve().parents[1]
+LM_SCORES = CausalLMEmbedder.score_columns  # what `lm:` stores when asked for scores
 CONVERSATION = {
     "messages": [
         {"role": "system", "content": "You are terse."},
@@ -127,8 +129,8 @@ def test_batched_vectors_equal_batch_size_one(kind, tiny_lm, minilm, pool16):
     assert np.abs(single).sum(axis=1).min() > 0, "every row got a vector"
     assert len({v.tobytes() for v in single}) == len(rows), "different rows, different vectors"
     if kind == "lm":
-        assert set(batched_scores) == set(SCORE_COLUMNS)
-        for name in SCORE_COLUMNS:
+        assert set(batched_scores) == set(LM_SCORES)
+        for name in LM_SCORES:
             np.testing.assert_allclose(
                 batched_scores[name], single_scores[name], rtol=1e-4, atol=1e-4
             )
@@ -160,7 +162,7 @@ def test_both_kinds_embed_real_multi_turn_and_long_rows_of_the_shared_pools(
         assert result.vectors.shape == (8, embedder.dim)
         assert np.isfinite(result.vectors).all()
         assert all(np.isfinite(v).all() for v in result.scores.values())
-        assert set(result.scores) == (set(SCORE_COLUMNS) if embedder.name == "lm" else set())
+        assert set(result.scores) == (set(LM_SCORES) if embedder.name == "lm" else set())
 
 
 def test_length_sorted_batches_cover_every_row_once_in_length_order():
@@ -206,8 +208,8 @@ def test_rerun_reuses_everything_and_new_rows_are_the_only_ones_embedded(tiny_lm
         pool16, load_embedder(f"lm:{tiny_lm}", scores=True, precision="fp32"), "tiny", batch_size=4
     )
     assert (first.embedded, first.reused, first.dim) == (16, 0, 64)
-    before = pool16.load_vectors("tiny", with_scores=True)
-    assert before.matrix.shape == (16, 64) and set(before.scores) == set(SCORE_COLUMNS)
+    before = pool16.load_vectors("tiny", scores=LM_SCORES)
+    assert before.matrix.shape == (16, 64) and set(before.scores) == set(LM_SCORES)
 
     again = load_embedder(f"lm:{tiny_lm}", precision="fp32")
     report = embed(pool16, again, "tiny", batch_size=4)
@@ -218,7 +220,7 @@ def test_rerun_reuses_everything_and_new_rows_are_the_only_ones_embedded(tiny_lm
     grow = load_embedder(f"lm:{tiny_lm}", precision="fp32")
     report = embed(pool16, grow, "tiny", batch_size=4)
     assert (report.embedded, report.reused, report.removed) == (5, 16, 0)
-    after = pool16.load_vectors("tiny", with_scores=True)
+    after = pool16.load_vectors("tiny", scores=LM_SCORES)
     assert after.matrix.shape == (21, 64)
     assert pool16.embeddings_count("tiny") == 21
     np.testing.assert_array_equal(after.matrix[:16], before.matrix)  # old vectors untouched
@@ -302,9 +304,10 @@ def test_kill_9_mid_run_resumes_from_the_written_batches(tiny_lm, pool16, curate
     embed(
         pool16, load_embedder(f"lm:{tiny_lm}", scores=True, precision="fp32"), "fresh", batch_size=4
     )
-    resumed, fresh = pool16.load_vectors("resume", True), pool16.load_vectors("fresh", True)
+    resumed = pool16.load_vectors("resume", scores=LM_SCORES)
+    fresh = pool16.load_vectors("fresh", scores=LM_SCORES)
     np.testing.assert_allclose(resumed.matrix, fresh.matrix, atol=1e-5)
-    for name in SCORE_COLUMNS:
+    for name in LM_SCORES:
         np.testing.assert_allclose(resumed.scores[name], fresh.scores[name], rtol=1e-5, atol=1e-5)
 
 
@@ -449,7 +452,7 @@ def test_cli_embed_lm_writes_scores_and_reports_json(tiny_lm, pool16, cli):
     assert result.code == 0, result.err
     summary = result.json()
     assert summary["embedded"] == 16 and summary["examples_per_s"] > 0
-    assert set(pool16.load_vectors("r1", with_scores=True).scores) == set(SCORE_COLUMNS)
+    assert set(pool16.load_vectors("r1", scores=LM_SCORES).scores) == set(LM_SCORES)
     # --max-length is part of the fingerprint: the same rows at another length are re-embedded.
     again = cli(*args, "--max-length", "128", "--json")
     assert again.json()["embedded"] == 16

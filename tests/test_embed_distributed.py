@@ -10,8 +10,8 @@ import pytest
 
 from curate.embed import embed
 from curate.embedders import load_embedder
+from curate.embedders.causal_lm import CausalLMEmbedder
 from curate.ingest import ingest
-from curate.store import SCORE_COLUMNS
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -41,10 +41,10 @@ def test_two_ranks_split_the_work_and_match_one_process(tiny_lm, store, tmp_path
     single = embed(store, one_process, "one", batch_size=3)
     assert single.fingerprint == summary["fingerprint"]
     two, one = (
-        store.load_vectors("two", with_scores=True),
-        store.load_vectors("one", with_scores=True),
+        store.load_vectors("two", scores=CausalLMEmbedder.score_columns),
+        store.load_vectors("one", scores=CausalLMEmbedder.score_columns),
     )
     assert store.embeddings_count("two") == 20
     np.testing.assert_allclose(two.matrix, one.matrix, atol=1e-5)
-    for name in SCORE_COLUMNS:
+    for name in CausalLMEmbedder.score_columns:
         np.testing.assert_allclose(two.scores[name], one.scores[name], rtol=1e-5, atol=1e-5)

@@ -9,9 +9,11 @@ import pytest
 
 from curate.embed import embed
 from curate.embedders import load_embedder
+from curate.embedders.causal_lm import CausalLMEmbedder
 from curate.errors import EmbeddingError
-from curate.store import SCORE_COLUMNS
 from tests.test_embed import CONVERSATION, add_rows, pool_rows, sample_records
+
+LM_SCORES = CausalLMEmbedder.score_columns
 
 
 @pytest.fixture
@@ -34,7 +36,7 @@ def test_without_scores_the_lm_head_never_runs_and_vectors_are_unchanged(tiny_lm
     plain_calls, scored_calls = head_calls(plain), head_calls(scored)
     without, with_ = plain.embed_batch(rows), scored.embed_batch(rows)
     assert without.scores == {} and not plain_calls
-    assert set(with_.scores) == set(SCORE_COLUMNS) and scored_calls
+    assert set(with_.scores) == set(LM_SCORES) and scored_calls
     np.testing.assert_array_equal(without.vectors, with_.vectors)
     assert plain.fingerprint == scored.fingerprint  # same vectors, one cache
     with pytest.raises(EmbeddingError, match="computes no uncertainty scores"):
@@ -51,7 +53,8 @@ def test_the_table_knows_which_rows_have_scores(tiny_lm, pool12, tmp_path, cli, 
     refused = cli(
         "select", "--db", db, "--strategy", "entropy", "--embeddings", "rd", "--budget", "3"
     )
-    assert refused.code != 0 and "no uncertainty scores" in refused.err
+    assert refused.code != 0 and "(table emb_rd in" in refused.err
+    assert "have no 'entropy' score" in refused.err
 
     # The pipeline's embed stage names the strategy: one that reads scores gets them, for
     # every row (a vectors-only cache cannot answer it).
@@ -82,6 +85,6 @@ def test_the_table_knows_which_rows_have_scores(tiny_lm, pool12, tmp_path, cli, 
     add_rows(pool12, sample_records(3, start=40), tmp_path, "more")
     grown = embed(pool12, load_embedder(spec, precision="fp32"), "rd")
     assert (grown.embedded, grown.reused) == (3, 12)
-    vectors = pool12.load_vectors("rd", with_scores=True)
-    assert all(np.isfinite(vectors.scores[c]).all() for c in SCORE_COLUMNS)
+    vectors = pool12.load_vectors("rd", scores=LM_SCORES)
+    assert all(np.isfinite(vectors.scores[c]).all() for c in LM_SCORES)
     assert vectors.matrix.shape[0] == 15

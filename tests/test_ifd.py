@@ -10,13 +10,16 @@ import pytest
 
 from curate.embed import embed
 from curate.embedders import load_embedder
+from curate.embedders.causal_lm import IFD_COLUMNS, UNCERTAINTY_COLUMNS, CausalLMEmbedder
 from curate.errors import SelectionError
 from curate.prompts import IGNORE_INDEX, tokenize
-from curate.store import IFD_COLUMNS, SCORE_COLUMNS, UNCERTAINTY_COLUMNS, embedding_schema
+from curate.store import embedding_schema
 from curate.strategies import PoolArrays, make_strategy
 from curate.strategies.ifd import ifd_diverse, ifd_top
 from curate.subsets import load_subset
 from tests.test_embed import CONVERSATION, add_rows, pool_rows, sample_records
+
+LM_SCORES = CausalLMEmbedder.score_columns
 
 
 # ------------------------------------------------------------------------- the scores
@@ -53,9 +56,9 @@ def test_ifd_scores_equal_a_direct_computation(tiny_lm, store, tmp_path):
         embedder = load_embedder(
             f"lm:{tiny_lm}", max_length=max_length, device="cpu", scores=True, precision="fp32"
         )
-        batched = {c: np.zeros(len(rows)) for c in SCORE_COLUMNS}
+        batched = {c: np.zeros(len(rows)) for c in LM_SCORES}
         for indices, result in embedder.embed(rows, batch_size=3):  # padded batches
-            for c in SCORE_COLUMNS:
+            for c in LM_SCORES:
                 batched[c][indices] = result.scores[c]
         for i, row in enumerate(rows):
             expected = reference_ifd(embedder._model, embedder.tokenizer, row, max_length)
@@ -75,7 +78,7 @@ def test_an_old_scored_table_is_rescored_for_ifd(tiny_lm, store, tmp_path, cli):
     spec = f"lm:{tiny_lm}"
     embedder = load_embedder(spec, device="cpu", precision="fp32")
     pool = store.read_pool(["id", "hash"])
-    old = pa.schema([f for f in embedding_schema(embedder.dim, True) if f.name not in IFD_COLUMNS])
+    old = embedding_schema(embedder.dim, UNCERTAINTY_COLUMNS)
     n = pool.num_rows
     columns = {
         "id": pool["id"],
@@ -86,12 +89,15 @@ def test_an_old_scored_table_is_rescored_for_ifd(tiny_lm, store, tmp_path, cli):
     }  # fmt: skip
     store.create_embeddings("rd", old, pa.table(columns, schema=old))
     refused = cli("select", "--db", store.path, "--strategy", "ifd", "--embeddings", "rd", "--budget", "2")  # fmt: skip
-    assert refused.code != 0 and "ifd" in refused.err
+    assert refused.code != 0 and "(table emb_rd in" in refused.err
+    assert "have no 'ifd' score" in refused.err
+    # its uncertainty scores still serve the strategies that read only those
+    assert set(store.load_vectors("rd", scores=UNCERTAINTY_COLUMNS).scores) == set(UNCERTAINTY_COLUMNS)  # fmt: skip
     args = ("embed", "--db", store.path, "--embedder", spec, "--name", "rd", "--precision", "fp32", "--json")  # fmt: skip
     done = cli(*args, "--for-strategy", "ifd")
     assert done.code == 0, done.err
     assert (done.json()["embedded"], done.json()["reused"]) == (5, 0)
-    assert set(SCORE_COLUMNS) <= set(store.embeddings_schema("rd").names)
+    assert set(LM_SCORES) <= set(store.embeddings_schema("rd").names)
     assert cli(*args).json()["embedded"] == 0  # now a cache, with or without asking
     # a vectors-only run on a scored table keeps every column (new rows get them too)
     report = embed(store, load_embedder(spec, precision="fp32"), "rd")
@@ -193,7 +199,7 @@ def test_embed_for_ifd_then_select_ifd(tiny_lm, store, tmp_path, cli, monkeypatc
     scored = cli(*base, "--for-strategy", "ifd", "--json")
     assert scored.code == 0, scored.err
     assert scored.json()["embedded"] == 21
-    vectors = store.load_vectors("rd", with_scores=True)
+    vectors = store.load_vectors("rd", scores=LM_SCORES)
     ifd = vectors.scores["ifd"]
     np.testing.assert_allclose(
         ifd, vectors.scores["answer_loss"] / vectors.scores["answer_alone_loss"], rtol=1e-5

@@ -112,7 +112,8 @@ def test_builtins_do_not_list_an_uninstalled_plugin():
 def test_installed_plugin_selects_from_the_cli_with_its_own_options(
     installed, sample_db, tmp_path, cli
 ):
-    assert STRATEGIES.names()[-2:] == ["broken", "stride"]  # after the built-ins, by name
+    # after the built-ins, by name
+    assert STRATEGIES.names()[-4:] == ["broken", "entropy-top", "stride", "vowels"]
     args = ["select", "--db", str(sample_db), "--strategy", "stride", "--budget", "5"]
     code, out, err = cli(*args, "--step", "3", "--offset", "1", "--out", str(tmp_path / "s"))
     assert code == 0, err
@@ -192,3 +193,61 @@ def test_an_installed_embedder_plugin_embeds_and_selects_from_the_cli(
     assert json.loads(out)["embeddings"] == {"name": "c", "fingerprint": vectors.fingerprint}
     code, out, _ = cli("embed", "--help")
     assert "chars: letter counts of the instruction (a test plugin)" in " ".join(out.split())
+
+
+# ----------------------------------------------------------------------------- score columns
+def test_a_plugin_strategy_gets_exactly_the_score_columns_it_declares(
+    installed, pool_db, tmp_path, cli
+):
+    """`entropy-top` declares `reads_scores = ("entropy",)` and refuses any other column: on
+    a table holding all six `lm:` scores it gets that one; on one without, a single line."""
+    from curate.store import Store
+
+    db, _, scores = pool_db
+    args = ["select", "--db", str(db), "--strategy", "entropy-top", "--budget", "5"]
+    code, _, err = cli(*args, "--embeddings", "e", "--out", str(tmp_path / "s"))
+    assert code == 0, err
+    manifest = json.loads((tmp_path / "s" / "manifest.json").read_text())
+    ids = Store(db).read_pool(["id"])["id"].to_pylist()
+    best = sorted(range(len(ids)), key=lambda i: (-scores["entropy"][i], i))[:5]
+    assert [p["id"] for p in manifest["picks"]] == [ids[i] for i in best]
+
+    code, out, err = cli(*args, "--embeddings", "plain", "--out", str(tmp_path / "t"))
+    assert code == CurateError.exit_code and out == "" and len(err.strip().splitlines()) == 1
+    assert f"embeddings 'plain' (table emb_plain in {db}) have no 'entropy' score" in err
+    assert not (tmp_path / "t").exists()
+
+
+def test_a_plugin_embedders_score_columns_reach_the_strategy_that_reads_them(
+    installed, sample_db, tmp_path, cli
+):
+    """`chars:` declares `score_columns = ("vowel_share",)`: embedding for `vowels` (which
+    reads it) stores that column and nothing else; embedding for `entropy-top` stops before
+    writing anything, naming the column chars: does not compute."""
+    from curate.store import Store, score_columns
+
+    store, db = Store(sample_db), str(sample_db)
+    embed = ["embed", "--db", db, "--embedder", "chars:1", "--name", "v"]
+    code, out, err = cli(*embed, "--for-strategy", "entropy-top")
+    assert code == CurateError.exit_code and len(err.strip().splitlines()) == 1
+    assert "strategy 'entropy-top' reads the 'entropy' score, which chars:1 does not compute (it computes vowel_share)" in err  # fmt: skip
+    assert store.embeddings_schema("v") is None  # nothing written
+
+    code, _, err = cli(*embed, "--for-strategy", "vowels", "--json")
+    assert code == 0, err
+    assert score_columns(store.embeddings_schema("v")) == ("vowel_share",)
+    share = store.load_vectors("v", scores=("vowel_share",)).scores["vowel_share"]
+    for i, text in enumerate(store.read_pool(["instruction"])["instruction"].to_pylist()):
+        letters = [c for c in text.lower() if "a" <= c <= "z"]
+        expected = sum(c in "aeiou" for c in letters) / max(len(letters), 1)
+        assert share[i] == pytest.approx(expected, rel=1e-6), i
+
+    out_dir = tmp_path / "picked"
+    code, _, err = cli("select", "--db", db, "--strategy", "vowels", "--embeddings", "v",
+                       "--budget", "4", "--out", str(out_dir))  # fmt: skip
+    assert code == 0, err
+    picks = json.loads((out_dir / "manifest.json").read_text())["picks"]
+    best = sorted(range(len(share)), key=lambda i: (-share[i], i))[:4]
+    ids = store.read_pool(["id"])["id"].to_pylist()
+    assert [p["id"] for p in picks] == [ids[i] for i in best]
+    assert [p["score"] for p in picks] == pytest.approx([float(share[i]) for i in best])

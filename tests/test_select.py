@@ -150,6 +150,22 @@ def test_uncertainty_strategies_rank_stored_scores(pool_db, tmp_path, strategy, 
     np.testing.assert_allclose(got, scores[column][best])
 
 
+def test_vectors_load_exactly_the_score_columns_asked_for(pool_db):
+    db, vectors, scores = pool_db
+    store = Store(db)
+    got = store.load_vectors("e", scores=("entropy",))
+    assert list(got.scores) == ["entropy"]
+    np.testing.assert_array_equal(got.scores["entropy"], scores["entropy"])
+    np.testing.assert_array_equal(got.matrix, vectors)
+    assert store.load_vectors("e").scores == {}
+    with pytest.raises(EmbeddingError) as missing:
+        store.load_vectors("e", scores=("margin", "perplexity", "vector", "coherence"))
+    line = error_line(missing.value)
+    assert len(line.splitlines()) == 1
+    assert f"embeddings 'e' (table emb_e in {db}) have no 'perplexity', 'vector', " in line
+    assert "'coherence' scores;" in line and "'margin'" not in line
+
+
 def test_default_name_and_folder(pool_db, tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     result = select(Store(pool_db[0]), SelectRequest(strategy="random", budget=4, seed=3))
@@ -203,7 +219,8 @@ def broken_db(tmp_path_factory, sample_pool, add_embeddings) -> Path:
         (
             dict(budget=5, strategy="margin", embeddings="noscores"),
             EmbeddingError,
-            "no uncertainty scores",
+            "embeddings 'noscores' \\(table emb_noscores in .*\\) have no 'margin' score; "
+            "run `curate embed --name noscores` again with --scores",
         ),
         (
             dict(budget=5, strategy="random", whiten=3),

@@ -56,7 +56,7 @@ def _pool(folder: Path, rows: int, dim: int = 8, seed: int = 0) -> tuple[Store, 
         "fingerprint": pa.array(["fp-test"] * len(order)),
         "vector": pa.FixedSizeListArray.from_arrays(pa.array(stored.ravel(), pa.float32()), dim),
     }
-    schema = embedding_schema(dim, False)
+    schema = embedding_schema(dim)
     store.create_embeddings("e", schema, pa.table(columns, schema=schema))
     return store, x
 

@@ -323,14 +323,14 @@ V1_SUBSETS = Path(__file__).parent / "data" / "subsets_v1"
 def v1_pool(tmp_path_factory, sample_pool, add_embeddings):
     """The pool and embeddings the 0.1 subsets in tests/data/subsets_v1 were selected from
     (the sample pool, random vectors from seed 0, with uncertainty scores)."""
-    from curate.store import SCORE_COLUMNS
+    from curate.embedders.causal_lm import CausalLMEmbedder
 
     store = Store(tmp_path_factory.mktemp("v1") / "db")
     ingest(store, [str(sample_pool)])
     n = store.pool_count()
     rng = np.random.default_rng(0)
     vectors = rng.standard_normal((n, DIM)).astype(np.float32)
-    scores = {c: rng.random(n).astype(np.float32) for c in SCORE_COLUMNS}
+    scores = {c: rng.random(n).astype(np.float32) for c in CausalLMEmbedder.score_columns}
     add_embeddings(store, "e", vectors, scores)
     return store
 

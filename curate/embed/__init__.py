@@ -58,7 +58,7 @@ def strategy_reads_embeddings(strategy: str) -> bool:
     from curate.strategies import STRATEGIES
 
     cls = STRATEGIES.get(strategy)
-    return bool(cls.needs_vectors or cls.needs_scores)
+    return bool(cls.needs_vectors or cls.reads_scores)
 
 
 def embed(
@@ -87,7 +87,8 @@ def embed(
     computed elsewhere instead (no ``embedder`` then). ``for_strategy``: when that strategy
     reads no vectors, nothing is embedded and no model loaded; the table is created empty
     if missing (a pipeline stage declares it as its output) and :class:`EmbedSkipped` is
-    returned; when it reads scores, ``scores`` is implied. Under ``torchrun`` every rank
+    returned; when it reads scores (its ``reads_scores``), ``scores`` is implied and the
+    embedder must compute every one of them. Under ``torchrun`` every rank
     calls this and gets the report; only rank 0 reports ``progress`` and enters
     ``loading(spec)`` around the model load (the command line shows a spinner there)."""
     from curate.embedders import DEFAULT_SPEC, load_embedder
@@ -96,28 +97,36 @@ def embed(
     if import_file is not None and embedder is not None:
         raise UsageError("give either embedder or import_file, not both")
     if for_strategy is not None:
-        reads = strategy_reads_embeddings(for_strategy)  # an unknown strategy fails here
-        if not reads:
+        if not strategy_reads_embeddings(for_strategy):  # an unknown strategy fails here
             spec = embedder.spec if isinstance(embedder, Embedder) else embedder or DEFAULT_SPEC
             skipped = name or default_name(spec)
             store.require_pool()  # a missing pool is still an error
-            store.ensure_embeddings(check_name(skipped), embedding_schema(1, False))
+            store.ensure_embeddings(check_name(skipped), embedding_schema(1))
             return EmbedSkipped(skipped, for_strategy)
     if import_file is not None:
         return import_vectors(store, import_file, name)
+    reads: tuple[str, ...] = ()
     if for_strategy is not None:
         from curate.strategies import STRATEGIES
 
-        scores = scores or STRATEGIES.get(for_strategy).needs_scores
+        reads = STRATEGIES.get(for_strategy).reads_scores
+        scores = scores or bool(reads)
     if isinstance(embedder, Embedder):
         model = embedder
-        if scores and not model.can_score:
+        if scores and not model.score_columns:
             raise EmbeddingError(
                 f"{model.spec} computes no uncertainty scores; a causal LM (lm:<model>) does"
             )
         model.with_scores = model.with_scores or scores
     else:
         model = load_embedder(embedder or DEFAULT_SPEC, max_length, device, precision, scores)
+    lacking = [c for c in reads if c not in model.score_columns]
+    if lacking:  # before any model loads: this table could never serve the strategy
+        raise EmbeddingError(
+            f"strategy {for_strategy!r} reads the {', '.join(map(repr, lacking))} "
+            f"score{'s' if len(lacking) > 1 else ''}, which {model.spec} does not compute "
+            f"(it computes {', '.join(model.score_columns)})"
+        )
     plan = plan_embedding(store, model, name, batch_size)
     if not plan.ranks.is_main:  # only rank 0 reports progress
         return run_embedding(store, model, plan, checkpoint_seconds=checkpoint_seconds)

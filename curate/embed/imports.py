@@ -50,10 +50,10 @@ def import_vectors(store: Store, path: str | Path, name: str | None = None) -> E
         )
     dim = data.matrix.shape[1]
     table = store.embedding_table(name)
-    schema = embedding_schema(dim, with_scores=False)
+    schema = embedding_schema(dim)
     stored_schema = store.embeddings_schema(name)
     if stored_schema is not None and store.embeddings_count(name) and stored_schema != schema:
-        raise EmbeddingError(_mismatch(name, stored_schema, dim, False, store.path))
+        raise EmbeddingError(_mismatch(name, stored_schema, dim, (), store.path))
     ids = pool["id"].to_pylist()
     order = [row_of[i] for i in ids]
     fingerprint = file_fingerprint(path)

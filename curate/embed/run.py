@@ -11,11 +11,12 @@ lists every fragment so far, so thousands of one-batch commits would make the ta
 and slow; a few seconds between commits keeps that small while a kill -9 loses only the
 work since the last one. The re-run reuses everything that was committed.
 
-Scores: ``lm:`` embedders compute the uncertainty and IFD scores only when asked. They
-are not part of the fingerprint (the vectors are the same either way) but of the table's
-columns: a table with scores keeps getting them; asking for scores on a table without them,
-or with only some of :data:`~curate.store.SCORE_COLUMNS` (one made before IFD joined them),
-embeds every row again into a table with all of them.
+Scores: an embedder that declares ``score_columns`` (``lm:``: the uncertainty and IFD
+scores) computes them only when asked. They are not part of the fingerprint (the vectors
+are the same either way) but of the table's columns: a table with any of them keeps getting
+them; asking for scores on a table without them, or with only some of them (an ``lm:``
+table made before IFD joined the uncertainty scores), embeds every row again into a table
+with all of them.
 
 Replacement: rows with another fingerprint (an older model), rows whose content left the
 pool, and duplicates stay until every pool row has a current vector; only then is the
@@ -45,7 +46,7 @@ from curate.embedders.ranks import Ranks
 from curate.embedders.registry import check_name, default_name
 from curate.errors import ConflictError, EmbeddingError, PoolError, param
 from curate.progress import NO_PROGRESS, Progress
-from curate.store import SCORE_COLUMNS, Store, embedding_schema
+from curate.store import Store, embedding_schema, score_columns
 
 ROW_COLUMNS = ["id", "hash", "instruction", "input", "output", "messages", "n_chars"]
 
@@ -108,9 +109,9 @@ def plan_embedding(
     keys = list(zip(pool["id"].to_pylist(), pool["hash"].to_pylist(), strict=True))
     table = store.embedding_table(name)
     schema, stored_rows, valid = store.embeddings_schema(name), 0, set()
-    stored_scores = schema is not None and set(SCORE_COLUMNS) <= set(schema.names)
-    any_scores = schema is not None and bool(set(SCORE_COLUMNS) & set(schema.names))
-    if embedder.can_score and any_scores and not embedder.with_scores:
+    held = set() if schema is None else set(score_columns(schema))
+    stored_scores = set(embedder.score_columns) <= held
+    if set(embedder.score_columns) & held and not embedder.with_scores:
         embedder.with_scores = True  # a table with scores stays whole: new rows get them too
     if schema is not None:
         stored = store.read_embeddings(name, ["id", "hash", "fingerprint"])
@@ -220,6 +221,11 @@ def _embed_batches(store, embedder, plan, schema, progress, checkpoint_seconds) 
     for batch in plan.batches:
         rows = [row_at[p] for p in batch]
         result = embedder.embed_batch(rows)
+        if set(result.scores) != set(embedder.batch_scores):
+            raise EmbeddingError(
+                f"{embedder.spec} returned the scores {', '.join(result.scores) or 'none'}, "
+                f"not the {', '.join(embedder.batch_scores) or 'none'} it declares"
+            )
         ids = [r["id"] for r in rows]
         finite = np.isfinite(result.vectors).all(axis=1)
         for values in result.scores.values():
@@ -298,25 +304,23 @@ def check_compatible(store: Store, plan: EmbedPlan, embedder: Embedder) -> pa.Sc
     it (a different dimension under the same name is an error, and nothing is changed),
     except that a table without scores is rebuilt with them when they are asked for (the
     plan then embeds every row). Loads the model when its dimension is not known yet."""
-    schema = embedding_schema(embedder.dim, embedder.with_scores)
+    schema = embedding_schema(embedder.dim, embedder.batch_scores)
     if plan.stored_schema is None or plan.stored_schema == schema or plan.stored_rows == 0:
         return schema
-    if embedder.with_scores and embedding_schema(embedder.dim, False) == _vectors_only(
-        plan.stored_schema
-    ):
+    if embedder.with_scores and embedding_schema(embedder.dim) == _vectors_only(plan.stored_schema):
         return schema  # rebuilt with every score column (the plan embeds every row)
     raise EmbeddingError(
-        _mismatch(plan.name, plan.stored_schema, embedder.dim, embedder.with_scores, store.path)
+        _mismatch(plan.name, plan.stored_schema, embedder.dim, embedder.batch_scores, store.path)
     )
 
 
-def _mismatch(name: str, stored: pa.Schema, dim: int, with_scores: bool, db: Path) -> str:
-    stored_dim, stored_scores = _stored_dim(stored), set(SCORE_COLUMNS) <= set(stored.names)
+def _mismatch(name: str, stored: pa.Schema, dim: int, scores: tuple[str, ...], db: Path) -> str:
+    stored_dim, stored_scores = _stored_dim(stored), score_columns(stored)
     if stored_dim != dim:
         what = f"{stored_dim}-d vectors, the new ones are {dim}-d"
-    elif stored_scores != with_scores:
+    elif bool(stored_scores) != bool(scores):
         had, has = ("with", "without") if stored_scores else ("without", "with")
-        what = f"vectors {had} uncertainty scores, the new ones come {has}"
+        what = f"vectors {had} score columns, the new ones come {has}"
     else:
         what = f"columns {', '.join(stored.names)}"
     return (
@@ -326,7 +330,8 @@ def _mismatch(name: str, stored: pa.Schema, dim: int, with_scores: bool, db: Pat
 
 
 def _vectors_only(schema: pa.Schema) -> pa.Schema:
-    return pa.schema([f for f in schema if f.name not in SCORE_COLUMNS])
+    scores = score_columns(schema)
+    return pa.schema([f for f in schema if f.name not in scores])
 
 
 def _stored_dim(schema: pa.Schema | None) -> int:
@@ -341,9 +346,8 @@ def _arrow_rows(schema, ids, hashes, fingerprint, vectors, scores) -> pa.Table:
         "fingerprint": pa.array([fingerprint] * len(ids), pa.string()),
         "vector": pa.FixedSizeListArray.from_arrays(pa.array(vectors.ravel()), vectors.shape[1]),
     }
-    if set(SCORE_COLUMNS) <= set(schema.names):
-        for col in SCORE_COLUMNS:
-            columns[col] = pa.array(np.asarray(scores[col], dtype=np.float32))
+    for col in score_columns(schema):
+        columns[col] = pa.array(np.asarray(scores[col], dtype=np.float32))
     return pa.table(columns, schema=schema)
 
 

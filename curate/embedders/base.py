@@ -37,7 +37,7 @@ PROBE_ROW = {"instruction": "Say hello.", "input": "", "output": "Hello.", "mess
 
 @dataclass
 class BatchResult:
-    """Vectors (and, for causal LMs, uncertainty scores) for a batch, in the batch's order."""
+    """Vectors (and, when asked, the embedder's ``score_columns``) for a batch, in order."""
 
     vectors: np.ndarray  # (B, d) float32
     scores: dict[str, np.ndarray] = field(default_factory=dict)  # column -> (B,) float32
@@ -56,7 +56,9 @@ class Embedder(Plugin, ABC):
 
     pooling: ClassVar[str]  # how token states become one vector (part of the fingerprint)
     text_format: ClassVar[str]  # how a row becomes text/tokens (part of the fingerprint)
-    can_score: ClassVar[bool] = False  # whether it can compute uncertainty scores at all
+    # The per-row scores it can compute besides the vector (``BatchResult.scores`` keys; one
+    # float32 column each in a table made with them). Declared where they are computed.
+    score_columns: ClassVar[tuple[str, ...]] = ()
     with_scores: bool = False  # whether batches carry them (set per run: load_embedder(scores=))
     default_batch_size: ClassVar[int] = 32  # most rows in one batch
     # Most padded tokens (rows × longest row) in one batch; None: rows only.
@@ -88,6 +90,12 @@ class Embedder(Plugin, ABC):
 
     def load(self) -> None:  # noqa: B027 - an optional hook, not an abstract method
         """Load the weights now instead of on the first batch."""
+
+    @property
+    def batch_scores(self) -> tuple[str, ...]:
+        """The score columns this run's batches carry: :attr:`score_columns` when
+        :attr:`with_scores`, none otherwise."""
+        return self.score_columns if self.with_scores else ()
 
     @property
     def loaded(self) -> bool:

@@ -42,9 +42,11 @@ import numpy as np
 
 from curate.embedders.base import BatchResult, Embedder
 from curate.prompts import IGNORE_INDEX, TEMPLATE_VERSION, pad_batch, tokenize
-from curate.store import UNCERTAINTY_COLUMNS
 
 LOGIT_CHUNK_TOKENS = 512
+# The scores of the module doc, in the order _uncertainty and _difficulty compute them.
+UNCERTAINTY_COLUMNS = ("least_confidence", "margin", "entropy")
+IFD_COLUMNS = ("answer_loss", "answer_alone_loss", "ifd")  # Cherry LLM's difficulty
 
 
 class CausalLMEmbedder(Embedder):
@@ -52,7 +54,7 @@ class CausalLMEmbedder(Embedder):
     summary = "a causal LM's mean last hidden state (DiverseEvol) and uncertainty scores"
     pooling = "mean-last-hidden-state-masked"
     text_format = f"curate.prompts.tokenize/{TEMPLATE_VERSION}"
-    can_score = True
+    score_columns = UNCERTAINTY_COLUMNS + IFD_COLUMNS
     default_batch_size = 64
     batch_tokens = 4096
 
@@ -87,10 +89,12 @@ class CausalLMEmbedder(Embedder):
             hidden = states.float()  # pooled in fp32 whatever the compute precision
             mask = attention.to(device).unsqueeze(-1).to(hidden.dtype)
             vectors = (hidden * mask).sum(dim=1) / mask.sum(dim=1)
-            scores = {}
+            scores: dict[str, Any] = {}
             if self.with_scores:
-                scores = self._uncertainty(states, predicts.to(device), input_ids.to(device))
-                scores.update(self._difficulty(scores.pop("answer_loss"), encoded))
+                scores, answer_loss = self._uncertainty(
+                    states, predicts.to(device), input_ids.to(device)
+                )
+                scores.update(self._difficulty(answer_loss, encoded))
         return BatchResult(
             vectors.cpu().numpy().astype(np.float32),
             {name: values.cpu().numpy().astype(np.float32) for name, values in scores.items()},
@@ -111,15 +115,16 @@ class CausalLMEmbedder(Embedder):
         predicts = torch.nn.functional.pad(predicts, (0, 1))  # the last position predicts nothing
         return batch["input_ids"], attention, predicts
 
-    def _uncertainty(self, hidden: Any, predicts: Any, input_ids: Any) -> dict[str, Any]:
-        """The uncertainty scores, and ``answer_loss``: the mean NLL of the tokens the
-        ``predicts`` positions predict, from the same logits."""
+    def _uncertainty(
+        self, hidden: Any, predicts: Any, input_ids: Any
+    ) -> tuple[dict[str, Any], Any]:
+        """The uncertainty scores, and the mean NLL of the tokens the ``predicts`` positions
+        predict (IFD's ``answer_loss``), from the same logits."""
         import torch
 
         targets = torch.nn.functional.pad(input_ids[:, 1:], (0, 1))
-        columns = (*UNCERTAINTY_COLUMNS, "answer_loss")
         rows, positions = predicts.nonzero(as_tuple=True)
-        sums = torch.zeros((len(columns), hidden.shape[0]), device=hidden.device)
+        sums = torch.zeros((len(UNCERTAINTY_COLUMNS) + 1, hidden.shape[0]), device=hidden.device)
         for start in range(0, len(rows), LOGIT_CHUNK_TOKENS):
             r = rows[start : start + LOGIT_CHUNK_TOKENS]
             p = positions[start : start + LOGIT_CHUNK_TOKENS]
@@ -135,8 +140,8 @@ class CausalLMEmbedder(Embedder):
             nll = log_total - shifted.gather(1, targets[r, p, None])[:, 0]
             for k, values in enumerate((top2[:, 0], top2[:, 0] - top2[:, 1], entropy, nll)):
                 sums[k].index_add_(0, r, values)
-        counts = predicts.sum(dim=1).clamp(min=1)
-        return {name: sums[k] / counts for k, name in enumerate(columns)}
+        means = sums / predicts.sum(dim=1).clamp(min=1)
+        return dict(zip(UNCERTAINTY_COLUMNS, means[:-1], strict=True)), means[-1]
 
     def _logits(self, states: Any) -> Any:
         """fp32 logits of the LM head at ``states`` (tokens × hidden)."""
@@ -174,7 +179,7 @@ class CausalLMEmbedder(Embedder):
         conditioned = torch.where(scored, conditioned, zero)
         alone = torch.where(scored, alone, zero)
         ifd = torch.where(scored, conditioned / alone.clamp(min=1e-12), zero)
-        return {"answer_loss": conditioned, "answer_alone_loss": alone, "ifd": ifd}
+        return dict(zip(IFD_COLUMNS, (conditioned, alone, ifd), strict=True))
 
 
 def answer_alone_batch(encoded: list[Any], tokenizer: Any, pad_id: int) -> tuple[Any, Any, Any]:

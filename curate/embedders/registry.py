@@ -109,16 +109,16 @@ def load_embedder(
     scores: bool = False,
 ) -> Embedder:
     """The embedder a spec names (cheap: weights load on first use); ``precision`` is
-    ``auto``, ``fp32`` or ``bf16``; ``scores`` asks for the uncertainty scores too (``lm:``
-    only: they cost the LM head over the vocabulary for every response token);
-    ``max_length`` defaults to :func:`default_max_length`."""
+    ``auto``, ``fp32`` or ``bf16``; ``scores`` asks for the embedder's ``score_columns`` too
+    (``lm:``'s uncertainty and IFD scores cost the LM head over the vocabulary for every
+    response token); ``max_length`` defaults to :func:`default_max_length`."""
     if max_length is None:
         max_length = default_max_length(spec)
     if max_length < 2:
         raise EmbeddingError(f"max_length must be at least 2, got {max_length}")
     kind, target = parse_spec(spec)
     cls = EMBEDDERS.get(kind)
-    if scores and not cls.can_score:
+    if scores and not cls.score_columns:
         raise EmbeddingError(
             f"{spec} computes no uncertainty scores; a causal LM (lm:<model>) does"
         )

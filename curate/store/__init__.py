@@ -3,9 +3,9 @@ the ``ingest_log`` and the hygiene results. This is the only package that opens 
 database; its connection is private to :class:`Store`, and every write goes through a
 :class:`Store` method, under the database's writer lock.
 
-Sections (one module each): :mod:`~curate.store.schemas` (table names and Arrow schemas,
-``SCORE_COLUMNS``), :mod:`~curate.store.lock` (the flock), :mod:`~curate.store.base`
-(connection, lock re-entry, table reads), :mod:`~curate.store.pool` (pool and ingest log),
+Sections (one module each): :mod:`~curate.store.schemas` (table names and Arrow schemas),
+:mod:`~curate.store.lock` (the flock), :mod:`~curate.store.base` (connection, lock re-entry,
+table reads), :mod:`~curate.store.pool` (pool and ingest log),
 :mod:`~curate.store.embeddings` (``emb_*`` tables, :meth:`Store.load_vectors`) and
 :mod:`~curate.store.hygiene` (``hyg_*`` results). :class:`Store` is their facade.
 
@@ -43,17 +43,15 @@ from curate.store.pool import PENDING_LOG_FILE, POOL_BATCH_ROWS
 from curate.store.schemas import (
     EMBEDDING_PREFIX,
     EXAMPLE_COLUMNS,
-    IFD_COLUMNS,
     INGEST_LOG_COUNTS,
     INGEST_LOG_SCHEMA,
     INGEST_LOG_TABLE,
     MESSAGE_TYPE,
     POOL_SCHEMA,
     POOL_TABLE,
-    SCORE_COLUMNS,
-    UNCERTAINTY_COLUMNS,
     embedding_schema,
     embedding_table,
+    score_columns,
     sql_quote,
 )
 
@@ -64,7 +62,6 @@ __all__ = [
     "HYGIENE_KINDS",
     "INGEST_LOG_COUNTS",
     "INGEST_LOG_SCHEMA",
-    "IFD_COLUMNS",
     "INGEST_LOG_TABLE",
     "KEY_CHUNK_ROWS",
     "LOAD_CHUNK_BYTES",
@@ -75,14 +72,13 @@ __all__ = [
     "POOL_BATCH_ROWS",
     "POOL_SCHEMA",
     "POOL_TABLE",
-    "SCORE_COLUMNS",
-    "UNCERTAINTY_COLUMNS",
     "HygieneResult",
     "Store",
     "Vectors",
     "embedding_schema",
     "embedding_table",
     "hygiene_table",
+    "score_columns",
     "sql_quote",
 ]
 

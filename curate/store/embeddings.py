@@ -3,6 +3,7 @@ vectors read back in pool order (:meth:`EmbeddingTables.load_vectors`)."""
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import timedelta
 
@@ -12,7 +13,7 @@ import pyarrow.compute as pc
 
 from curate.errors import EmbeddingError, param
 from curate.store.pool import PoolTables
-from curate.store.schemas import EMBEDDING_PREFIX, SCORE_COLUMNS, embedding_table, row_keys
+from curate.store.schemas import EMBEDDING_PREFIX, embedding_table, row_keys, score_columns
 
 LOAD_CHUNK_BYTES = 4 << 20  # vectors read per take while loading (a scan reads far ahead)
 KEY_CHUNK_ROWS = 1 << 16  # stored rows whose (id, hash) are read per take
@@ -121,8 +122,10 @@ class EmbeddingTables(PoolTables):
         table.checkout(version)
         return table.count_rows()
 
-    def load_vectors(self, name: str, with_scores: bool = False) -> Vectors:
-        """Vectors for every pool row, in pool order, checked for completeness and NaN/inf.
+    def load_vectors(self, name: str, *, scores: Sequence[str] = ()) -> Vectors:
+        """Vectors for every pool row, in pool order, checked for completeness and NaN/inf,
+        with the score columns ``scores`` (what a strategy declares in ``reads_scores``)
+        in ``Vectors.scores``: exactly those, and an error naming any the table lacks.
 
         The (N, d) float32 result is allocated once and filled from small chunks of rows
         (taken by offset from one table version: a streamed scan reads hundreds of MB
@@ -137,7 +140,15 @@ class EmbeddingTables(PoolTables):
             )
         table = self._open(table_name)
         dim = table.schema.field("vector").type.list_size
-        score_cols = [c for c in SCORE_COLUMNS if c in table.schema.names] if with_scores else []
+        score_cols = list(dict.fromkeys(scores))
+        lacking = [c for c in score_cols if c not in score_columns(table.schema)]
+        if lacking:  # before reading a row: nothing else could make up for them
+            raise EmbeddingError(
+                f"embeddings {name!r} (table {table_name} in {self.path}) have no "
+                f"{', '.join(map(repr, lacking))} score{'s' if len(lacking) > 1 else ''}; "
+                f"run `curate embed --name {name}` again with {param('scores', True)} and an "
+                f"embedder that computes {'them' if len(lacking) > 1 else 'it'}"
+            )
         pool = self.read_pool(["id", "hash"])
         ids, hashes = pool["id"].to_pylist(), pool["hash"].to_pylist()
         n = len(ids)
@@ -145,7 +156,7 @@ class EmbeddingTables(PoolTables):
         matrix = np.empty((n, dim), dtype=np.float32)
         filled = np.zeros(n, dtype=bool)
         finite = np.ones(n, dtype=bool)
-        scores = {c: np.zeros(n, dtype=np.float32) for c in score_cols}
+        loaded = {c: np.zeros(n, dtype=np.float32) for c in score_cols}
         fingerprints: set[str] = set()
         columns = ["id", "hash", "fingerprint", "vector", *score_cols]
         table.checkout(table.version)  # one snapshot for every chunk, whatever commits meanwhile
@@ -177,7 +188,7 @@ class EmbeddingTables(PoolTables):
             filled[positions] = True
             for col in score_cols:
                 values = batch[col].to_numpy(zero_copy_only=False)[rows]
-                scores[col][positions] = values
+                loaded[col][positions] = values
         first = pc.index_in(pool_keys, value_set=pool_keys).to_numpy(zero_copy_only=False)
         twins = np.flatnonzero(first != np.arange(n))
         if twins.size:  # the pool holds an (id, hash) twice: both rows get its vector
@@ -188,7 +199,7 @@ class EmbeddingTables(PoolTables):
                 filled[source],
             )
             for col in score_cols:
-                scores[col][twins] = scores[col][source]
+                loaded[col][twins] = loaded[col][source]
         if len(fingerprints) > 1:
             raise EmbeddingError(
                 f"embeddings {name!r} mix {len(fingerprints)} embedder fingerprints; "
@@ -207,12 +218,6 @@ class EmbeddingTables(PoolTables):
             raise EmbeddingError(
                 f"embeddings {name!r} have NaN/inf vectors for {int(bad.sum())} rows ({', '.join(named)})"
             )
-        if with_scores and len(score_cols) < len(SCORE_COLUMNS):
-            raise EmbeddingError(
-                f"embeddings {name!r} have no uncertainty scores (or not all of "
-                f"{', '.join(SCORE_COLUMNS)}); embed with an `lm:` embedder and "
-                f"{param('scores', True)}"
-            )
         return Vectors(
-            name, fingerprints.pop() if fingerprints else "", ids, hashes, matrix, scores
+            name, fingerprints.pop() if fingerprints else "", ids, hashes, matrix, loaded
         )

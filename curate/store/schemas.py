@@ -1,8 +1,10 @@
 """The database's tables as Arrow schemas and names: the ``pool``, the ``ingest_log``, one
-``emb_<name>`` table per embedder (with the uncertainty :data:`SCORE_COLUMNS` when an ``lm:``
-embedder stored them). No LanceDB here: what a row looks like, not how it is stored."""
+``emb_<name>`` table per embedder (with the score columns its embedder declares, when they
+were asked for). No LanceDB here: what a row looks like, not how it is stored."""
 
 from __future__ import annotations
+
+from collections.abc import Sequence
 
 import pyarrow as pa
 import pyarrow.compute as pc
@@ -10,12 +12,6 @@ import pyarrow.compute as pc
 POOL_TABLE = "pool"
 EMBEDDING_PREFIX = "emb_"
 INGEST_LOG_TABLE = "ingest_log"
-
-# The per-row scores an embeddings table may hold besides the vector (``lm:`` embedders
-# compute them when asked); strategies read them through ``Vectors.scores``.
-UNCERTAINTY_COLUMNS = ("least_confidence", "margin", "entropy")
-IFD_COLUMNS = ("answer_loss", "answer_alone_loss", "ifd")  # Cherry LLM's difficulty
-SCORE_COLUMNS = UNCERTAINTY_COLUMNS + IFD_COLUMNS  # what `lm:` stores when asked for scores
 
 MESSAGE_TYPE = pa.list_(pa.struct([("role", pa.string()), ("content", pa.string())]))
 POOL_SCHEMA = pa.schema(
@@ -46,16 +42,25 @@ INGEST_LOG_SCHEMA = pa.schema(
 INGEST_LOG_COUNTS = ("read", "added", "duplicates", "rejected")
 
 
-def embedding_schema(dim: int, with_scores: bool) -> pa.Schema:
+VECTOR_COLUMNS = ("id", "hash", "fingerprint", "vector")  # every embeddings table's first ones
+
+
+def embedding_schema(dim: int, score_columns: Sequence[str] = ()) -> pa.Schema:
+    """An embeddings table: a ``dim``-d vector per row, then one float32 column per score
+    (the names an embedder declares in ``Embedder.score_columns``; the store owns none)."""
     fields = [
         ("id", pa.string()),
         ("hash", pa.string()),
         ("fingerprint", pa.string()),
         ("vector", pa.list_(pa.float32(), dim)),
     ]
-    if with_scores:
-        fields += [(name, pa.float32()) for name in SCORE_COLUMNS]
+    fields += [(name, pa.float32()) for name in score_columns]
     return pa.schema(fields)
+
+
+def score_columns(schema: pa.Schema) -> tuple[str, ...]:
+    """The score columns an embeddings table holds: every column after the vector."""
+    return tuple(name for name in schema.names if name not in VECTOR_COLUMNS)
 
 
 def embedding_table(name: str) -> str:

@@ -28,7 +28,8 @@ class PoolArrays:
 
     size: int
     vectors: np.ndarray | None = None  # (size, d) float32
-    scores: Mapping[str, np.ndarray] = field(default_factory=dict)  # column -> (size,) float32
+    # column -> (size,) float32: the columns the strategy's reads_scores names
+    scores: Mapping[str, np.ndarray] = field(default_factory=dict)
     lengths: np.ndarray | None = None  # (size,) int64 characters of each row's response(s)
 
 
@@ -53,16 +54,18 @@ class Strategy(Plugin, ABC):
     """One way to add ``k`` rows to an already-chosen set.
 
     A strategy is one class: its ``name``, a one-line ``summary``, what it reads
-    (``needs_vectors``, ``needs_scores``, ``needs_lengths``) and its ``parameters`` (:class:`~curate.plugins.Param`)
-    are class attributes, and :meth:`select` is the one method to write. ``self.options``
-    holds every parameter's value (checked against the declaration), ``self.device`` where
-    to compute (``auto``, ``cpu``, ``cuda``; it never changes the picks). Register it with one
-    line in :mod:`curate.strategies` or, from another package, an entry point in the
+    (``needs_vectors``, ``needs_lengths``, and ``reads_scores``: the score columns it takes
+    from ``PoolArrays.scores``, e.g. ``("entropy",)``, which the embeddings must hold) and
+    its ``parameters`` (:class:`~curate.plugins.Param`) are class attributes, and
+    :meth:`select` is the one method to write. ``self.options`` holds every parameter's
+    value (checked against the declaration), ``self.device`` where to compute (``auto``,
+    ``cpu``, ``cuda``; it never changes the picks). Register it with one line in
+    :mod:`curate.strategies` or, from another package, an entry point in the
     ``curate.strategies`` group.
     """
 
     needs_vectors: ClassVar[bool] = False
-    needs_scores: ClassVar[bool] = False
+    reads_scores: ClassVar[tuple[str, ...]] = ()  # score columns (an embedder's score_columns)
     needs_lengths: ClassVar[bool] = False
 
     def __init__(self, options: Mapping[str, Any] | None = None, device: str = DEFAULT_DEVICE):

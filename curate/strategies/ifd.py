@@ -43,7 +43,7 @@ from curate.strategies.base import PoolArrays, Selection, Strategy, unchosen_mas
 from curate.strategies.facility import facility_location
 from curate.strategies.kcenter import METRIC_PARAM, check_request, kcenter_greedy
 
-SCORE = "ifd"
+SCORE = "ifd"  # the one score column both strategies read (``lm:`` computes it)
 DIVERSE = ("kcenter", "facility-location")
 
 
@@ -130,7 +130,7 @@ class IFDStrategy(Strategy):
         "(Cherry LLM, Li et al. 2024; needs lm: scores)"
     )
     parameters = ()
-    needs_scores = True
+    reads_scores = (SCORE,)
 
     def select(
         self,
@@ -160,7 +160,7 @@ class IFDDiverseStrategy(Strategy):
               minimum=1),
     )  # fmt: skip
     needs_vectors = True
-    needs_scores = True
+    reads_scores = (SCORE,)
 
     def select(
         self,

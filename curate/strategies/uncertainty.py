@@ -27,9 +27,13 @@ def rank_by_score(scores: np.ndarray, chosen: np.ndarray, k: int, descending: bo
 
 
 class UncertaintyStrategy(Strategy):
-    needs_scores = True
-    score_column: ClassVar[str]
+    """Ranks by the one score column a subclass declares in ``reads_scores``."""
+
     descending: ClassVar[bool]
+
+    @property
+    def score_column(self) -> str:
+        return self.reads_scores[0]
 
     def select(
         self,
@@ -59,19 +63,19 @@ class UncertaintyStrategy(Strategy):
 class LeastConfidence(UncertaintyStrategy):
     name = "least-confidence"
     summary = "lowest mean top logit over the response first (needs lm: embeddings)"
-    score_column = "least_confidence"
+    reads_scores = ("least_confidence",)
     descending = False
 
 
 class Margin(UncertaintyStrategy):
     name = "margin"
     summary = "smallest mean top-1 minus top-2 logit first (needs lm: embeddings)"
-    score_column = "margin"
+    reads_scores = ("margin",)
     descending = False
 
 
 class Entropy(UncertaintyStrategy):
     name = "entropy"
     summary = "highest mean predictive entropy first (needs lm: embeddings)"
-    score_column = "entropy"
+    reads_scores = ("entropy",)
     descending = True

@@ -109,6 +109,7 @@ def test_select_killed_anywhere_leaves_the_old_subset_or_the_new_one(tmp_path, f
 
 @pytest.mark.slow
 def test_embed_killed_anywhere_resumes_to_the_same_vectors(tmp_path, fault_check, tiny_lm):
+    from curate.embedders.causal_lm import CausalLMEmbedder
     from curate.store import Store
 
     base = _base_db(tmp_path, 200)
@@ -118,7 +119,7 @@ def test_embed_killed_anywhere_resumes_to_the_same_vectors(tmp_path, fault_check
     shutil.copytree(base, tmp_path / "ref")
     reference = run(*args, "--db", "ref", cwd=tmp_path)
     assert reference.returncode == 0, reference.stderr
-    expected = Store(tmp_path / "ref").load_vectors("t", with_scores=True)
+    expected = Store(tmp_path / "ref").load_vectors("t", scores=CausalLMEmbedder.score_columns)
 
     work = tmp_path / "work"
     shutil.copytree(base, work)
@@ -128,7 +129,7 @@ def test_embed_killed_anywhere_resumes_to_the_same_vectors(tmp_path, fault_check
 
     rerun = run(*args, "--db", "work", cwd=tmp_path)
     assert rerun.returncode == 0, rerun.stderr
-    got = Store(work).load_vectors("t", with_scores=True)
+    got = Store(work).load_vectors("t", scores=CausalLMEmbedder.score_columns)
     assert got.ids == expected.ids
     assert got.matrix.tobytes() == expected.matrix.tobytes()
     assert Store(work).embeddings_count("t") == len(rows)
