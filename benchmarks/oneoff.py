@@ -7,6 +7,7 @@ in the same run, on the same pool and machine.
     nice -n 10 python benchmarks/oneoff.py --rows 400 --embedder static:minilm
     python benchmarks/oneoff.py --baseline none --embedder static:minilm   # this checkout only
     python benchmarks/oneoff.py --baseline-from old.json   # reuse a baseline measured earlier
+    nice -n 10 python benchmarks/oneoff.py --baseline 32b85fa --baseline-limit 600  # stop it at 10 min
 
 The pool comes from ``benchmarks/chat_pool.py`` (ShareGPT conversations composed from
 ``../shared/data``; never committed). Each command's stderr goes to a log beside its
@@ -23,6 +24,7 @@ import re
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from pathlib import Path
 
@@ -36,8 +38,11 @@ BASELINE = "a40c042"
 PROGRESS_LINE = re.compile(r"^[\w -]+: [\d,]+(/[\d,]+)? \w+( \(|, | done in )")
 
 
-def run(code: Path, args: list[str], log: Path, env: dict[str, str]) -> dict:
-    """One `curate ARGS` process with ``code`` first on PYTHONPATH: wall s, peak RSS MB."""
+def run(
+    code: Path, args: list[str], log: Path, env: dict[str, str], limit: float | None = None
+) -> dict:
+    """One `curate ARGS` process with ``code`` first on PYTHONPATH: wall s, peak RSS MB;
+    killed after ``limit`` seconds (``stopped``: its last progress line says how far it got)."""
     started = time.perf_counter()
     with log.open("w") as err:
         proc = subprocess.Popen(
@@ -47,25 +52,38 @@ def run(code: Path, args: list[str], log: Path, env: dict[str, str]) -> dict:
             text=True,
             env={**env, "PYTHONPATH": str(code)},
         )
+        timer = threading.Timer(limit, proc.kill) if limit else None
+        if timer:
+            timer.start()
         out = proc.stdout.read() if proc.stdout else ""
         _, status, usage = os.wait4(proc.pid, 0)
+        if timer:
+            timer.cancel()
     seconds = time.perf_counter() - started
     code_ = os.waitstatus_to_exitcode(status)
     text = log.read_text()
     lines = [line for line in text.splitlines() if PROGRESS_LINE.match(line)]
-    if code_ != 0:
+    stopped = limit is not None and code_ == -9 and seconds >= limit
+    if code_ != 0 and not stopped:
         raise SystemExit(f"curate {' '.join(args)} failed ({code_}):\n{text[-2000:]}")
     return {
         "seconds": seconds,
         "peak_rss_mb": usage.ru_maxrss / 1024,
         "progress_lines": len(lines),
+        "stopped": stopped,
         "last_progress": lines[-1] if lines else "",
         "result": json.loads(out) if out.strip().startswith("{") else None,
     }
 
 
 def job(
-    code: Path, pool: Path, work: Path, budget: int, env: dict[str, str], embedder: str | None
+    code: Path,
+    pool: Path,
+    work: Path,
+    budget: int,
+    env: dict[str, str],
+    embedder: str | None,
+    limit: float | None = None,
 ) -> dict:
     work.mkdir(parents=True, exist_ok=True)
     db = work / "db"
@@ -90,6 +108,7 @@ def job(
          "--json"],
         work / "select.log",
         env,
+        limit,
     )  # fmt: skip
     return steps
 
@@ -114,6 +133,9 @@ def main() -> None:
     parser.add_argument(
         "--embedder", help="this checkout runs `curate embed --embedder SPEC` before select"
     )
+    parser.add_argument(
+        "--baseline-limit", type=float, help="stop the baseline's select after this many seconds"
+    )
     parser.add_argument("--keep", type=Path, help="work here and keep it (default: a temp dir)")
     args = parser.parse_args()
 
@@ -121,6 +143,7 @@ def main() -> None:
     with tempfile.TemporaryDirectory(prefix="bench-oneoff-") as tmp:
         work = args.keep or Path(tmp)
         work.mkdir(parents=True, exist_ok=True)
+        env["CURATE_CACHE"] = str(work / "cache")  # a first run's one-time exports are timed
         pool = args.pool
         if pool is None:
             pool = work / "pool.json"
@@ -133,7 +156,9 @@ def main() -> None:
         else:
             base = checkout(args.baseline, work / "baseline-code")
             print(f"baseline {args.baseline}: running", flush=True)
-            results["baseline"] = job(base, pool, work / "baseline", args.budget, env, None)
+            results["baseline"] = job(
+                base, pool, work / "baseline", args.budget, env, None, args.baseline_limit
+            )
         print("this checkout: running", flush=True)
         results["current"] = job(ROOT, pool, work / "current", args.budget, env, args.embedder)
 
@@ -152,6 +177,7 @@ def main() -> None:
             print(
                 f"{command:<10}{label:<10}{r['seconds']:>9.1f}{ratio}"
                 f"{r['peak_rss_mb']:>13,.0f}{r['progress_lines']:>16}"
+                + (f"  stopped at: {r['last_progress']}" if r.get("stopped") else "")
             )
     for label in [k for k, v in results.items() if v]:
         total = sum(r["seconds"] for r in results[label].values())
@@ -159,6 +185,8 @@ def main() -> None:
         added = (results[label]["ingest"]["result"] or {}).get("added")
         print(f"{label}: {' + '.join(results[label])} {total / 60:.1f} min, peak RSS "
               f"{peak:,.0f} MB, {added} rows added")  # fmt: skip
+    if any(r.get("stopped") for r in results["baseline"].values()):
+        print("baseline: stopped at --baseline-limit, so its times and ratios are lower bounds")
     last = results["current"]["select"]["last_progress"]
     if last:
         print(f"last progress line of select: {last}")
