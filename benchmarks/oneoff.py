@@ -51,6 +51,7 @@ def run(
             stderr=err,
             text=True,
             env={**env, "PYTHONPATH": str(code)},
+            cwd=log.parent,  # `-m` puts the cwd first on sys.path: never this checkout's curate/
         )
         timer = threading.Timer(limit, proc.kill) if limit else None
         if timer:

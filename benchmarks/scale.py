@@ -8,8 +8,8 @@ the embeddings table's versions and data files after the run.
 Rows are short single-turn instructions (30–200 characters each side), unique by index.
 `curate embed` writes a checkpoint append per batch group and compacts at the end
 (``Store.compact_embeddings``: LanceDB ``Table.optimize()``, which merges the fragments
-but, with its default ``cleanup_older_than`` of 7 days, keeps every older version's
-files); the table lines show what is left on disk: the latest version's fragments, the
+and deletes the versions older than ``curate.store.embeddings.VERSION_GRACE``, 15
+minutes, with the files only they hold); the table lines show what is left on disk: the latest version's fragments, the
 version count, and the ``.lance`` data files in the table folder.
 """
 
