@@ -104,6 +104,7 @@ def export(model_path: str, backend: str, precision: str, folder: Path) -> None:
     export is redone, never read)."""
     import shutil
     import tempfile
+    import warnings
 
     import torch
 
@@ -111,7 +112,11 @@ def export(model_path: str, backend: str, precision: str, folder: Path) -> None:
     work = Path(tempfile.mkdtemp(dir=folder.parent, prefix=".export-"))
     try:
         module, example = _wrapper(model_path)
-        with torch.inference_mode():
+        with torch.inference_mode(), warnings.catch_warnings():
+            # The tracer's notes, and LanceDB's about NNCF's worker processes forking (the
+            # export touches no table): a hundred lines of noise in a one-off job's log.
+            warnings.filterwarnings("ignore", category=torch.jit.TracerWarning)
+            warnings.filterwarnings("ignore", message="lancedb fork support")
             if backend == "onnx":
                 _export_onnx(module, example, work, precision)
             else:
