@@ -5,6 +5,7 @@ coverage radius (largest distance from a row to its nearest pick) and mean dista
 the nearest pick, each within 5% of the reference subset's.
 
     python benchmarks/contract.py DIR/baseline/db DIR/current/db   # minilm in both
+    python benchmarks/contract.py DIR/baseline/db DIR/current/db --candidate-name int8_256
 """
 
 from __future__ import annotations
@@ -24,14 +25,16 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("reference", help="database whose embeddings are the yardstick")
     parser.add_argument("candidate", help="database of the same pool, other embeddings")
-    parser.add_argument("--name", default="minilm", help="embeddings name in both")
+    parser.add_argument("--name", default="minilm", help="embeddings name in the reference")
+    parser.add_argument("--candidate-name", help="in the candidate (default: --name)")
     parser.add_argument("--picks", type=int, default=1000)
     args = parser.parse_args()
 
     from curate.store import Store
     from curate.strategies.kcenter import kcenter_greedy
 
-    ref, cand = (Store(db).load_vectors(args.name) for db in (args.reference, args.candidate))
+    ref = Store(args.reference).load_vectors(args.name)
+    cand = Store(args.candidate).load_vectors(args.candidate_name or args.name)
     if ref.ids != cand.ids:
         sys.exit("the two databases do not hold the same pool rows in the same order")
     print(f"{len(ref.ids):,} rows, {args.picks} picks; reference {ref.fingerprint}, "

@@ -80,7 +80,7 @@ class Pool:
         embedder: str | None = None,
         name: str | None = None,
         *,
-        max_length: int | None = None,
+        max_length: int = 512,
         device: str = DEFAULT_DEVICE,
         precision: Precision = DEFAULT_PRECISION,
         batch_size: int | None = None,
@@ -89,9 +89,8 @@ class Pool:
         for_strategy: str | None = None,
         progress: Progress = NO_PROGRESS,
     ) -> EmbedReport | EmbedSkipped:
-        """Give every row a vector from ``embedder`` (default: all-MiniLM-L6-v2, int8 under
-        OpenVINO, over ``max_length`` 128 tokens; ``lm:PATH`` is DiverseEvol's mean last
-        hidden state, over 512), cached by model and row. ``precision``
+        """Give every row a vector from ``embedder`` (default: all-MiniLM-L6-v2, int8
+        weights under OpenVINO; ``lm:PATH`` is DiverseEvol's mean last hidden state), cached by model and row. ``precision``
         ``auto`` computes ``lm:`` vectors in bf16 where the device does so natively;
         ``scores`` stores the embedder's score columns too (``lm:``'s uncertainty and IFD
         scores, which the uncertainty and IFD strategies read). ``import_file`` takes vectors computed elsewhere instead; ``for_strategy``
@@ -99,13 +98,11 @@ class Pool:
         from curate.embed import embed
 
         _check_args(
-            embedder=(embedder, str | None), name=(name, str | None), max_length=(max_length, int | None),
+            embedder=(embedder, str | None), name=(name, str | None), max_length=(max_length, int),
             device=(device, str), precision=(precision, str), batch_size=(batch_size, int | None),
             scores=(scores, bool), for_strategy=(for_strategy, str | None),
         )  # fmt: skip
-        if (max_length is not None and max_length < 1) or (
-            batch_size is not None and batch_size < 1
-        ):
+        if max_length < 1 or (batch_size is not None and batch_size < 1):
             raise UsageError("max_length and batch_size must be positive integers")
         return embed(
             self.store,

@@ -42,14 +42,14 @@ def embed_command(
         ),
     ] = None,
     max_length: Annotated[
-        int | None,
+        int,
         typer.Option(
             "--max-length",
             min=8,
-            help="Truncate each example to this many tokens. Default: the embedder's own "
-            "(MiniLM: 128, the length it was trained at; otherwise 512, capped by the model).",
+            help="Truncate each example to this many tokens (a model's own limit caps it: "
+            "MiniLM 256).",
         ),
-    ] = None,
+    ] = 512,
     device: DeviceOption = DEFAULT_DEVICE,
     precision: PrecisionOption = DEFAULT_PRECISION,
     import_file: Annotated[

