@@ -104,3 +104,44 @@ def test_minilm_backends_share_the_default_name_and_minilm_vectors_agree():
     reference = _vectors(load_embedder("st:minilm", 128, "cpu", "fp32"), rows)
     vectors = _vectors(load_embedder("openvino-int8:minilm", 128, "cpu"), rows)
     assert (vectors * reference).sum(1).min() > 0.99
+
+
+LOAD_AND_EMBED = """
+import sys
+import curate.embedders.runtime as runtime
+from curate.embedders import load_embedder
+
+export = runtime.export
+def counted(*args):
+    print("exported", flush=True)
+    export(*args)
+runtime.export = counted
+model = load_embedder(sys.argv[1], 64, "cpu", "fp32")
+print(model.embed_batch([{"instruction": "Name a colour.", "output": "Blue."}]).vectors.sum())
+"""
+
+
+@pytest.mark.slow
+def test_processes_starting_at_once_share_one_export(tiny_st, tmp_path):
+    import os
+    import subprocess
+    import sys
+
+    env = {**os.environ, "CURATE_CACHE": str(tmp_path / "cache"), "HF_HUB_OFFLINE": "1"}
+    procs = [
+        subprocess.Popen(
+            [sys.executable, "-c", LOAD_AND_EMBED, f"openvino-int8:{tiny_st}"],
+            env=env,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )  # fmt: skip
+        for _ in range(2)
+    ]
+    outs = [p.communicate(timeout=300) for p in procs]
+    assert [p.returncode for p in procs] == [0, 0], [err[-800:] for _, err in outs]
+    lines = [out.split() for out, _ in outs]
+    assert sum(line.count("exported") for line in lines) == 1, "one export, the other waited"
+    assert lines[0][-1] == lines[1][-1], "both read the same export"
+    runtime_dir = tmp_path / "cache" / "runtime"
+    assert not list(runtime_dir.glob(".export-*")), "no half-written export left"

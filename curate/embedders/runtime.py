@@ -60,7 +60,14 @@ class RuntimeModel:
         self.tokenizer = AutoTokenizer.from_pretrained(model_path)
         folder = export_dir(model_path, backend, precision)
         if not (folder / "done").exists():
-            export(model_path, backend, precision, folder)
+            from filelock import FileLock
+
+            # Ranks of one launch (or two commands) may start at once: one exports, the
+            # others wait and read its export, so none replaces a folder another is reading.
+            folder.parent.mkdir(parents=True, exist_ok=True)
+            with FileLock(folder.parent / f".{folder.name}.lock"):
+                if not (folder / "done").exists():
+                    export(model_path, backend, precision, folder)
         self._run = (
             _onnx_runner(folder) if backend == "onnx" else _openvino_runner(folder, precision)
         )
