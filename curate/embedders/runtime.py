@@ -110,8 +110,10 @@ def export(model_path: str, backend: str, precision: str, folder: Path) -> None:
     """Write the exported model into ``folder`` (then a ``done`` marker: a half-written
     export is redone, never read)."""
     import shutil
+    import sys
     import tempfile
     import warnings
+    from contextlib import redirect_stdout
 
     import torch
 
@@ -119,7 +121,9 @@ def export(model_path: str, backend: str, precision: str, folder: Path) -> None:
     work = Path(tempfile.mkdtemp(dir=folder.parent, prefix=".export-"))
     try:
         module, example = _wrapper(model_path)
-        with torch.inference_mode(), warnings.catch_warnings():
+        # NNCF logs its compression table and a progress bar to stdout: on stderr instead,
+        # so a first run's `--json` output stays one JSON document.
+        with torch.inference_mode(), warnings.catch_warnings(), redirect_stdout(sys.stderr):
             # The tracer's notes, and LanceDB's about NNCF's worker processes forking (the
             # export touches no table): a hundred lines of noise in a one-off job's log.
             warnings.filterwarnings("ignore", category=torch.jit.TracerWarning)
