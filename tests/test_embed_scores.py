@@ -39,8 +39,10 @@ def test_without_scores_the_lm_head_never_runs_and_vectors_are_unchanged(tiny_lm
     assert set(with_.scores) == set(LM_SCORES) and scored_calls
     np.testing.assert_array_equal(without.vectors, with_.vectors)
     assert plain.fingerprint == scored.fingerprint  # same vectors, one cache
-    with pytest.raises(EmbeddingError, match="computes no uncertainty scores"):
+    with pytest.raises(EmbeddingError, match="st:minilm computes no score columns"):
         load_embedder("st:minilm", scores=True)
+    with pytest.raises(EmbeddingError, match="st:minilm computes no score columns"):
+        embed(pool12, load_embedder("st:minilm"), "plain", scores=True)  # a built embedder
 
 
 def test_the_table_knows_which_rows_have_scores(tiny_lm, pool12, tmp_path, cli, monkeypatch):

@@ -112,10 +112,8 @@ def embed(
         scores = scores or bool(reads)
     if isinstance(embedder, Embedder):
         model = embedder
-        if scores and not model.score_columns:
-            raise EmbeddingError(
-                f"{model.spec} computes no uncertainty scores; a causal LM (lm:<model>) does"
-            )
+        if scores:
+            model.require_scores(model.spec)
         model.with_scores = model.with_scores or scores
     else:
         model = load_embedder(embedder or DEFAULT_SPEC, max_length, device, precision, scores)

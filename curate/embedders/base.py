@@ -24,6 +24,7 @@ import numpy as np
 
 from curate.devices import DEFAULT_DEVICE, DEFAULT_PRECISION, Precision
 from curate.embedders.fingerprints import embedder_fingerprint
+from curate.errors import EmbeddingError
 from curate.plugins import Plugin
 from curate.prompts import PaddingCount
 
@@ -67,6 +68,15 @@ class Embedder(Plugin, ABC):
     @classmethod
     def kind_label(cls) -> str:
         return "embedder"
+
+    @classmethod
+    def require_scores(cls, spec: str) -> None:
+        """Refuse a run that asks ``spec`` for scores when it declares no score columns."""
+        if not cls.score_columns:
+            raise EmbeddingError(
+                f"{spec} computes no score columns (uncertainty, IFD); "
+                "a causal LM (lm:<model>) does"
+            )
 
     def __init__(
         self,

@@ -105,10 +105,8 @@ def load_embedder(
         raise EmbeddingError(f"max_length must be at least 2, got {max_length}")
     kind, target = parse_spec(spec)
     cls = EMBEDDERS.get(kind)
-    if scores and not cls.score_columns:
-        raise EmbeddingError(
-            f"{spec} computes no uncertainty scores; a causal LM (lm:<model>) does"
-        )
+    if scores:
+        cls.require_scores(spec)
     embedder = cls(spec, resolve_model_path(kind, target), max_length, device, precision)
     embedder.with_scores = scores
     return embedder
