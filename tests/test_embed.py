@@ -226,6 +226,43 @@ def test_rerun_reuses_everything_and_new_rows_are_the_only_ones_embedded(tiny_lm
     np.testing.assert_array_equal(after.matrix[:16], before.matrix)  # old vectors untouched
 
 
+def test_pool_reader_returns_rows_by_position_in_the_order_asked(pool16, tmp_path):
+    add_rows(pool16, sample_records(7, start=40), tmp_path, "second")  # a second fragment
+    ids = pool16.read_pool(["id"])["id"].to_pylist()
+    positions = np.random.default_rng(0).permutation(len(ids))[:12].tolist() + [3, 3, 0]
+    rows = pool16.pool_reader().rows(positions, ["id", "hash"])
+    assert rows["id"].to_pylist() == [ids[p] for p in positions]
+    assert rows.column_names == ["id", "hash"]
+    assert pool16.pool_reader().rows([], ["id"]).num_rows == 0
+
+
+def test_embedding_reads_the_pool_a_group_of_batches_at_a_time(tiny_lm, pool16, monkeypatch):
+    """Batches are length-sorted over the whole pool; the rows are read a group at a time
+    (a 1M-row pool's text as Python dicts would be gigabytes), with the same vectors."""
+    from curate.embed import run
+    from curate.store.pool import PoolReader
+
+    whole = embed(pool16, load_embedder(f"lm:{tiny_lm}", precision="fp32"), "whole", batch_size=2)
+    assert whole.embedded == 16
+    reads: list[int] = []
+    original = PoolReader.rows
+
+    def counted(self, positions, columns):
+        reads.append(len(positions))
+        return original(self, positions, columns)
+
+    monkeypatch.setattr(PoolReader, "rows", counted)
+    monkeypatch.setattr(run, "READ_ROWS", 5)
+    grouped = embed(
+        pool16, load_embedder(f"lm:{tiny_lm}", precision="fp32"), "grouped", batch_size=2
+    )
+    assert grouped.embedded == 16 and sum(reads) == 16
+    assert reads == [6, 6, 4]  # batches of 2, a group closed once it reaches READ_ROWS
+    np.testing.assert_array_equal(
+        pool16.load_vectors("grouped").matrix, pool16.load_vectors("whole").matrix
+    )
+
+
 def test_new_model_replaces_old_vectors_only_after_it_succeeds(tiny_lm, tiny_b, pool16):
     old = embed(pool16, load_embedder(f"lm:{tiny_lm}", precision="fp32"), "rd", batch_size=4)
     newer = load_embedder(f"lm:{tiny_b}", precision="fp32")

@@ -37,6 +37,7 @@ from collections.abc import Iterator
 from contextlib import ExitStack, contextmanager
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pyarrow as pa
@@ -47,8 +48,10 @@ from curate.embedders.registry import check_name, default_name
 from curate.errors import ConflictError, EmbeddingError, PoolError, param
 from curate.progress import NO_PROGRESS, Progress
 from curate.store import Store, embedding_schema, score_columns
+from curate.store.pool import PoolReader
 
 ROW_COLUMNS = ["id", "hash", "instruction", "input", "output", "messages", "n_chars"]
+READ_ROWS = 4096  # pool rows read from the store at a time while embedding
 
 
 @dataclass
@@ -210,16 +213,12 @@ def _writer_lock(store: Store, ranks: Ranks, name: str) -> Iterator[None]:
 
 def _embed_batches(store, embedder, plan, schema, progress, checkpoint_seconds) -> int:
     """Embed this rank's batches, appending at checkpoints; returns rows embedded."""
-    positions = sorted({p for batch in plan.batches for p in batch})
-    if not positions:
+    if not plan.batches:
         return 0
-    pool = store.read_pool(ROW_COLUMNS).take(pa.array(positions, pa.int64())).to_pylist()
-    row_at = dict(zip(positions, pool, strict=True))
     pending: list[pa.Table] = []
     last_commit = time.monotonic()
     done = 0
-    for batch in plan.batches:
-        rows = [row_at[p] for p in batch]
+    for rows in _batch_rows(store.pool_reader(), plan.batches):
         result = embedder.embed_batch(rows)
         if set(result.scores) != set(embedder.batch_scores):
             raise EmbeddingError(
@@ -254,6 +253,19 @@ def _embed_batches(store, embedder, plan, schema, progress, checkpoint_seconds) 
     if pending:
         store.append_embeddings(plan.name, pa.concat_tables(pending))
     return done
+
+
+def _batch_rows(reader: PoolReader, batches: list[list[int]]) -> Iterator[list[dict[str, Any]]]:
+    """Each batch's pool rows, read from the store a group of batches (about
+    :data:`READ_ROWS` rows) at a time: batches are length-sorted across the whole pool, and
+    a million rows of text as Python dicts would be gigabytes."""
+    group: list[list[int]] = []
+    for end, batch in enumerate(batches, 1):
+        group.append(batch)
+        if sum(map(len, group)) >= READ_ROWS or end == len(batches):
+            rows = iter(reader.rows([p for b in group for p in b], ROW_COLUMNS).to_pylist())
+            yield from ([next(rows) for _ in b] for b in group)
+            group = []
 
 
 def _finalise(store: Store, plan: EmbedPlan, appended: bool) -> int:

@@ -84,19 +84,13 @@ class PoolTables(StoreBase):
 
     def pool_rows_at(self, version: int, positions: np.ndarray, columns: list[str]) -> pa.Table:
         """``columns`` of the pool rows at ``positions`` (pool order) at table ``version``."""
+        return self.pool_reader(version).rows(positions, columns)
+
+    def pool_reader(self, version: int | None = None) -> PoolReader:
+        """Random access to the pool rows of ``version`` (default: the latest) by position."""
         table = self._pool_table()
-        table.checkout(version)
-        wanted = np.unique(positions)
-        parts = [
-            table.search()
-            .where(f"pos IN ({', '.join(str(int(p)) for p in wanted[s : s + 2000])})")
-            .select(["pos", *columns])
-            .to_arrow()
-            for s in range(0, len(wanted), 2000)
-        ]
-        found = pa.concat_tables(parts)
-        where = pc.index_in(pa.array(positions, pa.int64()), value_set=found["pos"])
-        return found.take(where).select(columns)
+        table.checkout(table.version if version is None else version)
+        return PoolReader(table)
 
     def iter_pool(
         self, columns: list[str], batch_rows: int = POOL_BATCH_ROWS
@@ -187,6 +181,34 @@ class PoolTables(StoreBase):
             return dict.fromkeys(INGEST_LOG_COUNTS, 0)
         log = self.scan(INGEST_LOG_TABLE, list(INGEST_LOG_COUNTS))
         return {c: int(sum(v or 0 for v in log[c].to_pylist())) for c in INGEST_LOG_COUNTS}
+
+
+class PoolReader:
+    """The rows of one pool version by position (an index in pool order), read by their
+    storage offsets (Lance's random access): memory holds only the rows asked for, so a
+    caller that walks a million rows in its own order (length-sorted embedding batches)
+    never holds the pool's text."""
+
+    def __init__(self, table: Any):
+        self._table = table
+        stored = table.search().select(["pos"]).to_arrow()["pos"].to_numpy()
+        order = np.argsort(stored, kind="stable")
+        self._pos = stored[order]  # position -> pos value
+        self._offset = order  # position -> storage offset
+
+    def __len__(self) -> int:
+        return len(self._pos)
+
+    def rows(self, positions: np.ndarray | list[int], columns: list[str]) -> pa.Table:
+        """``columns`` of the rows at ``positions``, in that order (repeats allowed)."""
+        positions = np.asarray(positions, np.int64)
+        if not len(positions):
+            return self._table.schema.empty_table().select(columns)
+        wanted = np.unique(self._offset[positions]).tolist()
+        found = self._table.take_offsets(wanted).select(["pos", *columns]).to_arrow()
+        # Lance returns taken rows in no promised order: align them by their pos values.
+        where = pc.index_in(pa.array(self._pos[positions]), value_set=found["pos"])
+        return found.take(where).select(columns)
 
 
 def _write_json(path: Path, value: object) -> None:
