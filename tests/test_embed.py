@@ -295,17 +295,28 @@ def test_new_model_replaces_old_vectors_only_after_it_succeeds(tiny_lm, tiny_b, 
 
 
 @pytest.mark.filterwarnings("ignore:optimize")  # LanceDB warns about a zero grace
-def test_compaction_merges_checkpoint_appends_and_prunes_versions_past_the_grace(tiny_lm, pool16):
+def test_compaction_merges_checkpoint_appends_and_prunes_versions_past_the_grace(
+    tiny_lm, pool16, tmp_path
+):
+    table = pool16.embedding_table("ck")
+
+    def data_files() -> int:
+        return len(list((pool16.path / f"{table}.lance" / "data").glob("*.lance")))
+
+    # A first run leaves no version a reader could use before its end: all pruned at once.
     embed(pool16, load_embedder(f"lm:{tiny_lm}", precision="fp32"), "ck", batch_size=2,
           checkpoint_seconds=0)  # fmt: skip
-    table = pool16.embedding_table("ck")
-    kept = pool16.embeddings_versions("ck")
-    assert kept >= 8, "one version per checkpoint append, all younger than the grace"
+    assert (pool16.embeddings_versions("ck"), data_files()) == (1, 1)
+    # A run that adds rows to a whole table keeps every version for the grace (a reader of
+    # the table before it may still be reading), then compaction prunes them.
+    add_rows(pool16, sample_records(6, start=40), tmp_path, "more")
+    embed(pool16, load_embedder(f"lm:{tiny_lm}", precision="fp32"), "ck", batch_size=2,
+          checkpoint_seconds=0)  # fmt: skip
+    assert pool16.embeddings_versions("ck") >= 4, "one version per checkpoint, all kept"
     before = pool16.load_vectors("ck").matrix
     pool16.compact_embeddings("ck", grace=timedelta(0))
     assert pool16.embeddings_versions("ck") == 1
-    files = list((pool16.path / f"{table}.lance" / "data").glob("*.lance"))
-    assert len(files) == 1, "the appends' data files went with their versions"
+    assert data_files() == 1, "the appends' data files went with their versions"
     assert np.array_equal(pool16.load_vectors("ck").matrix, before)
 
 

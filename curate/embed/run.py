@@ -36,6 +36,7 @@ import time
 from collections.abc import Iterator
 from contextlib import ExitStack, contextmanager
 from dataclasses import asdict, dataclass, field
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
@@ -48,6 +49,7 @@ from curate.embedders.registry import check_name, default_name
 from curate.errors import ConflictError, EmbeddingError, PoolError, param
 from curate.progress import NO_PROGRESS, Progress
 from curate.store import Store, embedding_schema, score_columns
+from curate.store.embeddings import VERSION_GRACE
 from curate.store.pool import PoolReader
 
 ROW_COLUMNS = ["id", "hash", "instruction", "input", "output", "messages", "n_chars"]
@@ -289,10 +291,20 @@ def _current(store: Store, plan: EmbedPlan) -> bool:
     )
 
 
+def _grace(plan: EmbedPlan) -> timedelta:
+    """How long the versions before this compaction stay readable. A run that started
+    from no stored row leaves no version a reader can use (a table missing rows is refused),
+    so its checkpoint versions go at once; otherwise a reader of the version before the run
+    keeps its files for :data:`VERSION_GRACE`, and with them every checkpoint's (each
+    checkpoint version lists every fragment before it: a 1M-row run kept 985 data files,
+    twice the table on disk, until the next write after the grace)."""
+    return timedelta(0) if plan.stored_rows == 0 else VERSION_GRACE
+
+
 def _rewrite(store: Store, plan: EmbedPlan, appended: bool) -> int:
     if _current(store, plan):
         if appended:
-            store.compact_embeddings(plan.name)  # merge the checkpoint fragments
+            store.compact_embeddings(plan.name, _grace(plan))  # merge the checkpoint fragments
         return 0
     full = store.read_embeddings(plan.name)
     first: dict[tuple[str, str], int] = {}  # (id, hash) -> first current row holding it
