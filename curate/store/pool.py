@@ -95,18 +95,14 @@ class PoolTables(StoreBase):
     def iter_pool(
         self, columns: list[str], batch_rows: int = POOL_BATCH_ROWS
     ) -> Iterator[tuple[np.ndarray, pa.Table]]:
-        """The pool in batches of rows: (pool positions, columns) for each, from one table
-        version, so memory holds one batch of text at a time whatever the pool's size.
-        Positions are indices in pool order (what :meth:`read_pool` row i is)."""
-        table = self._pool_table()
-        table.checkout(table.version)
-        sorted_pos = np.sort(table.search().select(["pos"]).to_arrow()["pos"].to_numpy())
-        stored = len(sorted_pos)
-        for start in range(0, stored, batch_rows):
-            offsets = list(range(start, min(start + batch_rows, stored)))
-            batch = table.take_offsets(offsets).select(["pos", *columns]).to_arrow()
-            positions = np.searchsorted(sorted_pos, batch["pos"].to_numpy())
-            yield positions.astype(np.int64), batch.select(columns)
+        """The pool in pool order, ``batch_rows`` rows at a time: (pool positions, columns)
+        for each, from one table version, so memory holds one batch of text at a time
+        whatever the pool's size. Positions are indices in pool order (what
+        :meth:`read_pool` row i is)."""
+        reader = self.pool_reader()
+        for start in range(0, len(reader), batch_rows):
+            positions = np.arange(start, min(start + batch_rows, len(reader)), dtype=np.int64)
+            yield positions, reader.rows(positions, columns)
 
     def next_pos(self) -> int:
         if not self.has_pool() or self.pool_count() == 0:
