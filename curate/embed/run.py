@@ -262,12 +262,14 @@ def _batch_rows(reader: PoolReader, batches: list[list[int]]) -> Iterator[list[d
     :data:`READ_ROWS` rows) at a time: batches are length-sorted across the whole pool, and
     a million rows of text as Python dicts would be gigabytes."""
     group: list[list[int]] = []
+    grouped = 0
     for end, batch in enumerate(batches, 1):
         group.append(batch)
-        if sum(map(len, group)) >= READ_ROWS or end == len(batches):
+        grouped += len(batch)
+        if grouped >= READ_ROWS or end == len(batches):
             rows = iter(reader.rows([p for b in group for p in b], ROW_COLUMNS).to_pylist())
             yield from ([next(rows) for _ in b] for b in group)
-            group = []
+            group, grouped = [], 0
 
 
 def _finalise(store: Store, plan: EmbedPlan, appended: bool) -> int:
