@@ -261,6 +261,7 @@ class Runner:
         last = args.rounds - 1
         done = self.finished(f"{head}-{slug(label)}", f"{head}-{slug(label)}-rd{last}")
         if done:
+            self.prune(self.rounds_of(f"{head}-{slug(label)}"))
             return done
         parent = self.subset(f"{head}-rd0", strategy="random", budget=init, seed=seed)
         model = self.model(parent, f"{head}-rd0", seed)
@@ -280,7 +281,19 @@ class Runner:
             model = self.model(parent, tag, seed, self.checkpoints_of(budget) if noise else None)
         scores_file = self.score(model, f"{head}-{slug(label)}")
         self.subset_stats(parent.name)
+        self.prune(self.rounds_of(f"{head}-{slug(label)}"))
         return scores_file
+
+    def rounds_of(self, run: str) -> list[str]:
+        """The models of a run after round 0 (which the seed's other strategies share)."""
+        return [f"{run}-rd{r}" for r in range(1, self.args.rounds)]
+
+    def prune(self, models: list[str]) -> None:
+        """Delete models of a finished run, whose scores and subset statistics are archived
+        (≈540 MB each in fp32: a table's models would fill the disk), unless --keep-models."""
+        if not self.args.keep_models:
+            for name in models:
+                shutil.rmtree(self.work / "models" / name, ignore_errors=True)
 
     def checkpoint_scores(self, budget: int) -> dict[int, Path]:
         """Scores of the saved last checkpoints of random's first-seed, last-round model."""
@@ -303,6 +316,7 @@ class Runner:
         parent = self.subset("full", strategy="random", budget=len(self.pool), seed=0)
         scores_file = self.score(self.model(parent, "full", 0), "full")
         self.subset_stats("full")
+        self.prune(["full"])
         return scores_file
 
 
@@ -385,6 +399,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--full", action=argparse.BooleanOptionalAction, default=True)
     parser.add_argument("--checkpoints", type=int, default=3, help="last checkpoints scored for the noise floor (0: none)")  # fmt: skip
     parser.add_argument("--checkpoint-gap", type=float, default=0.1, help="between them, as a share of the run's steps")  # fmt: skip
+    parser.add_argument("--keep-models", action="store_true", help="keep every round's model (default: a finished run's are deleted)")  # fmt: skip
     parser.add_argument("--epochs", type=float)
     parser.add_argument("--lr", type=float)
     parser.add_argument("--batch-size", type=int)
