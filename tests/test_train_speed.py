@@ -12,7 +12,7 @@ from safetensors.torch import load_file
 from curate.progress import NoProgress
 from curate.training import PaddingCollator, TrainConfig, TrainingInterrupted, train, work_dir_for
 from curate.training.master import MasterWeightAdamW
-from curate.training.packing import PackingCollator, honours_packing
+from curate.training.packing import ROW_ATTENTION, PackingCollator, honours_packing, use_attention
 from tests.test_train import make_subset, pool_examples
 
 ROWS = [  # three rows of different lengths; labels on the last tokens only, as in SFT
@@ -60,6 +60,40 @@ def test_packed_rows_do_not_see_each_other(tiny_model):
 
 
 @pytest.mark.slow  # loads the tiny model
+def test_row_attention_equals_each_row_alone(tiny_model):
+    """Under ROW_ATTENTION a packed batch's logits, loss and gradients equal the padded
+    batch's under the model's own attention (the tiny model has 2 key heads for 4 query
+    heads, so the grouped-query mapping is checked too)."""
+    assert honours_packing(tiny_model, ROW_ATTENTION)
+    assert tiny_model.config._attn_implementation == "sdpa"  # the probe put it back
+
+    def run(batch):
+        tiny_model.zero_grad(set_to_none=True)
+        out = tiny_model(**batch)
+        out.loss.backward()
+        grads = {n: p.grad.clone() for n, p in tiny_model.named_parameters()}
+        return out, grads
+
+    padded, padded_grads = run(PaddingCollator(pad_token_id=0)(ROWS))
+    assert use_attention(tiny_model, ROW_ATTENTION)
+    try:
+        packed, packed_grads = run(PackingCollator()(ROWS))
+        with pytest.raises(ValueError, match="one packed row"):  # never a silent cross-row mix
+            tiny_model(**PaddingCollator(pad_token_id=0)(ROWS))
+    finally:
+        tiny_model.set_attn_implementation("sdpa")
+        tiny_model.zero_grad(set_to_none=True)
+    starts = [0, 7, 10, 15]
+    for i, row in enumerate(ROWS):
+        n = len(row["input_ids"])
+        together = packed.logits[0, starts[i] : starts[i + 1]]
+        assert torch.allclose(together, padded.logits[i, :n], atol=1e-5), f"row {i}"
+    assert packed.loss.item() == pytest.approx(padded.loss.item(), abs=1e-6)
+    for name, grad in padded_grads.items():
+        assert torch.allclose(packed_grads[name], grad, atol=1e-5), name
+
+
+@pytest.mark.slow  # loads the tiny model
 def test_probe_catches_a_model_that_ignores_packed_positions(tiny_model):
     """A model that builds its own causal mask (here: drops position_ids, as remote code
     that never heard of packing would) lets rows attend across: the probe says no."""
@@ -77,6 +111,7 @@ def test_probe_catches_a_model_that_ignores_packed_positions(tiny_model):
 
     wrapped = OwnMask(tiny_model).eval()
     assert not honours_packing(wrapped)
+    assert not honours_packing(wrapped, ROW_ATTENTION)  # it takes no attention implementation
     assert not wrapped.training and not tiny_model.training  # the mode is left as it was
 
 
@@ -134,7 +169,12 @@ def test_bf16_run_resumed_after_a_crash_ends_with_the_same_weights(tiny_lm, tmp_
         save_steps=3, precision="bf16",
     )  # fmt: skip
     reference = train(subset, tmp_path / "ref", config)
-    assert reference.metrics["recipe"] == {"batches": "packed", "bf16": "weights"}
+    assert reference.metrics["recipe"] == {
+        "batches": "packed",
+        "attention": "rows",
+        "bf16": "weights",
+    }
+    assert ROW_ATTENTION not in (reference.out / "config.json").read_text()  # loads anywhere
     assert reference.metrics["timing"]["padding_fraction"] == 0
 
     class CrashAtStep5(NoProgress):

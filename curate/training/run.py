@@ -32,7 +32,7 @@ from curate.training.data import (
     build_dataset,
 )
 from curate.training.master import MasterWeightAdamW
-from curate.training.packing import PackingCollator, honours_packing
+from curate.training.packing import ROW_ATTENTION, PackingCollator, honours_packing, use_attention
 from curate.training.workdir import (
     _check_out,
     _prepare_work_dir,
@@ -116,17 +116,23 @@ def _recipe(model: Any, config: TrainConfig, precision: str) -> dict[str, str]:
     """How this run computes its steps (recorded in the run key and the metrics).
 
     ``batches``: ``packed`` (padding-free, see :mod:`curate.training.packing`) where the
-    model keeps packed rows apart, else ``padded``. ``bf16``: ``weights`` (bf16 parameters,
-    fp32 master weights in the optimizer, see :mod:`curate.training.master`) in one process
-    without LoRA; ``autocast`` (Trainer's mixed precision over fp32 weights) under
-    ``accelerate launch`` (DDP/FSDP shard and reduce the parameters they are given) and
-    with LoRA (its merge would round the frozen base weights to bf16); ``none`` in fp32.
+    model keeps packed rows apart, else ``padded``. ``attention``: ``rows`` (curate's
+    per-row kernel, :data:`~curate.training.packing.ROW_ATTENTION`) where the model takes
+    it, else ``mask`` (the model's own attention, masked by transformers). ``bf16``:
+    ``weights`` (bf16 parameters, fp32 master weights in the optimizer, see
+    :mod:`curate.training.master`) in one process without LoRA; ``autocast`` (Trainer's
+    mixed precision over fp32 weights) under ``accelerate launch`` (DDP/FSDP shard and
+    reduce the parameters they are given) and with LoRA (its merge would round the frozen
+    base weights to bf16); ``none`` in fp32.
     """
     bf16 = "none"
     if precision == "bf16":
         one_process = int(os.environ.get("WORLD_SIZE", "1")) == 1
         bf16 = "weights" if one_process and not config.lora else "autocast"
-    return {"batches": "packed" if honours_packing(model) else "padded", "bf16": bf16}
+    if honours_packing(model, ROW_ATTENTION):
+        return {"batches": "packed", "attention": "rows", "bf16": bf16}
+    batches = "packed" if honours_packing(model) else "padded"
+    return {"batches": batches, "attention": "mask", "bf16": bf16}
 
 
 def _training_arguments(
@@ -248,6 +254,8 @@ def train(
         )
     model.config.use_cache = False  # training has no KV cache (and one hides a packed row)
     recipe = _recipe(model, config, precision)  # before LoRA wraps the model
+    if recipe["attention"] == "rows":
+        use_attention(model, ROW_ATTENTION)
     if config.lora:
         model = _with_lora(model, config.lora, config.seed)
 
