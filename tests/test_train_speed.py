@@ -136,6 +136,20 @@ def test_master_weights_keep_updates_that_bf16_rounds_away():
     assert kept.dtype == torch.float32 and torch.equal(kept, fp32)
 
 
+def test_master_steps_reuse_their_fp32_gradients_and_skip_parameters_without_one():
+    a, b = torch.nn.Parameter(torch.ones(8)), torch.nn.Parameter(torch.ones(8))
+    opt = MasterWeightAdamW([a, b], lr=1e-2)
+    a.grad = torch.ones_like(a)
+    opt.step()
+    assert torch.equal(b, torch.ones_like(b))  # no gradient this step: no update
+    assert a.float().sub(1).abs().max() > 5e-3
+    buffer = opt._fp32_grads[0][0]
+    a.grad, b.grad = torch.ones_like(a), torch.ones_like(b)
+    opt.step()
+    assert opt._fp32_grads[0][0] is buffer  # one allocation for the run, not one per step
+    assert b.float().sub(1).abs().max() > 5e-3
+
+
 def test_master_state_dict_resumes_bit_exactly():
     gen = torch.Generator().manual_seed(1)
     grads = [torch.randn(32, generator=gen).to(torch.bfloat16) for _ in range(6)]

@@ -54,6 +54,11 @@ class MasterWeightAdamW(torch.optim.Optimizer):
         devices = {m.device.type for g in master_groups for m in g["params"]}
         fused = devices <= {"cpu", "cuda"} or None  # torch's fused kernel where it has one
         self.master = torch.optim.AdamW(master_groups, lr=lr, fused=fused)
+        # fp32 copies of the gradients, allocated once: a fresh 540 MB per step (SmolLM2)
+        # cost more in page faults than the copy itself (0.32 -> 0.14 s a step)
+        self._fp32_grads: list[list[torch.Tensor | None]] = [
+            [None] * len(g["params"]) for g in master_groups
+        ]
 
     @torch.no_grad()
     def step(self, closure=None):
@@ -62,10 +67,20 @@ class MasterWeightAdamW(torch.optim.Optimizer):
             with torch.enable_grad():
                 loss = closure()
         pairs = list(zip(self.param_groups, self.master.param_groups, strict=True))
-        for group, master_group in pairs:
+        for (group, master_group), buffers in zip(pairs, self._fp32_grads, strict=True):
             master_group.update({k: group[k] for k in _HYPER})  # the scheduler sets group["lr"]
-            for param, master in zip(group["params"], master_group["params"], strict=True):
-                master.grad = None if param.grad is None else param.grad.to(torch.float32)
+            grads, targets = [], []
+            for i, (param, master) in enumerate(zip(group["params"], master_group["params"], strict=True)):  # fmt: skip
+                if param.grad is None:
+                    master.grad = None
+                    continue
+                if buffers[i] is None:
+                    buffers[i] = torch.empty_like(master)
+                master.grad = buffers[i]
+                grads.append(param.grad)
+                targets.append(buffers[i])
+            if grads:
+                torch._foreach_copy_(targets, grads)  # bf16 -> fp32 is exact
         self.master.step()
         for group, master_group in pairs:
             params, masters = group["params"], master_group["params"]
