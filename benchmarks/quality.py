@@ -259,18 +259,19 @@ class Runner:
         init, add = plan(budget, args.rounds, args.init_share)
         head = f"b{budget}-s{seed}"
         last = args.rounds - 1
-        done = self.finished(f"{head}-{slug(label)}", f"{head}-{slug(label)}-rd{last}")
+        name = f"{head}-{slug(label)}"
+        done = self.finished(name, f"{name}-rd{last}")
         if done:
-            self.prune(self.rounds_of(f"{head}-{slug(label)}"))
+            self.prune(self.rounds_of(name))
             return done
         parent = self.subset(f"{head}-rd0", strategy="random", budget=init, seed=seed)
         model = self.model(parent, f"{head}-rd0", seed)
         vectors, scores = self.reads[label]
         for r in range(1, args.rounds):
-            tag = f"{head}-{slug(label)}-rd{r}"
+            tag = f"{name}-rd{r}"
             embeddings = None
             if vectors or scores:
-                previous = f"{head}-rd0" if r == 1 else f"{head}-{slug(label)}-rd{r - 1}"
+                previous = f"{head}-rd0" if r == 1 else f"{name}-rd{r - 1}"
                 table = f"m_{previous}".replace("-", "_") + suffix
                 with_scores = scores or (r == 1 and self.shared_scores)
                 embeddings = self.embeddings(model, table, embed_tokens, with_scores)
@@ -279,9 +280,9 @@ class Runner:
             )
             noise = label == "random" and seed == args.seeds[0] and r == last and args.checkpoints > 1  # fmt: skip
             model = self.model(parent, tag, seed, self.checkpoints_of(budget) if noise else None)
-        scores_file = self.score(model, f"{head}-{slug(label)}")
+        scores_file = self.score(model, name)
         self.subset_stats(parent.name)
-        self.prune(self.rounds_of(f"{head}-{slug(label)}"))
+        self.prune(self.rounds_of(name))
         return scores_file
 
     def rounds_of(self, run: str) -> list[str]:

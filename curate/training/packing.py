@@ -10,7 +10,8 @@ block-diagonal causal mask, and SDPA's CPU kernel computes every block of it, so
 attention of 4 packed rows costs 4² times one row's, not 4 (31% of a SmolLM2-135M bf16
 step's CPU time on 4 rows of ~200 tokens). :data:`ROW_ATTENTION`, registered in
 transformers' ``AttentionInterface``, runs SDPA's causal kernel on each row's slice
-instead (17% of the step, the step 1.13-1.21x faster; ``benchmarks/README.md``).
+instead (17% of the step; the step 1.07-1.13x the block mask's in
+``benchmarks/train_step.py``, see ``benchmarks/README.md``).
 
 Whether a given model keeps packed rows apart (a remote-code model may build its own mask
 or attend by its own code) is checked once per run by :func:`honours_packing`, on the real
@@ -95,7 +96,7 @@ def _row_attention(
             dropout_p=dropout,
             is_causal=True,
             scale=scaling,
-        )  # fmt: skip
+        )
         for a, b in zip(bounds, bounds[1:], strict=False)
     ]
     return torch.cat(rows, dim=2).transpose(1, 2).contiguous(), None
